@@ -1,0 +1,67 @@
+"""The one CLI, ``parallelner``: thin commands over the library's functions.
+
+Each command group lives in its own module here and exposes ``register(app)``.
+Library code raises typed exceptions (``parallelner.errors``); ``main`` turns them into
+one clear line on stderr and exit code 2, never a traceback for a user's mistake.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+from parallelner.cli._common import console_err
+from parallelner.errors import ParallelNERError
+
+app = typer.Typer(
+    name="parallelner",
+    help="ParallelNER: translate NER corpora with an LLM, project the entity spans, "
+    "filter the pairs, and keep the result as versioned datasets.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+# Command modules, in the order their help is shown.
+_COMMAND_MODULES = (
+    "config",
+    "inspect",
+    "translate",
+    "project",
+    "quality",
+    "run",
+    "review",
+    "snapshot",
+    "serve",
+    "train",
+)
+
+for _name in _COMMAND_MODULES:
+    if importlib.util.find_spec(f"parallelner.cli.{_name}") is not None:
+        importlib.import_module(f"parallelner.cli.{_name}").register(app)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app(standalone_mode=False)
+    except ParallelNERError as exc:
+        console_err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        console_err.print("[yellow]interrupted[/]")
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(1)
+    except Exception as exc:  # click usage errors and the like
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise

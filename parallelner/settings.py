@@ -1,0 +1,166 @@
+"""One settings object, read as: defaults < YAML file < PARALLELNER_* env < CLI flags.
+
+The flat names below (``llm_base_url`` -> ``PARALLELNER_LLM_BASE_URL`` ...) are a
+contract: scripts, docs and ``docker-compose.yml`` rely on them. Stage settings are
+nested models (``PARALLELNER_QUALITY__MIN_CHRF=30``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from parallelner.errors import ConfigError
+
+__all__ = ["Settings", "TranslateSettings", "ProjectSettings", "QualitySettings", "load_settings"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TranslateSettings(_Section):
+    """Stage 1: translation."""
+
+    prompt_version: str = "translate.v1"
+    temperature: float = 0.0
+    max_tokens: int = 1024
+    max_reasks: int = 2  # re-asks for invalid / incomplete / wrong-language replies
+    max_retries: int = 6  # transport retries (429, 5xx, timeouts, resets)
+    timeout_s: float = 120.0
+    back_translate: bool = True
+
+
+class ProjectSettings(_Section):
+    """Stage 2: span projection and the repair ladder."""
+
+    fuzzy_threshold: float = 0.8  # minimum score (0..1) for a fuzzy span
+    repair: bool = True  # run the repair ladder when an LLM is configured
+
+
+class QualitySettings(_Section):
+    """Stage 3 (automatic): thresholds and routing."""
+
+    min_chrf: float = 25.0  # back-translation chrF below this -> rejected
+    review_chrf: float = 40.0  # between min_chrf and this -> review
+    min_projection_score: float = 0.8
+    length_ratio_min: float = 0.25
+    length_ratio_max: float = 4.0
+    audit_rate: float = 0.02  # share of accepted pairs sent to review as an audit
+    seed: int = 13
+
+
+class Settings(BaseSettings):
+    """Effective configuration of ParallelNER."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PARALLELNER_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    home: Path = Path(".parallelner")
+    # LLM (unset base URL = the embedded local model)
+    llm_base_url: str | None = None
+    llm_api_key: SecretStr | None = None
+    llm_model: str = "gemma-3-270m"
+    llm_fallback_model: str | None = None
+    llm_max_in_flight: int = Field(default=64, ge=1)
+    # Label Studio
+    label_studio_url: str = "http://127.0.0.1:8080"
+    label_studio_api_key: SecretStr | None = None
+    label_studio_project: str = "ParallelNER review"
+    # pipeline
+    shard_size: int = Field(default=1000, ge=1)
+    workers: int = Field(default=4, ge=1)
+    translate: TranslateSettings = Field(default_factory=TranslateSettings)
+    project: ProjectSettings = Field(default_factory=ProjectSettings)
+    quality: QualitySettings = Field(default_factory=QualitySettings)
+
+    _yaml_data: dict[str, Any] = {}
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # init (CLI flags) > env > YAML (passed via _YamlSource) > defaults
+        return (init_settings, env_settings, _YamlSource(settings_cls))
+
+    def masked(self) -> dict[str, Any]:
+        """Settings as plain data with every secret replaced by '***' (or None)."""
+        data = self.model_dump(mode="json")
+        for key in ("llm_api_key", "label_studio_api_key"):
+            data[key] = "***" if getattr(self, key) is not None else None
+        return data
+
+    def stage_hash(self, *sections: str) -> str:
+        """Short content hash of the settings that change a stage's output.
+
+        Never includes secrets, concurrency, worker counts or paths: those do not change
+        results, so they must not invalidate caches.
+        """
+        data = {s: getattr(self, s).model_dump(mode="json") for s in sections}
+        data["llm_model"] = self.llm_model
+        data["llm_fallback_model"] = self.llm_fallback_model
+        blob = json.dumps(data, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+_YAML_PATH: list[Path | None] = [None]
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    def get_field_value(self, field, field_name):  # pragma: no cover - unused
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = _YAML_PATH[0]
+        if path is None:
+            return {}
+        return _read_yaml(path)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings at the top level")
+    return data
+
+
+def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
+    """Build the effective Settings; ``overrides`` are CLI flags (None values ignored)."""
+    _YAML_PATH[0] = config
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"]) or "settings"
+            lines.append(f"{loc}: {err['msg']}")
+        source = f"{config}: " if config else ""
+        raise ConfigError(source + "invalid settings: " + "; ".join(lines)) from None
+    finally:
+        _YAML_PATH[0] = None
