@@ -40,6 +40,8 @@ class Reason(StrEnum):
     ORPHAN_INSIDE_TAG = "orphan_inside_tag"  # I- after O / another type (repaired)
     OVERLAPPING_ENTITIES = "overlapping_entities"  # two entities share characters
     DUPLICATE_ID = "duplicate_id"  # the same instance id twice in one input
+    UNCLOSED_ENTITY = "unclosed_entity"  # BIOES B-/I- not ended by E- (closed, repaired)
+    UNREADABLE_FILE = "unreadable_file"  # missing, unreadable or not in the format asked
 
     # --- stage 1, translation ------------------------------------------------
     LLM_UNREACHABLE = "llm_unreachable"  # connection errors / timeouts after all retries
