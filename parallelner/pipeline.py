@@ -1,0 +1,331 @@
+"""The three stages over one shard, as plain functions (Prefect-free; flows wrap them).
+
+    plan_run      read sources, check the configuration, write content-hashed shards
+    process_shard translate -> project (+ repair ladder) -> automatic quality, and write the
+                  shard's rows atomically to a Parquet file keyed on shard + config hash
+    finalize_run  mark duplicates across shards, commit one dataset snapshot, report
+
+LLM calls from every shard go through one ``LLMRuntime``: a single event loop in a
+background thread that owns the client, so the in-flight bound is global to the process
+however many shard threads submit work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from parallelner.errors import ConfigError
+from parallelner.reasons import Status
+from parallelner.records import ParallelRecord, records_to_table, table_to_records
+from parallelner.settings import Settings
+from parallelner.shards import Shard, make_shards, read_shard
+from parallelner.version import PIPELINE_VERSION
+
+__all__ = [
+    "LANGUAGES",
+    "RunPlan",
+    "ShardResult",
+    "RunSummary",
+    "LLMRuntime",
+    "check_languages",
+    "plan_run",
+    "process_shard",
+    "finalize_run",
+    "stage_config_hash",
+    "add_progress_listener",
+]
+
+# Languages the pipeline knows how to check (script statistics, langdetect codes).
+LANGUAGES = {"en", "zh", "de", "es", "it", "fr", "pt", "nl", "ja", "ko", "ru", "ar"}
+
+
+_LISTENERS: list[Callable[[str, int], None]] = []
+
+
+def add_progress_listener(fn: Callable[[str, int], None]) -> Callable[[], None]:
+    """Call ``fn(event, n)`` as work finishes ("planned", "record", "shard"); returns remover.
+
+    Listeners live in this process: the CLI's progress bar uses them; with a Dask or Ray
+    task runner the shards run elsewhere and only the Prefect progress artifact moves.
+    """
+    _LISTENERS.append(fn)
+    return lambda: _LISTENERS.remove(fn)
+
+
+def _notify(event: str, n: int = 1) -> None:
+    for fn in list(_LISTENERS):
+        fn(event, n)
+
+
+def check_languages(*langs: str | None) -> None:
+    """Raise ConfigError for a language code the pipeline does not support."""
+    for lang in langs:
+        if lang is not None and lang not in LANGUAGES:
+            raise ConfigError(
+                f"unknown language {lang!r}: use a BCP-47 code among {', '.join(sorted(LANGUAGES))}"
+            )
+
+
+def stage_config_hash(settings: Settings, tgt_lang: str) -> str:
+    """Hash of everything that changes a shard's rows (never concurrency or paths)."""
+    blob = f"{settings.stage_hash('translate', 'project', 'quality')}|{tgt_lang}|{PIPELINE_VERSION}"
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@dataclass
+class RunPlan:
+    """What a run will do: its shards and the identity of its results."""
+
+    run_id: str
+    tgt_lang: str
+    config_hash: str
+    shards: list[Shard]
+    sources: list[str]
+    read_counts: dict[str, int] = field(default_factory=dict)  # read, quarantined, repaired
+    quarantine_path: str | None = None
+
+    @property
+    def instances(self) -> int:
+        return sum(s.size for s in self.shards)
+
+
+@dataclass
+class ShardResult:
+    """A finished shard: where its rows are and what happened to them."""
+
+    shard_id: str
+    index: int
+    path: str
+    counts: dict[str, int]  # by status
+    reasons: dict[str, int]
+    usage: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunSummary:
+    """The outcome of a run, for the CLI table, the Prefect artifact and --json."""
+
+    run_id: str
+    snapshot_id: int | None
+    instances: int
+    counts: dict[str, int]
+    reasons: dict[str, int]
+    read_counts: dict[str, int]
+    usage: dict[str, Any]
+    report_dir: str | None = None
+    output_files: list[str] = field(default_factory=list)
+
+    @property
+    def acceptance_rate(self) -> float:
+        done = sum(self.counts.values())
+        ok = self.counts.get(Status.ACCEPTED, 0) + self.counts.get(Status.REVIEWED_ACCEPTED, 0)
+        return ok / done if done else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["acceptance_rate"] = round(self.acceptance_rate, 4)
+        return d
+
+
+def plan_run(
+    sources: Sequence[Path],
+    tgt_lang: str,
+    settings: Settings,
+    *,
+    fmt: str | None = None,
+    src_lang: str | None = None,
+    strict: bool = False,
+) -> RunPlan:
+    """Read and validate the sources, write shards; raises before any LLM work."""
+    from parallelner.readers import read_instances
+
+    check_languages(tgt_lang, src_lang)
+    missing = [str(p) for p in sources if not Path(p).is_file()]
+    if missing:
+        raise ConfigError(f"source file not found: {', '.join(missing)}")
+    home = Path(settings.home)
+    config_hash = stage_config_hash(settings, tgt_lang)
+    counts: Counter[str] = Counter()
+    quarantine = home / "quarantine" / f"{config_hash}.jsonl"
+    quarantine.parent.mkdir(parents=True, exist_ok=True)
+
+    def stream():
+        for src in sources:
+            result = read_instances(Path(src), format=fmt, lang=src_lang, strict=strict,
+                                    quarantine=quarantine)
+            for inst in result:
+                if inst.lang == tgt_lang:
+                    raise ConfigError(f"{src}: source language {inst.lang!r} equals --to {tgt_lang!r}")
+                yield inst
+            for k, v in result.report.counts().items():
+                counts[k] += v
+
+    shards = list(make_shards(stream(), home / "shards", settings.shard_size))
+    _notify("planned", sum(s.size for s in shards))
+    digest = hashlib.sha256((config_hash + "".join(s.id for s in shards)).encode()).hexdigest()
+    return RunPlan(
+        run_id=f"run-{digest[:12]}",
+        tgt_lang=tgt_lang,
+        config_hash=config_hash,
+        shards=shards,
+        sources=[str(s) for s in sources],
+        read_counts=dict(counts),
+        quarantine_path=str(quarantine) if quarantine.exists() and quarantine.stat().st_size else None,
+    )
+
+
+class LLMRuntime:
+    """One LLM client on one event loop in a background thread, shared by all shards."""
+
+    def __init__(self, settings: Settings):
+        from parallelner.llm.client import LLMClient
+
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="llm-runtime",
+                                        daemon=True)
+        self._thread.start()
+        self._cm = LLMClient.from_settings(settings)
+        self.client = self.run(self._cm.__aenter__())
+
+    def run(self, coro) -> Any:
+        """Run a coroutine on the runtime's loop and wait for its result."""
+        fut: Future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        return fut.result()
+
+    def close(self) -> None:
+        try:
+            self.run(self._cm.__aexit__(None, None, None))
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+
+    def __enter__(self) -> LLMRuntime:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _shard_rows_path(settings: Settings, plan_config_hash: str, shard: Shard) -> Path:
+    return Path(settings.home) / "rows" / plan_config_hash / f"{shard.id}.parquet"
+
+
+def _write_parquet_atomic(table: pa.Table, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}.{threading.get_ident()}")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+def _summarize(records: Iterable[ParallelRecord]) -> tuple[dict[str, int], dict[str, int]]:
+    counts: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
+    for r in records:
+        counts[r.status.value] += 1
+        for reason in r.reasons:
+            reasons[reason.value] += 1
+    return dict(counts), dict(reasons)
+
+
+def process_shard(
+    shard: Shard,
+    plan: RunPlan,
+    settings: Settings,
+    runtime: LLMRuntime,
+    on_record: Callable[[ParallelRecord], None] | None = None,
+) -> ShardResult:
+    """Run the three stages over one shard and write its rows atomically.
+
+    A shard whose rows file already exists (same content, same configuration) is not
+    processed again. Otherwise its LLM replies come from the reply cache where present.
+    """
+    path = _shard_rows_path(settings, plan.config_hash, shard)
+    if path.exists():
+        records = table_to_records(pq.read_table(path))
+        counts, reasons = _summarize(records)
+        _notify("record", len(records))
+        _notify("shard", 1)
+        return ShardResult(shard.id, shard.index, str(path), counts, reasons)
+    from parallelner.synthesis import synthesize_instances  # stage wiring, one module
+
+    instances = read_shard(shard)
+
+    def done(rec: ParallelRecord) -> None:
+        _notify("record", 1)
+        if on_record is not None:
+            on_record(rec)
+
+    before = runtime.client.usage.as_dict()
+    records = runtime.run(synthesize_instances(runtime.client, instances, plan.tgt_lang,
+                                               plan.run_id, plan.config_hash, settings,
+                                               on_record=done))
+    after = runtime.client.usage.as_dict()
+    if len(records) != len(instances):  # every instance ends in exactly one record
+        raise RuntimeError(f"shard {shard.id}: {len(instances)} instances, {len(records)} records")
+    _write_parquet_atomic(records_to_table(records), path)
+    counts, reasons = _summarize(records)
+    _notify("shard", 1)
+    usage = {k: after[k] - before.get(k, 0) for k in after if isinstance(after[k], int | float)}
+    return ShardResult(shard.id, shard.index, str(path), counts, reasons, usage)
+
+
+def finalize_run(
+    plan: RunPlan,
+    results: Sequence[ShardResult],
+    settings: Settings,
+    *,
+    output_dir: Path | None = None,
+    commit: bool = True,
+) -> RunSummary:
+    """Mark duplicates across shards, commit one snapshot, render the quality report."""
+    from parallelner.quality import mark_duplicates, write_report
+
+    ordered = sorted(results, key=lambda r: r.index)
+    tables = [pq.read_table(r.path) for r in ordered]
+    table = pa.concat_tables(tables) if tables else records_to_table([])
+    records = mark_duplicates(table_to_records(table))
+    table = records_to_table(records)
+    snapshot_id = None
+    if commit:
+        from parallelner.store import commit_run
+
+        snapshot_id = commit_run(settings, table, run_id=plan.run_id,
+                                 summary={"config_hash": plan.config_hash,
+                                          "tgt_lang": plan.tgt_lang,
+                                          "sources": json.dumps(plan.sources)})
+    report_dir = Path(settings.home) / "reports" / plan.run_id
+    write_report(records, report_dir)
+    files = []
+    if output_dir is not None:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        out = output_dir / f"{plan.run_id}.parquet"
+        _write_parquet_atomic(table, out)
+        files.append(str(out))
+    counts, reasons = _summarize(records)
+    usage: Counter[str] = Counter()
+    for r in ordered:
+        usage.update({k: v for k, v in r.usage.items() if isinstance(v, int | float)})
+    return RunSummary(
+        run_id=plan.run_id,
+        snapshot_id=snapshot_id,
+        instances=plan.instances,
+        counts=counts,
+        reasons=reasons,
+        read_counts=plan.read_counts,
+        usage=dict(usage),
+        report_dir=str(report_dir),
+        output_files=files,
+    )
