@@ -85,6 +85,17 @@ def known_datasets() -> list[str]:
     return sorted(_MAPS)
 
 
+def class_for_label(dataset: str, label: str) -> str:
+    """Return the ontology class name of one dataset label; KeyError names the dataset's labels."""
+    mapping = label_map_for(dataset)
+    try:
+        return mapping[label]
+    except KeyError:
+        raise KeyError(
+            f"label {label!r} is not in the {dataset} label map; known: {', '.join(mapping)}"
+        ) from None
+
+
 register_label_map("conll", _CONLL)
 register_label_map("wikineural", _CONLL)
 register_label_map("cluener", _CLUENER)
