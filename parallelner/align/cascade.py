@@ -136,12 +136,27 @@ def script_ok(text: str, lang: str) -> bool:
 class _Target:
     """The target sentence prepared once: normalised form and token windows."""
 
-    __slots__ = ("text", "norm", "tokens")
+    __slots__ = ("text", "norm", "tokens", "_nospace")
 
     def __init__(self, text: str):
         self.text = text
         self.norm: Normalized = normalize(text)
         self.tokens: list[tuple[int, int, bool]] | None = None  # (start, end, is_word)
+        self._nospace: Normalized | None = None
+
+    def nospace(self) -> Normalized:
+        """The normalised text without any spaces (CJK text writes ``LindsayGay``)."""
+        if self._nospace is None:
+            keep = [i for i, c in enumerate(self.norm.text) if c != " "]
+            self._nospace = Normalized(
+                "".join(self.norm.text[i] for i in keep), tuple(self.norm.index[i] for i in keep)
+            )
+        return self._nospace
+
+    def _bounded(self, s: int, e: int) -> bool:
+        """True if the original span [s, e) cuts no word of a space-delimited script."""
+        t = self.text
+        return is_boundary(t[s - 1 : s], t[s : s + 1]) and is_boundary(t[e - 1 : e], t[e : e + 1])
 
     def token_spans(self) -> list[tuple[int, int, bool]]:
         if self.tokens is None:
@@ -158,26 +173,30 @@ class _Target:
         i = text.find(query)
         while i >= 0:
             j = i + len(query)
-            if is_boundary(text[i - 1 : i], text[i : i + 1]) and is_boundary(
-                text[j - 1 : j], text[j : j + 1]
-            ):
+            if self._bounded(i, j):
                 out.append((i, j, 1.0))
             i = text.find(query, i + 1)
         return out
 
     def normalized(self, qnorm: str) -> list[tuple[int, int, float]]:
-        """All occurrences of the normalised query, mapped back to original spans."""
+        """All occurrences of the normalised query, mapped back to original spans.
+
+        When there are none, spaces are ignored altogether (``Lindsay Gay`` is written
+        ``LindsayGay`` in Chinese text); word boundaries are checked in the original.
+        """
+        out = self._find(self.norm, qnorm)
+        if not out and " " in qnorm:
+            out = self._find(self.nospace(), qnorm.replace(" ", ""))
+        return out
+
+    def _find(self, norm: Normalized, q: str) -> list[tuple[int, int, float]]:
         out = []
-        norm = self.norm.text
-        i = norm.find(qnorm)
+        i = norm.text.find(q)
         while i >= 0:
-            j = i + len(qnorm)
-            if is_boundary(norm[i - 1 : i], norm[i : i + 1]) and is_boundary(
-                norm[j - 1 : j], norm[j : j + 1]
-            ):
-                s, e = self.norm.span(i, j)
+            s, e = norm.span(i, i + len(q))
+            if self._bounded(s, e):
                 out.append((s, e, NORMALIZED_SCORE))
-            i = norm.find(qnorm, i + 1)
+            i = norm.text.find(q, i + 1)
         return out
 
     def fuzzy(self, qnorm: str, threshold: float) -> list[tuple[int, int, float]]:
