@@ -62,6 +62,7 @@ class ParseResult:
 
 _RESULTS = re.compile(r"(?<![\w.])results\s*=\s*\[")
 _BARE_LIST = re.compile(r"^[ \t]*\[", re.MULTILINE)
+_OPENER = {")": "(", "]": "[", "}": "{"}
 
 
 def _skip_string(text: str, i: int) -> int:
@@ -93,10 +94,12 @@ def _skip_string(text: str, i: int) -> int:
 def _split_items(text: str, start: int) -> tuple[list[str], bool]:
     """Split the list body that begins at ``start`` (just after ``[``) into item texts.
 
-    Returns the items and whether the closing ``]`` was found.
+    Returns the items and whether the list was closed. A ``]`` with no ``[`` open inside
+    the list closes it even when a ``(`` is left open, so an unbalanced item is reported
+    as malformed, not as a reply cut short.
     """
     items: list[str] = []
-    depth = 0
+    open_brackets: list[str] = []
     item_start = i = start
     n = len(text)
     while i < n:
@@ -109,13 +112,15 @@ def _split_items(text: str, start: int) -> tuple[list[str], bool]:
             i = n if newline < 0 else newline
             continue
         if ch in "([{":
-            depth += 1
+            open_brackets.append(ch)
         elif ch in ")]}":
-            if depth == 0 and ch == "]":
+            opener = _OPENER[ch]
+            if ch == "]" and opener not in open_brackets:
                 items.append(text[item_start:i])
                 return items, True
-            depth = max(depth - 1, 0)
-        elif ch == "," and depth == 0:
+            if opener in open_brackets:  # a stray closer is left for ast to report
+                del open_brackets[len(open_brackets) - 1 - open_brackets[::-1].index(opener) :]
+        elif ch == "," and not open_brackets:
             items.append(text[item_start:i])
             item_start = i + 1
         i += 1
