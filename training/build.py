@@ -24,8 +24,13 @@ from training.config import BuildConfig
 from training.errors import TrainingDataError
 from training.instructions import Example, LabelResolver, check_records, iter_examples
 
-__all__ = ["build_examples", "write_build", "build_from_records", "build_from_snapshot",
-           "read_examples"]
+__all__ = [
+    "build_examples",
+    "write_build",
+    "build_from_records",
+    "build_from_snapshot",
+    "read_examples",
+]
 
 USABLE_STATUSES = ("accepted", "reviewed_accepted")
 
@@ -40,8 +45,12 @@ def build_examples(
     checked = check_records(usable, resolver, source)
     examples = list(iter_examples(usable, resolver, cfg))
     counts: dict[str, Any] = {
-        "records": {"read": len(records), "by_status": dict(sorted(by_status.items())),
-                    "used": len(usable), "without_target": checked["without_target"]},
+        "records": {
+            "read": len(records),
+            "by_status": dict(sorted(by_status.items())),
+            "used": len(usable),
+            "without_target": checked["without_target"],
+        },
         "instances": {
             split: len({e.instance_id for e in examples if e.split == split})
             for split in ("train", "dev")
@@ -51,8 +60,9 @@ def build_examples(
             for split in ("train", "dev")
         },
         "by_lang": {
-            split: dict(sorted(Counter(f"{e.task}:{e.lang}" for e in examples
-                                       if e.split == split).items()))
+            split: dict(
+                sorted(Counter(f"{e.task}:{e.lang}" for e in examples if e.split == split).items())
+            )
             for split in ("train", "dev")
         },
         "empty_answers": sum(1 for e in examples if not e.gold),
@@ -69,7 +79,10 @@ def _sha256(path: Path) -> str:
 
 
 def write_build(
-    examples: Sequence[Example], counts: dict[str, Any], out_dir: Path, cfg: BuildConfig,
+    examples: Sequence[Example],
+    counts: dict[str, Any],
+    out_dir: Path,
+    cfg: BuildConfig,
     snapshot: str | None,
 ) -> dict[str, Any]:
     """Write train.jsonl, dev.jsonl and manifest.json atomically; return the manifest."""
@@ -93,7 +106,8 @@ def write_build(
             "files": {name: _sha256(tmp / name) for name in ("train.jsonl", "dev.jsonl")},
         }
         (tmp / "manifest.json").write_text(
-            json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+            json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
+        )
         if out_dir.exists():
             out_dir.rmdir()
         os.replace(tmp, out_dir)
@@ -104,12 +118,15 @@ def write_build(
 
 
 def build_from_records(
-    records: Sequence[ParallelRecord], out_dir: Path, cfg: BuildConfig,
+    records: Sequence[ParallelRecord],
+    out_dir: Path,
+    cfg: BuildConfig,
     snapshot: str | None = None,
 ) -> dict[str, Any]:
     """Build and write the instruction data of ``records``; returns the manifest."""
-    examples, counts = build_examples(records, cfg, source=f"snapshot {snapshot}"
-                                      if snapshot else "records")
+    examples, counts = build_examples(
+        records, cfg, source=f"snapshot {snapshot}" if snapshot else "records"
+    )
     return write_build(examples, counts, out_dir, cfg, snapshot)
 
 
@@ -133,12 +150,11 @@ def read_examples(path: Path) -> list[Example]:
     from parallelner.reasons import Reason
 
     out = []
-    try:
-        f = Path(path).open(encoding="utf-8")
-    except FileNotFoundError:
-        raise TrainingDataError(f"{path}: instruction file not found "
-                                "(run `parallelner train build` first)") from None
-    with f:
+    if not Path(path).is_file():
+        raise TrainingDataError(
+            f"{path}: instruction file not found (run `parallelner train build` first)"
+        )
+    with Path(path).open(encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
                 continue
@@ -146,9 +162,11 @@ def read_examples(path: Path) -> list[Example]:
                 out.append(Example.model_validate_json(line))
             except ValidationError as exc:
                 err = exc.errors()[0]
-                reason = Reason.INVALID_JSON if err["type"] == "json_invalid" else \
-                    Reason.MALFORMED_LINE
+                reason = (
+                    Reason.INVALID_JSON if err["type"] == "json_invalid" else Reason.MALFORMED_LINE
+                )
                 loc = ".".join(str(p) for p in err["loc"])
-                raise InputError(str(path), n, reason,
-                                 f"not an instruction example ({loc}: {err['msg']})") from None
+                raise InputError(
+                    str(path), n, reason, f"not an instruction example ({loc}: {err['msg']})"
+                ) from None
     return out

@@ -36,9 +36,12 @@ def encode_example(
             return None, "skipped_overlong"
         if room < 1:
             return None, "skipped_answer_too_long"
-        head = prompt[:1] if tokenizer.bos_token_id is not None and prompt[:1] == [
-            tokenizer.bos_token_id] else []
-        prompt = head + prompt[len(prompt) - (room - len(head)):]
+        head = (
+            prompt[:1]
+            if tokenizer.bos_token_id is not None and prompt[:1] == [tokenizer.bos_token_id]
+            else []
+        )
+        prompt = head + prompt[len(prompt) - (room - len(head)) :]
         status = "truncated"
     ids = prompt + answer
     labels = [IGNORE_INDEX] * len(prompt) + answer
@@ -46,7 +49,9 @@ def encode_example(
 
 
 def encode_examples(
-    examples: Sequence[Example], tokenizer: Any, max_len: int,
+    examples: Sequence[Example],
+    tokenizer: Any,
+    max_len: int,
     overlong: Literal["skip", "truncate"],
 ) -> tuple[list[dict[str, list[int]]], dict[str, int]]:
     """Encode every example; returns the rows and counts (kept, truncated, skipped_*)."""

@@ -40,15 +40,14 @@ def examples_from_span_jsonl(path: Path, dataset: str) -> list[Example]:
     if mapping is None:
         from schemas.label_maps import known_datasets
 
-        raise TrainingDataError(f"{path}: no label map for dataset {dataset!r}; known: "
-                                f"{', '.join(known_datasets())}")
+        raise TrainingDataError(
+            f"{path}: no label map for dataset {dataset!r}; known: {', '.join(known_datasets())}"
+        )
     schema = list(dict.fromkeys(mapping.values()))
     out = []
-    try:
-        f = Path(path).open(encoding="utf-8")
-    except FileNotFoundError:
-        raise TrainingDataError(f"{path}: file not found") from None
-    with f:
+    if not Path(path).is_file():
+        raise TrainingDataError(f"{path}: file not found")
+    with Path(path).open(encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
                 continue
@@ -60,22 +59,38 @@ def examples_from_span_jsonl(path: Path, dataset: str) -> list[Example]:
                 raise InputError(str(path), n, Reason.INVALID_JSON, exc.msg) from None
             except ValueError as exc:
                 msg = str(exc).splitlines()
-                raise InputError(str(path), n, Reason.MALFORMED_LINE,
-                                 f"not a span-JSONL instance ({msg[-1].strip() if msg else exc})"
-                                 ) from None
+                raise InputError(
+                    str(path),
+                    n,
+                    Reason.MALFORMED_LINE,
+                    f"not a span-JSONL instance ({msg[-1].strip() if msg else exc})",
+                ) from None
             gold = []
             for e in inst.entities:
                 cls = mapping.get(e.label)
                 if cls is None:
-                    raise InputError(str(path), n, Reason.UNKNOWN_LABEL,
-                                     f"label {e.label!r} has no class in the {dataset} map")
+                    raise InputError(
+                        str(path),
+                        n,
+                        Reason.UNKNOWN_LABEL,
+                        f"label {e.label!r} has no class in the {dataset} map",
+                    )
                 gold.append((cls, e.text))
-            out.append(Example(
-                id=inst.id, task="ner", split="dev", instance_id=inst.id, record_id=inst.id,
-                dataset=dataset, lang=inst.lang, classes=tuple(schema),
-                prompt=render_prompt(inst.text, schema), completion=render_results(gold),
-                gold=tuple(gold),
-            ))
+            out.append(
+                Example(
+                    id=inst.id,
+                    task="ner",
+                    split="dev",
+                    instance_id=inst.id,
+                    record_id=inst.id,
+                    dataset=dataset,
+                    lang=inst.lang,
+                    classes=tuple(schema),
+                    prompt=render_prompt(inst.text, schema),
+                    completion=render_results(gold),
+                    gold=tuple(gold),
+                )
+            )
     return out
 
 
@@ -88,8 +103,9 @@ def _use_vllm(cfg: Config, device: str) -> bool:
         if cfg.eval.backend == "vllm":
             from training.errors import ModelSourceError
 
-            raise ModelSourceError("eval.backend is vllm but vllm is not installed "
-                                   "(pip install -e '.[vllm]')") from None
+            raise ModelSourceError(
+                "eval.backend is vllm but vllm is not installed (pip install -e '.[vllm]')"
+            ) from None
         return False
     return device == "cuda"
 
@@ -98,17 +114,28 @@ def _generate_vllm(cfg: Config, prompts: Sequence[str], adapter: Path | None) ->
     from vllm import LLM, SamplingParams
     from vllm.lora.request import LoRARequest
 
-    llm = LLM(model=cfg.model.base_model, tokenizer=cfg.model.tokenizer or cfg.model.base_model,
-              dtype=cfg.model.dtype, max_model_len=cfg.model.max_seq_length,
-              enable_lora=adapter is not None, max_lora_rank=max(cfg.lora.r, 8))
+    llm = LLM(
+        model=cfg.model.base_model,
+        tokenizer=cfg.model.tokenizer or cfg.model.base_model,
+        dtype=cfg.model.dtype,
+        max_model_len=cfg.model.max_seq_length,
+        enable_lora=adapter is not None,
+        max_lora_rank=max(cfg.lora.r, 8),
+    )
     params = SamplingParams(temperature=0.0, max_tokens=cfg.eval.max_new_tokens)
     lora = LoRARequest("adapter", 1, str(adapter)) if adapter is not None else None
     outs = llm.generate(list(prompts), params, lora_request=lora)
     return [o.outputs[0].text for o in outs]
 
 
-def _generate_transformers(model: Any, tokenizer: Any, prompts: Sequence[str],
-                           max_new_tokens: int, batch_size: int, device: str) -> list[str]:
+def _generate_transformers(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    max_new_tokens: int,
+    batch_size: int,
+    device: str,
+) -> list[str]:
     import torch
 
     tokenizer.padding_side = "left"
@@ -117,10 +144,14 @@ def _generate_transformers(model: Any, tokenizer: Any, prompts: Sequence[str],
         batch = tokenizer(list(prompts[i : i + batch_size]), return_tensors="pt", padding=True)
         batch = {k: v.to(device) for k, v in batch.items()}
         with torch.no_grad():
-            out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
-                                 pad_token_id=tokenizer.pad_token_id,
-                                 eos_token_id=tokenizer.eos_token_id)
-        new = out[:, batch["input_ids"].shape[1]:]
+            out = model.generate(
+                **batch,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+            )
+        new = out[:, batch["input_ids"].shape[1] :]
         replies.extend(tokenizer.batch_decode(new, skip_special_tokens=True))
     return replies
 
@@ -134,8 +165,9 @@ def generate(cfg: Config, prompts: Sequence[str], adapter: Path | None) -> list[
         return _generate_vllm(cfg, prompts, adapter)
     tokenizer = load_tokenizer(cfg.model)
     model = load_for_inference(cfg.model, runtime, adapter)
-    return _generate_transformers(model, tokenizer, prompts, cfg.eval.max_new_tokens,
-                                  cfg.eval.batch_size, runtime.device)
+    return _generate_transformers(
+        model, tokenizer, prompts, cfg.eval.max_new_tokens, cfg.eval.batch_size, runtime.device
+    )
 
 
 def evaluate_examples(
@@ -154,7 +186,9 @@ def evaluate_examples(
 
 
 def evaluate(
-    cfg: Config, examples: Sequence[Example], adapter: Path | None,
+    cfg: Config,
+    examples: Sequence[Example],
+    adapter: Path | None,
     out_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Generate for ``examples``, score, and (with ``out_dir``) save replies and report.
@@ -185,8 +219,20 @@ def evaluate(
         out_dir.mkdir(parents=True, exist_ok=True)
         with (out_dir / "predictions.jsonl").open("w", encoding="utf-8") as f:
             for ex, reply in zip(kept, replies, strict=True):
-                f.write(json.dumps({"id": ex.id, "task": ex.task, "lang": ex.lang,
-                                    "gold": ex.gold, "reply": reply}, ensure_ascii=False) + "\n")
+                f.write(
+                    json.dumps(
+                        {
+                            "id": ex.id,
+                            "task": ex.task,
+                            "lang": ex.lang,
+                            "gold": ex.gold,
+                            "reply": reply,
+                        },
+                        ensure_ascii=False,
+                    )
+                    + "\n"
+                )
         (out_dir / "eval_report.json").write_text(
-            json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+            json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
+        )
     return report

@@ -219,8 +219,9 @@ def examples_for_record(
     src = record.source_instance()
     tgt = record.target_instance()
     dataset = record.source_dataset
-    keys = dict(record_id=record.record_id, instance_id=record.instance_id, split=split,
-                dataset=dataset)
+    keys = dict(
+        record_id=record.record_id, instance_id=record.instance_id, split=split, dataset=dataset
+    )
     sides = [src] if tgt is None else [src, tgt]
     tasks: list[tuple[Task, Example]] = [
         ("ner", ner_example(side, resolver, cfg, rng, **keys)) for side in sides

@@ -21,8 +21,9 @@ from typing import Any
 __all__ = ["Prediction", "read_prediction", "Tally", "score", "MALFORMED_KINDS"]
 
 #: Problem kinds that make the whole reply malformed (scored as an empty prediction).
-MALFORMED_KINDS = frozenset({"no_results", "malformed", "not_an_entity", "not_a_string",
-                             "truncated"})
+MALFORMED_KINDS = frozenset(
+    {"no_results", "malformed", "not_an_entity", "not_a_string", "truncated"}
+)
 
 
 @dataclass(frozen=True)
@@ -68,8 +69,7 @@ class Tally:
         p = self.tp / (self.tp + self.fp) if self.tp + self.fp else 0.0
         r = self.tp / (self.tp + self.fn) if self.tp + self.fn else 0.0
         f = 2 * p * r / (p + r) if p + r else 0.0
-        return {"tp": self.tp, "fp": self.fp, "fn": self.fn,
-                "precision": p, "recall": r, "f1": f}
+        return {"tp": self.tp, "fp": self.fp, "fn": self.fn, "precision": p, "recall": r, "f1": f}
 
 
 @dataclass
@@ -117,8 +117,7 @@ def score(
     split: dict[str, dict[str, _Group]] = {k: {} for k in groups}
     for meta, gold, pred in items:
         per_class = _compare(gold, pred.pairs)
-        targets = [overall] + [split[k].setdefault(str(meta.get(k, "")), _Group())
-                               for k in groups]
+        targets = [overall] + [split[k].setdefault(str(meta.get(k, "")), _Group()) for k in groups]
         for grp in targets:
             grp.examples += 1
             if pred.malformed:

@@ -14,8 +14,16 @@ from typing import Any
 from training.config import Config, ModelConfig
 from training.errors import DeviceError, ModelSourceError
 
-__all__ = ["Runtime", "resolve_device", "check_model_source", "preflight", "load_tokenizer",
-           "load_base_model", "load_for_inference", "merge_adapter"]
+__all__ = [
+    "Runtime",
+    "resolve_device",
+    "check_model_source",
+    "preflight",
+    "load_tokenizer",
+    "load_base_model",
+    "load_for_inference",
+    "merge_adapter",
+]
 
 
 @dataclass(frozen=True)
@@ -39,8 +47,9 @@ def resolve_device(cfg: ModelConfig) -> Runtime:
     device = "cuda" if (cfg.device == "cuda" or (cfg.device == "auto" and has_cuda)) else "cpu"
     dtype = cfg.dtype if device == "cuda" else "float32"
     if device == "cuda" and dtype == "bfloat16" and not torch.cuda.is_bf16_supported():
-        raise DeviceError("model.dtype is bfloat16 but this GPU does not support it; "
-                          "use model.dtype: float16")
+        raise DeviceError(
+            "model.dtype is bfloat16 but this GPU does not support it; use model.dtype: float16"
+        )
     return Runtime(device, dtype)
 
 
@@ -59,8 +68,11 @@ def check_model_source(name: str, what: str = "base model") -> str:
     if path.exists():
         if not path.is_dir():
             raise ModelSourceError(f"{what} {name}: not a directory")
-        wanted = ("tokenizer.json", "tokenizer_config.json") if what == "tokenizer" else (
-            "config.json", "adapter_config.json")
+        wanted = (
+            ("tokenizer.json", "tokenizer_config.json")
+            if what == "tokenizer"
+            else ("config.json", "adapter_config.json")
+        )
         if not any((path / f).exists() for f in wanted):
             raise ModelSourceError(f"{what} {name}: no {' or '.join(wanted)} in the directory")
         return str(path)

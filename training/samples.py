@@ -32,27 +32,33 @@ def records_from_projection_gold(
                 src, tgt = row["source"], row["target"]
                 src_entities = sort_entities(Entity(**e) for e in src.get("entities", []))
                 gold = sorted(row.get("gold", []), key=lambda e: (e["start"], e["end"]))
-                out.append(ParallelRecord(
-                    record_id=f"{run_id}-{row['id']}",
-                    instance_id=src["id"],
-                    run_id=run_id,
-                    source_dataset=dataset,
-                    src_lang=src["lang"],
-                    tgt_lang=tgt["lang"],
-                    src_text=src["text"],
-                    src_entities=src_entities,
-                    tgt_text=tgt["text"],
-                    tgt_entities=tuple(
-                        ProjectedEntity(**e, source_index=i, method="gold", score=1.0)
-                        for i, e in enumerate(gold)
-                    ),
-                    status=Status.ACCEPTED,
-                    pipeline_version=PIPELINE_VERSION,
-                    prompt_version="gold",
-                    model="human",
-                    config_hash="gold",
-                ))
+                out.append(
+                    ParallelRecord(
+                        record_id=f"{run_id}-{row['id']}",
+                        instance_id=src["id"],
+                        run_id=run_id,
+                        source_dataset=dataset,
+                        src_lang=src["lang"],
+                        tgt_lang=tgt["lang"],
+                        src_text=src["text"],
+                        src_entities=src_entities,
+                        tgt_text=tgt["text"],
+                        tgt_entities=tuple(
+                            ProjectedEntity(**e, source_index=i, method="gold", score=1.0)
+                            for i, e in enumerate(gold)
+                        ),
+                        status=Status.ACCEPTED,
+                        pipeline_version=PIPELINE_VERSION,
+                        prompt_version="gold",
+                        model="human",
+                        config_hash="gold",
+                    )
+                )
             except (KeyError, TypeError, ValueError) as exc:
-                raise InputError(str(path), n, Reason.MALFORMED_LINE,
-                                 f"not a projection line with gold spans ({exc})") from None
+                raise InputError(
+                    str(path),
+                    n,
+                    Reason.MALFORMED_LINE,
+                    f"not a projection line with gold spans ({exc})",
+                ) from None
     return out

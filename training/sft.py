@@ -96,8 +96,9 @@ def train(cfg: Config, data_dir: Path, log: Any = None) -> dict[str, Any]:
     runtime = preflight(cfg)  # device, base model, tokenizer: before any long work
     data_dir = Path(data_dir)
     train_examples = read_examples(data_dir / "train.jsonl")
-    dev_examples = read_examples(data_dir / "dev.jsonl") if (data_dir / "dev.jsonl").exists() \
-        else []
+    dev_examples = (
+        read_examples(data_dir / "dev.jsonl") if (data_dir / "dev.jsonl").exists() else []
+    )
     if not train_examples:
         raise TrainingDataError(f"{data_dir / 'train.jsonl'}: no training examples")
     manifest_path = data_dir / "manifest.json"
