@@ -84,7 +84,7 @@ def read_cluener(source: Source) -> Iterator[ReadEvent]:
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
-            yield source.quarantine(lineno, Reason.INVALID_JSON, f"invalid JSON: {exc.msg} at column {exc.colno}", line)
+            yield source.quarantine(lineno, Reason.INVALID_JSON, f"invalid JSON ({exc.msg}, column {exc.colno})", line)
             continue
         try:
             text, entities = parse_cluener_line(obj, labels)

@@ -105,7 +105,7 @@ def read_span_jsonl(source: Source) -> Iterator[ReadEvent]:
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
-            yield source.quarantine(lineno, Reason.INVALID_JSON, f"invalid JSON: {exc.msg} at column {exc.colno}", line)
+            yield source.quarantine(lineno, Reason.INVALID_JSON, f"invalid JSON ({exc.msg}, column {exc.colno})", line)
             continue
         try:
             inst = instance_from_dict(obj, source, lineno)
