@@ -1,0 +1,525 @@
+"""One LLM client over ``openai.AsyncOpenAI`` for vLLM, the OpenAI API and the local model.
+
+What it adds to the SDK (whose own retries are switched off, so that ours are counted):
+
+- retries with exponential backoff and full jitter on connection errors, timeouts and
+  HTTP 408/409/429/5xx, honouring ``Retry-After``;
+- one ``asyncio.Semaphore`` per client bounding the requests in flight for every caller
+  (a slot is held only while a request is on the wire, never while backing off);
+- the persistent reply cache (``parallelner.llm.cache``), looked up before a slot is taken;
+- validated structured output: ``chat_json`` asks for ``response_format=json_schema``
+  and always validates the reply with pydantic, re-asking a bounded number of times;
+- usage counters (``client.usage``).
+
+Per-request failures are values (``ChatOutcome.reason``), never exceptions, so one bad
+instance cannot stop a batch. The API key is never put in a log line, a cache row or an
+error message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import random
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import openai
+from pydantic import BaseModel, ValidationError
+
+from parallelner.errors import LLMError
+from parallelner.llm.cache import CachedReply, ReplyCache, cache_key
+from parallelner.reasons import Reason
+from parallelner.settings import Settings
+
+__all__ = [
+    "LLMClient",
+    "ChatOutcome",
+    "CompletionOutcome",
+    "RequestFailed",
+    "Usage",
+    "Check",
+    "json_chat_body",
+    "judge_reply",
+]
+
+log = logging.getLogger("parallelner.llm")
+
+M = TypeVar("M", bound=BaseModel)
+# A domain check on a parsed reply: None when fine, else (reason, human detail).
+Check = Callable[[Any], "tuple[Reason, str] | None"]
+
+_RETRY_STATUS = frozenset({408, 409, 429})
+_BACKOFF_BASE_S = 0.5
+_BACKOFF_CAP_S = 20.0
+_RETRY_AFTER_CAP_S = 120.0
+# llama.cpp's server answers one request at a time: more in flight only queues there and
+# turns into client timeouts.
+_LOCAL_MAX_IN_FLIGHT = 2
+
+
+@dataclass
+class Usage:
+    """Counters for one client (one run): requests, retries, tokens, cache, latency."""
+
+    requests: int = 0  # HTTP requests sent, retries included
+    retries: int = 0  # transport retries (429, 5xx, timeouts, resets)
+    reasks: int = 0  # re-asks after an unusable reply
+    failures: int = 0  # calls that ended without any reply after all retries
+    cache_hits: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latencies_s: list[float] = field(default_factory=list, repr=False)
+
+    def percentile(self, p: float) -> float | None:
+        """Latency percentile (nearest rank) of answered requests, in seconds."""
+        if not self.latencies_s:
+            return None
+        data = sorted(self.latencies_s)
+        rank = max(1, min(len(data), round(p / 100 * len(data) + 0.5)))
+        return data[rank - 1]
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain-data view, latency percentiles included."""
+        out: dict[str, Any] = {
+            k: getattr(self, k)
+            for k in (
+                "requests",
+                "retries",
+                "reasks",
+                "failures",
+                "cache_hits",
+                "prompt_tokens",
+                "completion_tokens",
+            )
+        }
+        for p in (50, 95, 99):
+            v = self.percentile(p)
+            out[f"latency_p{p}_s"] = None if v is None else round(v, 4)
+        return out
+
+
+@dataclass(frozen=True)
+class ChatOutcome(Generic[M]):
+    """Result of ``chat_json``: the parsed reply, or why there is none (raw text kept)."""
+
+    value: M | None
+    reason: Reason | None
+    detail: str
+    raw: str | None
+    model: str
+    finish_reason: str | None = None
+    cached: bool = False
+    attempts: int = 1
+
+    @property
+    def ok(self) -> bool:
+        """True when ``value`` holds a validated reply."""
+        return self.reason is None
+
+
+@dataclass(frozen=True)
+class CompletionOutcome:
+    """Result of ``complete_outcome``: generated text and why generation stopped."""
+
+    text: str
+    finish_reason: str | None
+    model: str
+    cached: bool = False
+
+
+class RequestFailed(LLMError):
+    """A request got no reply after every retry (raised by ``complete`` only)."""
+
+    def __init__(self, reason: Reason, detail: str):
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{detail} [{reason.value}]")
+
+
+@dataclass(frozen=True)
+class _Reply:
+    content: str
+    finish_reason: str | None
+    cached: bool
+
+
+@dataclass(frozen=True)
+class _Failure:
+    reason: Reason
+    detail: str
+
+
+_FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.S)
+
+
+def _strip_fence(text: str) -> str:
+    m = _FENCE.match(text)
+    return m.group(1) if m else text
+
+
+def _retry_after(exc: openai.APIStatusError) -> float | None:
+    """Seconds the server asked us to wait (Retry-After / retry-after-ms), if any."""
+    headers = exc.response.headers
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return float(ms) / 1000
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def judge_reply(
+    content: str, finish_reason: str | None, response_model: type[M], check: Check | None = None
+) -> tuple[M | None, Reason | None, str]:
+    """Parse and validate one reply: (value, None, "") or (None, reason, detail).
+
+    Truncated (finish_reason ``length``), empty, not JSON, not matching the model, or
+    rejected by ``check`` — in that order. Code fences around the JSON are tolerated.
+    """
+    if finish_reason == "length":
+        return None, Reason.REPLY_TRUNCATED, "the reply was cut off (finish_reason=length)"
+    text = content.strip()
+    if not text:
+        return None, Reason.REPLY_EMPTY, "the reply is empty"
+    try:
+        data = json.loads(_strip_fence(text))
+    except json.JSONDecodeError as exc:
+        return None, Reason.REPLY_INVALID_JSON, f"the reply is not valid JSON ({exc.msg})"
+    try:
+        value = response_model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "reply"
+        return None, Reason.REPLY_INVALID_JSON, f"{where}: {first['msg']}"
+    if check is not None:
+        verdict = check(value)
+        if verdict is not None:
+            return None, verdict[0], verdict[1]
+    return value, None, ""
+
+
+def json_chat_body(
+    messages: Sequence[dict[str, str]],
+    response_model: type[BaseModel],
+    *,
+    model: str,
+    max_tokens: int,
+    temperature: float,
+) -> dict[str, Any]:
+    """The chat-completions request body asking for JSON that matches ``response_model``.
+
+    The same body goes on the wire, into the cache key and into batch files.
+    """
+    return {
+        "model": model,
+        "messages": list(messages),
+        "temperature": temperature,
+        "max_tokens": max_tokens,
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {
+                "name": response_model.__name__,
+                "schema": response_model.model_json_schema(),
+            },
+        },
+    }
+
+
+class LLMClient:
+    """The project's LLM client. Use as ``async with LLMClient.from_settings(s) as c:``."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str | None,
+        model: str,
+        api_key: str | None = None,
+        max_in_flight: int = 64,
+        timeout_s: float = 120.0,
+        max_retries: int = 6,
+        cache_path: Path | None = None,
+    ):
+        self.base_url = base_url
+        self.model = model
+        self.is_local = base_url is None
+        self.max_in_flight = (
+            min(max_in_flight, _LOCAL_MAX_IN_FLIGHT) if self.is_local else max_in_flight
+        )
+        self.timeout_s = timeout_s
+        self.max_retries = max_retries
+        self.cache_path = cache_path
+        self.usage = Usage()
+        self._api_key = api_key
+        self._sem = asyncio.Semaphore(self.max_in_flight)
+        self._oa: openai.AsyncOpenAI | None = None
+        self._cache: ReplyCache | None = None
+        self._local = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, cache: bool = True) -> LLMClient:
+        """A client configured by settings (cache under ``settings.home``)."""
+        key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
+        return cls(
+            base_url=settings.llm_base_url,
+            model=settings.llm_model,
+            api_key=key,
+            max_in_flight=settings.llm_max_in_flight,
+            timeout_s=settings.translate.timeout_s,
+            max_retries=settings.translate.max_retries,
+            cache_path=settings.home / "llm-cache.sqlite" if cache else None,
+        )
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def __aenter__(self) -> LLMClient:
+        base_url = self.base_url
+        if self.is_local:
+            from parallelner.llm.local import LocalServer
+
+            self._local = LocalServer(model_alias=self.model)
+            base_url = await asyncio.to_thread(self._local.start)
+        self._oa = openai.AsyncOpenAI(
+            base_url=base_url,
+            api_key=self._api_key or "EMPTY",
+            max_retries=0,
+            timeout=self.timeout_s,
+        )
+        if self.cache_path is not None:
+            self._cache = ReplyCache(self.cache_path)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the HTTP client and the cache; stop the local model server."""
+        if self._oa is not None:
+            await self._oa.close()
+            self._oa = None
+        if self._cache is not None:
+            self._cache.close()
+            self._cache = None
+        if self._local is not None:
+            await asyncio.to_thread(self._local.stop)
+            self._local = None
+
+    # -- public calls --------------------------------------------------------------------
+
+    async def chat_json(
+        self,
+        messages: Sequence[dict[str, str]],
+        response_model: type[M],
+        *,
+        model: str | None = None,
+        prompt_version: str,
+        max_tokens: int = 1024,
+        temperature: float = 0.0,
+        check: Check | None = None,
+        max_reasks: int = 0,
+    ) -> ChatOutcome[M]:
+        """Ask for JSON matching ``response_model``; validate it; re-ask if unusable.
+
+        A reply is unusable when it is truncated, empty, not JSON, does not validate, or
+        ``check(value)`` returns a reason. Up to ``max_reasks`` re-asks show the model its
+        reply and what is wrong with it. Never raises for a per-request failure.
+        """
+        model = model or self.model
+        msgs = list(messages)
+        tokens = max_tokens
+        last: tuple[Reason, str, str | None, str | None, bool] | None = None
+        for ask in range(max_reasks + 1):
+            body = json_chat_body(
+                msgs, response_model, model=model, max_tokens=tokens, temperature=temperature
+            )
+            reply = await self._send("chat", body, prompt_version)
+            if isinstance(reply, _Failure):
+                raw = last[2] if last else None
+                return ChatOutcome(None, reply.reason, reply.detail, raw, model, attempts=ask + 1)
+            value, reason, detail = judge_reply(
+                reply.content, reply.finish_reason, response_model, check
+            )
+            if reason is None:
+                return ChatOutcome(
+                    value,
+                    None,
+                    "",
+                    reply.content,
+                    model,
+                    reply.finish_reason,
+                    reply.cached,
+                    ask + 1,
+                )
+            last = (reason, detail, reply.content, reply.finish_reason, reply.cached)
+            if ask < max_reasks:
+                self.usage.reasks += 1
+                if reason is Reason.REPLY_TRUNCATED:
+                    tokens = tokens * 2
+                msgs = [
+                    *messages,
+                    {"role": "assistant", "content": reply.content},
+                    {
+                        "role": "user",
+                        "content": f"That reply cannot be used: {detail}. "
+                        "Answer again with only the complete JSON object.",
+                    },
+                ]
+        assert last is not None
+        reason, detail, raw, finish, cached = last
+        return ChatOutcome(None, reason, detail, raw, model, finish, cached, max_reasks + 1)
+
+    async def complete_outcome(
+        self,
+        prompt: str,
+        *,
+        stop: Sequence[str] | None = None,
+        max_tokens: int = 256,
+        model: str | None = None,
+        prompt_version: str,
+        temperature: float = 0.0,
+    ) -> CompletionOutcome:
+        """Plain text completion (``/v1/completions``); raises ``RequestFailed``."""
+        model = model or self.model
+        body: dict[str, Any] = {
+            "model": model,
+            "prompt": prompt,
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+        }
+        if stop:
+            body["stop"] = list(stop)
+        reply = await self._send("completion", body, prompt_version)
+        if isinstance(reply, _Failure):
+            raise RequestFailed(reply.reason, reply.detail)
+        return CompletionOutcome(reply.content, reply.finish_reason, model, reply.cached)
+
+    async def complete(
+        self,
+        prompt: str,
+        *,
+        stop: Sequence[str] | None = None,
+        max_tokens: int = 256,
+        model: str | None = None,
+        prompt_version: str,
+        temperature: float = 0.0,
+    ) -> str:
+        """Completion-style prompting for base models; returns the generated text."""
+        out = await self.complete_outcome(
+            prompt,
+            stop=stop,
+            max_tokens=max_tokens,
+            model=model,
+            prompt_version=prompt_version,
+            temperature=temperature,
+        )
+        return out.text
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _redact(self, text: str) -> str:
+        if self._api_key and len(self._api_key) >= 4:
+            text = text.replace(self._api_key, "***")
+        return text[:300]
+
+    async def _send(
+        self, kind: str, body: dict[str, Any], prompt_version: str
+    ) -> _Reply | _Failure:
+        """One logical request: cache, then up to ``max_retries`` retries under the bound."""
+        if self._oa is None:
+            raise LLMError("the LLM client is not open: use 'async with LLMClient(...)'")
+        key = cache_key({"kind": kind, **body}, prompt_version)
+        if self._cache is not None:
+            hit = self._cache.get(key)
+            if hit is not None:
+                self.usage.cache_hits += 1
+                return _Reply(hit.content, hit.finish_reason, cached=True)
+        failure: _Failure | None = None
+        for attempt in range(self.max_retries + 1):
+            retry_after: float | None = None
+            async with self._sem:
+                self.usage.requests += 1
+                t0 = time.perf_counter()
+                try:
+                    if kind == "chat":
+                        resp = await self._oa.chat.completions.create(**body)
+                        choice = resp.choices[0]
+                        content = choice.message.content or ""
+                    else:
+                        resp = await self._oa.completions.create(**body)
+                        choice = resp.choices[0]
+                        content = choice.text or ""
+                except openai.APIStatusError as exc:
+                    status = exc.status_code
+                    detail = self._redact(f"HTTP {status} from the LLM server: {exc.message}")
+                    if status in _RETRY_STATUS or status >= 500:
+                        failure = _Failure(Reason.LLM_HTTP_ERROR, detail)
+                        retry_after = _retry_after(exc)
+                    else:
+                        self.usage.failures += 1
+                        return _Failure(Reason.LLM_HTTP_ERROR, detail)
+                except openai.APITimeoutError:
+                    failure = _Failure(
+                        Reason.LLM_UNREACHABLE, f"no reply within {self.timeout_s:g} s"
+                    )
+                except openai.APIConnectionError as exc:
+                    cause = type(exc.__cause__).__name__ if exc.__cause__ else "connection error"
+                    failure = _Failure(
+                        Reason.LLM_UNREACHABLE, self._redact(f"connection failed ({cause})")
+                    )
+                except (openai.APIResponseValidationError, ValueError, IndexError) as exc:
+                    # a 200 whose body is not a chat completion: retrying will not help
+                    self.usage.failures += 1
+                    return _Failure(
+                        Reason.LLM_HTTP_ERROR,
+                        self._redact(
+                            f"the server's response is not a completion ({type(exc).__name__})"
+                        ),
+                    )
+                else:
+                    self.usage.latencies_s.append(time.perf_counter() - t0)
+                    u = resp.usage
+                    reply = CachedReply(
+                        content,
+                        choice.finish_reason,
+                        getattr(u, "prompt_tokens", 0) or 0,
+                        getattr(u, "completion_tokens", 0) or 0,
+                    )
+                    self.usage.prompt_tokens += reply.prompt_tokens
+                    self.usage.completion_tokens += reply.completion_tokens
+                    if self._cache is not None:
+                        self._cache.put(key, str(body["model"]), prompt_version, reply)
+                    return _Reply(content, choice.finish_reason, cached=False)
+            if attempt == self.max_retries:
+                break
+            self.usage.retries += 1
+            backoff = random.uniform(0, min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2**attempt))
+            delay = backoff if retry_after is None else min(retry_after, _RETRY_AFTER_CAP_S)
+            log.info(
+                "LLM request failed (%s); retry %d/%d in %.2f s",
+                failure.detail if failure else "?",
+                attempt + 1,
+                self.max_retries,
+                delay,
+            )
+            await asyncio.sleep(delay)
+        self.usage.failures += 1
+        assert failure is not None
+        return _Failure(failure.reason, f"{failure.detail} (after {self.max_retries} retries)")

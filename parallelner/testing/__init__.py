@@ -1,0 +1,1 @@
+"""Test doubles that are real services on loopback (an OpenAI-compatible server)."""

@@ -1,0 +1,438 @@
+"""A small real OpenAI-compatible HTTP server on loopback, for tests and benchmarks.
+
+It speaks ``POST /v1/chat/completions``, ``POST /v1/completions`` and ``GET /v1/models``
+(HTTP/1.1 with keep-alive, plain asyncio streams), plus ``GET /stats``. It models a
+serving engine with ``capacity`` slots and a ``service_time`` per request, records every
+request it received (so tests can assert that nothing was asked twice), and plays
+scripted replies and injected faults:
+
+=================  ==================================================================
+step               what the client gets
+=================  ==================================================================
+``ok``             a valid reply (default): a deterministic pseudo-translation
+``429``            HTTP 429 with ``Retry-After: <retry_after>`` (default 1 s)
+``500``            HTTP 500
+``hang``           nothing for ``hang_s`` seconds (past the client's timeout)
+``reset``          the TCP connection is aborted without a response
+``malformed_json`` 200, content that is not JSON
+``missing_ids``    200, valid JSON with the last entity id left out
+``wrong_language`` 200, the source sentence copied as the "translation"
+``truncated``      200, half of the JSON and ``finish_reason: length``
+``empty``          200, an empty translation
+``{"content": s}`` 200, exactly ``s`` (with ``finish_reason`` if given)
+=================  ==================================================================
+
+``server.script(match, steps)``: requests whose user messages (or prompt) contain
+``match`` get ``steps`` in order, then ``ok``. The pseudo-translation maps letters to Han
+characters for CJK targets and other scripts to ASCII letters for the rest, so replies
+pass the script check of the target language and every mention's translation occurs in
+the translated sentence.
+
+Run it: ``python -m parallelner.testing.openai_server --port 8000 --service-time 1
+--capacity 64``; in tests: ``with OpenAIServer(...) as srv: srv.base_url``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import json
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from parallelner.langid import script_of
+
+__all__ = ["OpenAIServer", "pseudo_translate", "main"]
+
+FAULTS = (
+    "ok", "429", "500", "hang", "reset", "malformed_json", "missing_ids",
+    "wrong_language", "truncated", "empty",
+)  # fmt: skip
+
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 429: "Too Many Requests",
+            500: "Internal Server Error"}  # fmt: skip
+
+
+def pseudo_translate(text: str, tgt_lang: str) -> str:
+    """Deterministic stand-in for a translation, written in ``tgt_lang``'s script."""
+    if script_of(tgt_lang) == "CJK":
+        return "".join(
+            chr(0x4E00 + (ord(c) * 7) % 2000) if c.isalpha() else c for c in text if not c.isspace()
+        )
+    return "".join(
+        chr(ord("a") + ord(c) % 26) if c.isalpha() and not c.isascii() else c for c in text
+    )
+
+
+@dataclass
+class _Script:
+    match: str
+    steps: deque
+
+
+@dataclass
+class OpenAIServer:
+    """The test server. ``start()`` runs it in a thread; ``serve()`` in the current loop."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    service_time: float = 0.0
+    capacity: int = 64
+    hang_s: float = 30.0
+    model: str = "test-model"
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    _scripts: list[_Script] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._busy = 0
+        self._busy_since = 0.0
+        self._busy_slot_s = 0.0
+        self._t0 = time.monotonic()
+        self._server: asyncio.AbstractServer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._sem: asyncio.Semaphore | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    # -- control ---------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        """OpenAI base URL of the running server."""
+        return f"http://{self.host}:{self.port}/v1"
+
+    def script(self, match: str, steps: list[str | dict[str, Any]]) -> None:
+        """Requests containing ``match`` get ``steps`` in order (then ``ok``)."""
+        for s in steps:
+            name = s if isinstance(s, str) else s.get("fault", "content")
+            if name not in FAULTS and name != "content":
+                raise ValueError(f"unknown fault {name!r}; known: {', '.join(FAULTS)}")
+        with self._lock:
+            self._scripts.append(_Script(match, deque(steps)))
+
+    def requests_for(self, match: str) -> list[dict[str, Any]]:
+        """Recorded requests whose user messages or prompt contain ``match``."""
+        return [r for r in self.requests if match in r["text"]]
+
+    def reset_log(self) -> None:
+        """Forget recorded requests and the utilisation counters."""
+        self.requests.clear()
+        self._busy_slot_s = 0.0
+        self._t0 = time.monotonic()
+        self._busy_since = self._t0
+
+    def stats(self) -> dict[str, Any]:
+        """Requests received, busy slot-seconds and utilisation since start/reset."""
+        now = time.monotonic()
+        busy = self._busy_slot_s + self._busy * (now - self._busy_since)
+        wall = now - self._t0
+        return {
+            "requests": len(self.requests),
+            "capacity": self.capacity,
+            "service_time": self.service_time,
+            "wall_s": wall,
+            "busy_slot_s": busy,
+            "utilisation": busy / (self.capacity * wall) if wall > 0 else 0.0,
+        }
+
+    def start(self) -> OpenAIServer:
+        """Run the server in a daemon thread; returns once it accepts connections."""
+        ready = threading.Event()
+        error: list[BaseException] = []
+
+        def target() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            try:
+                loop.run_until_complete(self._listen())
+            except BaseException as exc:  # noqa: BLE001 - reported to the starting thread
+                error.append(exc)
+                ready.set()
+                return
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(self._shutdown())
+            loop.close()
+
+        self._thread = threading.Thread(target=target, name="openai-test-server", daemon=True)
+        self._thread.start()
+        ready.wait()
+        if error:
+            raise error[0]
+        return self
+
+    def stop(self) -> None:
+        """Stop a server started with ``start()``."""
+        if self._loop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def __enter__(self) -> OpenAIServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    async def serve(self) -> None:
+        """Serve in the running event loop until cancelled."""
+        await self._listen()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self._shutdown()
+
+    async def _listen(self) -> None:
+        self._sem = asyncio.Semaphore(self.capacity)
+        self._server = await asyncio.start_server(
+            self._handle, self.host, self.port, backlog=4096, limit=1 << 22
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        self.reset_log()
+
+    async def _shutdown(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for w in list(self._writers):
+                w.transport.abort()
+            await self._server.wait_closed()
+        for task in asyncio.all_tasks():
+            if task is not asyncio.current_task():
+                task.cancel()
+
+    # -- HTTP ------------------------------------------------------------------------
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        try:
+            while True:
+                line = await reader.readline()
+                if not line:
+                    return
+                parts = line.decode("latin-1").split(" ")
+                if len(parts) < 2:
+                    return
+                method, path = parts[0], parts[1]
+                headers: dict[str, str] = {}
+                while True:
+                    h = await reader.readline()
+                    if h in (b"\r\n", b"\n", b""):
+                        break
+                    k, _, v = h.decode("latin-1").partition(":")
+                    headers[k.strip().lower()] = v.strip()
+                body = await reader.readexactly(int(headers.get("content-length") or 0))
+                if not await self._dispatch(method, path, headers, body, writer):
+                    return
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            return
+        finally:
+            self._writers.discard(writer)
+            writer.close()
+
+    async def _respond(
+        self,
+        writer: asyncio.StreamWriter,
+        status: int,
+        payload: Any,
+        extra: dict[str, str] | None = None,
+    ) -> None:
+        data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        head = [
+            f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}",
+            "Content-Type: application/json",
+            f"Content-Length: {len(data)}",
+            "Connection: keep-alive",
+        ]
+        head += [f"{k}: {v}" for k, v in (extra or {}).items()]
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + data)
+        await writer.drain()
+
+    async def _dispatch(
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        raw: bytes,
+        writer: asyncio.StreamWriter,
+    ) -> bool:
+        path = path.split("?")[0].rstrip("/")
+        if method == "GET" and path == "/v1/models":
+            await self._respond(
+                writer, 200, {"object": "list", "data": [{"id": self.model, "object": "model"}]}
+            )
+            return True
+        if method == "GET" and path == "/stats":
+            await self._respond(writer, 200, self.stats())
+            return True
+        if method != "POST" or path not in ("/v1/chat/completions", "/v1/completions"):
+            await self._respond(writer, 404, {"error": {"message": f"no route {method} {path}"}})
+            return True
+        try:
+            body = json.loads(raw)
+        except json.JSONDecodeError:
+            await self._respond(writer, 400, {"error": {"message": "body is not JSON"}})
+            return True
+        chat = path.endswith("chat/completions")
+        text = self._request_text(body, chat)
+        step = self._next_step(text)
+        fault = step if isinstance(step, str) else step.get("fault", "content")
+        self.requests.append(
+            {"path": path, "body": body, "text": text, "fault": fault, "time": time.time()}
+        )
+        if fault == "429":
+            after = str(step.get("retry_after", 1)) if isinstance(step, dict) else "1"
+            await self._respond(
+                writer, 429, {"error": {"message": "rate limited", "type": "rate_limit"}},
+                {"Retry-After": after},
+            )  # fmt: skip
+            return True
+        if fault == "500":
+            await self._respond(writer, 500, {"error": {"message": "internal error"}})
+            return True
+        if fault == "reset":
+            writer.transport.abort()
+            return False
+        assert self._sem is not None
+        async with self._sem:
+            self._slot(+1)
+            try:
+                if fault == "hang":
+                    await asyncio.sleep(self.hang_s)
+                    return False
+                if self.service_time:
+                    await asyncio.sleep(self.service_time)
+                content, finish = self._content(body, chat, text, step)
+                await self._respond(writer, 200, self._completion(body, chat, content, finish))
+            finally:
+                self._slot(-1)
+        return True
+
+    def _slot(self, delta: int) -> None:
+        now = time.monotonic()
+        self._busy_slot_s += self._busy * (now - self._busy_since)
+        self._busy_since = now
+        self._busy += delta
+
+    @staticmethod
+    def _request_text(body: dict[str, Any], chat: bool) -> str:
+        if not chat:
+            prompt = body.get("prompt", "")
+            return prompt if isinstance(prompt, str) else json.dumps(prompt)
+        texts = []
+        for m in body.get("messages", []):
+            if m.get("role") == "user":
+                c = m.get("content", "")
+                texts.append(c if isinstance(c, str) else json.dumps(c))
+        return "\n".join(texts)
+
+    def _next_step(self, text: str) -> str | dict[str, Any]:
+        with self._lock:
+            for s in self._scripts:
+                if s.match in text and s.steps:
+                    return s.steps.popleft()
+        return "ok"
+
+    def _content(
+        self, body: dict[str, Any], chat: bool, text: str, step: str | dict[str, Any]
+    ) -> tuple[str, str]:
+        if isinstance(step, dict) and "content" in step:
+            return step["content"], step.get("finish_reason", "stop")
+        fault = step if isinstance(step, str) else step.get("fault", "ok")
+        if not chat:
+            return " ok", "stop"
+        # our translation prompts carry a JSON payload in the first user message
+        try:
+            payload = json.JSONDecoder().raw_decode(text, text.index("{"))[0]
+        except ValueError:
+            payload = {}
+        if not isinstance(payload, dict):
+            payload = {}
+        sentence = str(payload.get("sentence", text))
+        tgt = str(payload.get("target_language", "zh"))
+        translation = pseudo_translate(sentence, tgt)
+        if fault == "wrong_language":
+            translation = sentence
+        if fault == "empty":
+            translation = ""
+        reply: dict[str, Any] = {"translation": translation}
+        schema = json.dumps(body.get("response_format", {}))
+        if "entities" in payload or '"entities"' in schema:
+            ents = [
+                {
+                    "id": e.get("id"),
+                    "source": e.get("text"),
+                    "target": pseudo_translate(str(e.get("text")), tgt),
+                }
+                for e in payload.get("entities", [])
+            ]
+            if fault == "missing_ids" and ents:
+                ents = ents[:-1]
+            reply["entities"] = ents
+        content = json.dumps(reply, ensure_ascii=False)
+        if fault == "malformed_json":
+            return "Sure! Here is the translation: {translation: " + translation, "stop"
+        if fault == "truncated":
+            return content[: len(content) // 2], "length"
+        return content, "stop"
+
+    def _completion(
+        self, body: dict[str, Any], chat: bool, content: str, finish: str
+    ) -> dict[str, Any]:
+        n = next(self._ids)
+        usage = {
+            "prompt_tokens": len(json.dumps(body.get("messages") or body.get("prompt", ""))) // 4,
+            "completion_tokens": max(1, len(content) // 4),
+        }
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        if chat:
+            choice = {"index": 0, "message": {"role": "assistant", "content": content},
+                      "finish_reason": finish, "logprobs": None}  # fmt: skip
+            obj = "chat.completion"
+        else:
+            choice = {"index": 0, "text": content, "finish_reason": finish, "logprobs": None}
+            obj = "text_completion"
+        return {
+            "id": f"cmpl-{n}",
+            "object": obj,
+            "created": int(time.time()),
+            "model": body.get("model", self.model),
+            "choices": [choice],
+            "usage": usage,
+        }
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m parallelner.testing.openai_server``: serve until interrupted."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=8000)
+    ap.add_argument("--service-time", type=float, default=0.0, help="seconds per request")
+    ap.add_argument("--capacity", type=int, default=64, help="requests served at once")
+    ap.add_argument("--model", default="test-model")
+    args = ap.parse_args(argv)
+    srv = OpenAIServer(
+        host=args.host, port=args.port, service_time=args.service_time,
+        capacity=args.capacity, model=args.model,
+    )  # fmt: skip
+
+    async def _main() -> None:
+        await srv._listen()
+        print(f"listening on {srv.base_url}", flush=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await srv._shutdown()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_main())
+
+
+if __name__ == "__main__":
+    main()
