@@ -7,7 +7,8 @@ records where each token landed, so an entity over tokens ``[i, j)`` becomes the
 
 - Languages written without spaces (Chinese, Japanese, Thai, Lao, Khmer, Burmese):
   tokens are joined with nothing, except that a space is kept between two tokens that
-  meet with ASCII letters or digits on both sides (``Windows`` ``XP``).
+  are both Latin words of two or more letters or digits (``Windows`` ``XP``; but the
+  characters ``C`` ``S`` ``O`` ``L`` of a character-level corpus give ``CSOL``).
 - Every other language: the Moses detokenizer (``sacremoses``) only *decides* where
   the spaces go (no space before ``,`` or ``'s``, quotes hug their content...); the text
   is then built from the original tokens, so no character is ever changed.
@@ -87,11 +88,10 @@ def _spaces_from_moses(tokens: Sequence[str], lang: str) -> list[bool]:
 
 
 def _spaces_no_space_lang(tokens: Sequence[str]) -> list[bool]:
-    spaces = [False] * len(tokens)
-    for i in range(1, len(tokens)):
-        left, right = tokens[i - 1][-1:], tokens[i][:1]
-        spaces[i] = left.isascii() and left.isalnum() and right.isascii() and right.isalnum()
-    return spaces
+    # A space only between two whole Latin words (``Windows`` ``XP``): character-level
+    # corpora split ``CSOL`` into ``C`` ``S`` ``O`` ``L``, which must stay together.
+    words = [len(t) > 1 and t.isascii() and t.isalnum() for t in tokens]
+    return [False] + [words[i - 1] and words[i] for i in range(1, len(tokens))]
 
 
 def tokens_to_text(tokens: Sequence[str], lang: str) -> Detokenized:
