@@ -34,11 +34,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from parallelner.errors import InputError
 from parallelner.langid import looks_like, script_of
 from parallelner.llm.client import LLMClient, RequestFailed, judge_reply
 from parallelner.reasons import Reason
-from parallelner.records import Entity, Instance, MentionTranslation
+from parallelner.records import Instance, MentionTranslation
 from parallelner.settings import Settings, TranslateSettings
 
 __all__ = [
@@ -54,7 +53,6 @@ __all__ = [
     "translate_stream",
     "back_translate",
     "results_from_batch",
-    "read_span_jsonl",
     "result_to_json",
     "run",
     "LOCAL_PROMPT_VERSION",
@@ -561,65 +559,6 @@ def results_from_batch(
 
 
 # -- the file edge ------------------------------------------------------------------------
-
-
-def read_span_jsonl(path: Path, default_lang: str | None = None) -> list[Instance]:
-    """Read span JSONL (one instance a line); ``file:line`` InputError on a bad line.
-
-    Entities may omit ``text``: it is taken from the sentence (``text[start:end]``).
-    """
-    path = Path(path)
-    out: list[Instance] = []
-    seen: set[str] = set()
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise InputError(str(path), None, Reason.MALFORMED_LINE, "file not found") from None
-    except UnicodeDecodeError:
-        raise InputError(str(path), None, Reason.INVALID_UTF8, "not UTF-8 text") from None
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(
-                str(path), n, Reason.INVALID_JSON, f"not valid JSON ({exc.msg})"
-            ) from None
-        if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
-            raise InputError(str(path), n, Reason.MALFORMED_LINE, "expected an object with 'text'")
-        text = obj["text"]
-        try:
-            ents = []
-            for e in obj.get("entities") or []:
-                start, end = int(e["start"]), int(e["end"])
-                ents.append(
-                    Entity(
-                        start=start,
-                        end=end,
-                        label=str(e["label"]),
-                        text=e.get("text", text[start:end]),
-                    )
-                )
-            inst = Instance(
-                id=str(obj.get("id", f"{path.stem}:{n}")),
-                lang=obj.get("lang") or default_lang or "",
-                text=text,
-                entities=tuple(ents),
-                source_dataset=obj.get("source_dataset", ""),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            detail = str(exc).splitlines()[-1] if str(exc) else type(exc).__name__
-            raise InputError(
-                str(path), n, Reason.MENTION_MISMATCH, f"invalid entity ({detail.strip()})"
-            ) from None
-        if not inst.lang:
-            raise InputError(str(path), n, Reason.MALFORMED_LINE, "no 'lang' (pass --from)")
-        if inst.id in seen:
-            raise InputError(str(path), n, Reason.DUPLICATE_ID, f"instance id {inst.id!r} repeated")
-        seen.add(inst.id)
-        out.append(inst)
-    return out
 
 
 def result_to_json(inst: Instance, result: Translation | TranslationFailure) -> dict[str, Any]:
