@@ -15,3 +15,10 @@ apt_install() {
 }
 
 # (service installers are appended below by the issues that need them)
+
+# --- PostgreSQL (issue 9): the tests start a throw-away server from Debian's binaries
+# (tests/conftest.py `postgres_url`); the Iceberg catalog and the Prefect server use it.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  echo "install-services: installing postgresql"
+  apt_install postgresql
+fi

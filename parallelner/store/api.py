@@ -1,0 +1,142 @@
+"""Researchers' entry point: ``parallelner.load_snapshot(NAME, status=...)``.
+
+>>> import parallelner
+>>> table = parallelner.load_snapshot("v1", status=["accepted", "reviewed_accepted"])
+>>> df = table.to_pandas()                       # pandas DataFrame
+>>> ds = parallelner.store.to_hf_dataset("v1")   # Hugging Face datasets.Dataset
+
+A tag always gives the same rows (sorted by ``record_id``), whatever was committed
+after it. ``table_to_records(table)`` turns the rows back into ``ParallelRecord``s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from pyiceberg.expressions import In
+from pyiceberg.table import Table
+from pyiceberg.table.snapshots import Snapshot
+
+from parallelner.errors import ConfigError, StoreError
+from parallelner.reasons import Status
+from parallelner.settings import Settings, load_settings
+from parallelner.store.table import reading, resolve_snapshot, to_records_table
+
+__all__ = ["load_snapshot", "to_hf_dataset", "parse_statuses", "scan_snapshot", "diff_snapshots"]
+
+
+def parse_statuses(status: str | Iterable[str] | None) -> list[str] | None:
+    """Validate a status filter (``"accepted,reviewed_accepted"`` or a list); None = all."""
+    if status is None:
+        return None
+    items = status.split(",") if isinstance(status, str) else list(status)
+    items = [str(s).strip() for s in items if str(s).strip()]
+    known = {s.value for s in Status}
+    bad = [s for s in items if s not in known]
+    if bad:
+        raise StoreError(
+            f"unknown status {', '.join(bad)} (known: {', '.join(s.value for s in Status)})"
+        )
+    if not items:
+        raise StoreError("empty status filter (give at least one status, or none for all)")
+    return items
+
+
+def scan_snapshot(table: Table, snapshot: Snapshot, statuses: list[str] | None = None) -> pa.Table:
+    """Rows of one snapshot (optionally only some statuses), sorted by record_id."""
+    row_filter = In("status", statuses) if statuses else None
+    scan = (table.scan(snapshot_id=snapshot.snapshot_id, row_filter=row_filter)
+            if row_filter is not None else table.scan(snapshot_id=snapshot.snapshot_id))
+    try:
+        rows = scan.to_arrow()
+    except (FileNotFoundError, OSError, pa.ArrowInvalid) as exc:
+        raise StoreError(
+            f"snapshot {snapshot.snapshot_id}: a data file is missing or damaged "
+            f"({str(exc).splitlines()[0][:300]})"
+        ) from None
+    return to_records_table(rows).sort_by("record_id")
+
+
+def _settings_for(home: str | Path | None, settings: Settings | None) -> Settings:
+    if settings is not None:
+        return settings
+    return load_settings(home=Path(home)) if home is not None else load_settings()
+
+
+def load_snapshot(
+    name_or_id: str | int,
+    status: str | Iterable[str] | None = None,
+    home: str | Path | None = None,
+    *,
+    settings: Settings | None = None,
+) -> pa.Table:
+    """Rows of a tagged snapshot (or a snapshot id, or ``main``) as a pyarrow Table.
+
+    ``status`` keeps only those statuses (e.g. ``["accepted", "reviewed_accepted"]``);
+    ``home`` is the data directory (default: settings, ``PARALLELNER_HOME``).
+    """
+    statuses = parse_statuses(status)
+    with reading(_settings_for(home, settings)) as table:
+        return scan_snapshot(table, resolve_snapshot(table, name_or_id), statuses)
+
+
+def to_hf_dataset(
+    name_or_id: str | int,
+    status: str | Iterable[str] | None = None,
+    home: str | Path | None = None,
+    *,
+    settings: Settings | None = None,
+) -> Any:
+    """The snapshot as a Hugging Face ``datasets.Dataset`` (needs the ``datasets`` package).
+
+    The ``scores`` map becomes a list of ``{key, value}`` pairs (datasets has no map type).
+    """
+    try:
+        import datasets
+    except ImportError:
+        raise ConfigError(
+            "Hugging Face `datasets` is not installed: pip install 'parallelner[train]' "
+            "(or use load_snapshot(...).to_pandas())"
+        ) from None
+    table = load_snapshot(name_or_id, status, home, settings=settings)
+    i = table.schema.get_field_index("scores")
+    field = table.schema.field(i)
+    pairs = pa.list_(pa.struct([pa.field("key", pa.string()), pa.field("value", pa.float64())]))
+    table = table.set_column(i, pa.field("scores", pairs, nullable=field.nullable),
+                             table.column(i).cast(pairs))
+    return datasets.Dataset(table)
+
+
+def diff_snapshots(a: str | int, b: str | int, *, settings: Settings | None = None,
+                   examples: int = 5) -> dict[str, Any]:
+    """What changed from snapshot ``a`` to ``b``: rows added, removed, changed, by status."""
+    with reading(settings) as table:
+        snap_a, snap_b = resolve_snapshot(table, a), resolve_snapshot(table, b)
+        rows_a = {r["record_id"]: r for r in scan_snapshot(table, snap_a).to_pylist()}
+        rows_b = {r["record_id"]: r for r in scan_snapshot(table, snap_b).to_pylist()}
+    added = sorted(rows_b.keys() - rows_a.keys())
+    removed = sorted(rows_a.keys() - rows_b.keys())
+    changed = sorted(k for k in rows_a.keys() & rows_b.keys() if rows_a[k] != rows_b[k])
+    transitions: dict[str, int] = {}
+    for k in changed:
+        sa, sb = rows_a[k]["status"], rows_b[k]["status"]
+        if sa != sb:
+            key = f"{sa} -> {sb}"
+            transitions[key] = transitions.get(key, 0) + 1
+    for k in added:
+        key = f"(new) -> {rows_b[k]['status']}"
+        transitions[key] = transitions.get(key, 0) + 1
+    return {
+        "a": {"name": str(a), "snapshot_id": snap_a.snapshot_id, "records": len(rows_a)},
+        "b": {"name": str(b), "snapshot_id": snap_b.snapshot_id, "records": len(rows_b)},
+        "added": len(added),
+        "removed": len(removed),
+        "changed": len(changed),
+        "unchanged": len(rows_a.keys() & rows_b.keys()) - len(changed),
+        "status_changes": dict(sorted(transitions.items())),
+        "examples": {"added": added[:examples], "removed": removed[:examples],
+                     "changed": changed[:examples]},
+    }

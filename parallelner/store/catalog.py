@@ -1,0 +1,101 @@
+"""Open the Iceberg SQL catalog that holds the dataset (SQLite by default, or Postgres).
+
+Default: ``<home>/catalog.db`` (SQLite, one file, nothing to run) and the warehouse
+``<home>/warehouse``. ``catalog_uri`` (env ``PARALLELNER_CATALOG_URI``, e.g.
+``postgresql+psycopg2://user:pw@host/db``) and ``warehouse`` (env
+``PARALLELNER_WAREHOUSE``, a path or any URI pyarrow reaches, e.g. ``s3://bucket/x``)
+override them. The catalog URI may hold a password: it never appears in error text.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlparse
+
+from pyiceberg.catalog.sql import SqlCatalog
+
+from parallelner.errors import StoreError
+from parallelner.settings import Settings
+
+__all__ = ["CATALOG_NAME", "open_catalog", "catalog_location", "warehouse_location"]
+
+CATALOG_NAME = "parallelner"
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _redact(uri: str) -> str:
+    """The URI with any password replaced, safe for messages."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(uri).render_as_string(hide_password=True)
+    except Exception:  # not a SQLAlchemy URL at all: say only its scheme
+        return uri.split("://", 1)[0] + "://..."
+
+
+def catalog_location(settings: Settings) -> str:
+    """SQLAlchemy URI of the catalog (may contain a secret: don't print it)."""
+    if settings.catalog_uri is not None:
+        return settings.catalog_uri.get_secret_value()
+    return f"sqlite:///{(Path(settings.home) / 'catalog.db').absolute()}"
+
+
+def warehouse_location(settings: Settings) -> str:
+    """Warehouse root as a URI (``file:///...`` for local paths)."""
+    wh = settings.warehouse
+    if wh is None:
+        return (Path(settings.home) / "warehouse").absolute().as_uri()
+    if "://" in wh:
+        return wh
+    return Path(wh).absolute().as_uri()
+
+
+def _local_path(uri: str) -> Path | None:
+    parsed = urlparse(uri)
+    return Path(parsed.path) if parsed.scheme == "file" else None
+
+
+def open_catalog(settings: Settings, *, create: bool = False) -> SqlCatalog:
+    """Open the catalog; ``create=True`` makes a missing SQLite catalog and warehouse.
+
+    Raises StoreError when there is no catalog yet (and ``create`` is false), when the
+    catalog file is not a catalog, or when the database cannot be reached.
+    """
+    uri = catalog_location(settings)
+    warehouse = warehouse_location(settings)
+    if uri.startswith("sqlite:///"):
+        db = Path(uri.removeprefix("sqlite:///"))
+        if db.exists():
+            _check_sqlite_file(db)
+        elif not create:
+            raise StoreError(
+                f"{db}: no dataset catalog here yet (nothing committed under this home; "
+                "set --home or PARALLELNER_HOME)"
+            )
+        else:
+            db.parent.mkdir(parents=True, exist_ok=True)
+    local_wh = _local_path(warehouse)
+    if create and local_wh is not None:
+        local_wh.mkdir(parents=True, exist_ok=True)
+    try:
+        return SqlCatalog(CATALOG_NAME, uri=uri, warehouse=warehouse)
+    except Exception as exc:  # sqlalchemy errors: DatabaseError, OperationalError...
+        raise StoreError(
+            f"{_redact(uri)}: cannot open the dataset catalog ({type(exc).__name__}: "
+            f"{_first_line(exc, uri)})"
+        ) from None
+
+
+def _check_sqlite_file(db: Path) -> None:
+    try:
+        with db.open("rb") as fh:
+            head = fh.read(16)
+    except OSError as exc:
+        raise StoreError(f"{db}: cannot read the catalog file ({exc.strerror})") from None
+    if head and head != _SQLITE_MAGIC:
+        raise StoreError(f"{db}: not a catalog (the file is not an SQLite database)")
+
+
+def _first_line(exc: Exception, secret: str) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return text.replace(secret, _redact(secret))

@@ -1,0 +1,249 @@
+"""The dataset table ``parallelner.records``: create it, commit to it, find its snapshots.
+
+The table's schema is ``parallelner.records.arrow_schema()`` (pyiceberg assigns the
+Iceberg field ids when it creates the table from that Arrow schema). Every commit makes
+a new Iceberg snapshot and writes new Parquet files; no file is ever rewritten in place.
+Two writers committing at once both land: a commit that loses the race
+(``CommitFailedException``) reloads the table and tries again.
+
+Arrow types round-trip exactly through Iceberg (map<string,double>, list<struct>,
+timestamp[us, UTC]); ``to_records_table`` is the one place the read side is cast back to
+the project's schema (Iceberg names list items ``element``, the project ``item``).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+from pyiceberg.catalog.sql import SqlCatalog
+from pyiceberg.exceptions import (
+    CommitFailedException,
+    NamespaceAlreadyExistsError,
+    NoSuchTableError,
+    TableAlreadyExistsError,
+)
+from pyiceberg.expressions import In
+from pyiceberg.table import Table
+from pyiceberg.table.snapshots import Snapshot
+
+from parallelner.errors import StoreError
+from parallelner.records import ParallelRecord, arrow_schema, records_to_table
+from parallelner.settings import Settings, load_settings
+from parallelner.store.catalog import open_catalog, warehouse_location
+
+__all__ = [
+    "NAMESPACE",
+    "TABLE_NAME",
+    "PROP_PREFIX",
+    "open_table",
+    "load_table",
+    "close_catalog",
+    "reading",
+    "commit",
+    "commit_run",
+    "resolve_snapshot",
+    "list_snapshots",
+    "to_records_table",
+]
+
+NAMESPACE = "parallelner"
+TABLE_NAME = f"{NAMESPACE}.records"
+PROP_PREFIX = "parallelner."
+MAX_ATTEMPTS = 30
+
+
+def _settings(settings: Settings | None) -> Settings:
+    return settings if settings is not None else load_settings()
+
+
+def open_table(settings: Settings | None = None, *, create: bool = False) -> Table:
+    """Load the dataset table; ``create=True`` creates catalog, namespace and table if missing.
+
+    Raises StoreError when there is no table yet or its metadata files are gone.
+    """
+    settings = _settings(settings)
+    return load_table(open_catalog(settings, create=create), settings, create=create)
+
+
+def load_table(catalog: SqlCatalog, settings: Settings, *, create: bool = False) -> Table:
+    """Load (or with ``create`` make) the dataset table from an open catalog."""
+    try:
+        return catalog.load_table(TABLE_NAME)
+    except NoSuchTableError:
+        if not create:
+            raise StoreError(
+                f"{TABLE_NAME}: no such table in the catalog (nothing committed yet)"
+            ) from None
+    except (FileNotFoundError, OSError) as exc:
+        raise StoreError(
+            f"{warehouse_location(settings)}: the warehouse is gone or unreadable: table "
+            f"metadata cannot be read ({_short(exc)})"
+        ) from None
+    with suppress(NamespaceAlreadyExistsError):
+        catalog.create_namespace(NAMESPACE)
+    try:
+        return catalog.create_table(TABLE_NAME, schema=arrow_schema())
+    except TableAlreadyExistsError:  # another writer created it meanwhile
+        return catalog.load_table(TABLE_NAME)
+
+
+def close_catalog(catalog: SqlCatalog) -> None:
+    """Release the catalog's database connections (a Postgres server counts them)."""
+    catalog.engine.dispose()
+
+
+@contextmanager
+def reading(settings: Settings | None = None) -> Iterator[Table]:
+    """The dataset table, with the catalog's connections released afterwards."""
+    settings = _settings(settings)
+    catalog = open_catalog(settings)
+    try:
+        yield load_table(catalog, settings)
+    finally:
+        close_catalog(catalog)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:300]
+
+
+def to_records_table(table: pa.Table) -> pa.Table:
+    """Cast a scanned Arrow table to the project's exact record schema."""
+    schema = arrow_schema()
+    try:
+        return table.select(schema.names).cast(schema)
+    except (KeyError, pa.ArrowInvalid, pa.ArrowTypeError, ValueError) as exc:
+        raise StoreError(f"rows do not match the ParallelRecord schema ({_short(exc)})") from None
+
+
+def _as_table(data: pa.Table | Iterable[ParallelRecord]) -> pa.Table:
+    if isinstance(data, pa.Table):
+        return to_records_table(data)
+    return records_to_table(data)
+
+
+def commit(
+    data: pa.Table | Iterable[ParallelRecord],
+    run_id: str,
+    *,
+    settings: Settings | None = None,
+    replace: bool = False,
+    properties: Mapping[str, Any] | None = None,
+) -> int:
+    """Commit rows as one new snapshot of the dataset; return its snapshot id.
+
+    ``replace=False`` appends (a synthesize run). ``replace=True`` (a review pull)
+    replaces the rows whose ``record_id`` appears in ``data`` and appends the rest;
+    Iceberg writes new files for that, never edits old ones. ``properties`` go into the
+    snapshot summary as ``parallelner.<key>`` (provenance: config hash, prompt...).
+    On a concurrent commit the table is reloaded and the commit retried.
+    """
+    settings = _settings(settings)
+    rows = _as_table(data)
+    ids = rows.column("record_id").to_pylist()
+    if len(set(ids)) != len(ids):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        raise StoreError(f"run {run_id}: record_id {dup!r} appears twice in one commit")
+    props = {f"{PROP_PREFIX}{k}": str(v) for k, v in (properties or {}).items()}
+    props[f"{PROP_PREFIX}run-id"] = run_id
+    props[f"{PROP_PREFIX}operation"] = "replace" if replace else "append"
+    props[f"{PROP_PREFIX}committed-at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    rng = random.Random()
+    catalog = open_catalog(settings, create=True)
+    try:
+        return _commit_with_retry(catalog, settings, rows, ids, run_id, replace, props, rng)
+    finally:
+        close_catalog(catalog)
+
+
+def commit_run(
+    settings: Settings,
+    data: pa.Table | Iterable[ParallelRecord],
+    *,
+    run_id: str,
+    summary: Mapping[str, Any] | None = None,
+    replace: bool = False,
+) -> int:
+    """``commit`` with the settings first (the form the pipeline and flows call)."""
+    return commit(data, run_id, settings=settings, replace=replace, properties=summary)
+
+
+def _commit_with_retry(catalog: SqlCatalog, settings: Settings, rows: pa.Table, ids: list[str],
+                       run_id: str, replace: bool, props: dict[str, str],
+                       rng: random.Random) -> int:
+    for attempt in range(MAX_ATTEMPTS):
+        table = load_table(catalog, settings, create=True)
+        try:
+            if replace and ids:
+                table.overwrite(rows, overwrite_filter=In("record_id", ids),
+                                snapshot_properties=props)
+            else:
+                table.append(rows, snapshot_properties=props)
+        except CommitFailedException:
+            time.sleep(min(2.0, 0.02 * 2**attempt) * (0.5 + rng.random()))
+            continue
+        except Exception as exc:
+            if "database is locked" in str(exc):  # SQLite busy: same as a lost race
+                time.sleep(0.05 + rng.random() * 0.2)
+                continue
+            raise
+        snap = table.current_snapshot()
+        assert snap is not None
+        return snap.snapshot_id
+    raise StoreError(f"run {run_id}: commit failed {MAX_ATTEMPTS} times (too many concurrent writers)")
+
+
+def resolve_snapshot(table: Table, name_or_id: str | int) -> Snapshot:
+    """The snapshot a tag name, a snapshot id, or ``main`` (the latest) refers to."""
+    key = str(name_or_id).strip()
+    if key in table.refs():
+        snap = table.snapshot_by_name(key)
+    elif key.lstrip("-").isdigit():
+        snap = table.snapshot_by_id(int(key))
+        if snap is None:
+            raise StoreError(f"{key}: no snapshot with this id (see `parallelner snapshot list`)")
+    else:
+        tags = sorted(n for n, r in table.refs().items() if r.snapshot_ref_type == "tag")
+        known = ", ".join(tags) if tags else "none yet"
+        raise StoreError(f"{key}: no such tag or snapshot (tags: {known})")
+    if snap is None:
+        raise StoreError(f"{key}: the table has no snapshot yet")
+    return snap
+
+
+def list_snapshots(settings: Settings | None = None) -> list[dict[str, Any]]:
+    """Every snapshot of the table, oldest first, with its run, counts and tags."""
+    with reading(settings) as table:
+        return _describe_snapshots(table)
+
+
+def _describe_snapshots(table: Table) -> list[dict[str, Any]]:
+    tags: dict[int, list[str]] = {}
+    for name, ref in table.refs().items():
+        if ref.snapshot_ref_type == "tag":
+            tags.setdefault(ref.snapshot_id, []).append(name)
+    current = table.current_snapshot()
+    out = []
+    for snap in table.snapshots():
+        summary = snap.summary.additional_properties if snap.summary else {}
+        out.append({
+            "snapshot_id": snap.snapshot_id,
+            "parent_id": snap.parent_snapshot_id,
+            "committed_at": datetime.fromtimestamp(snap.timestamp_ms / 1000, UTC).isoformat(
+                timespec="seconds"),
+            "operation": str(snap.summary.operation.value) if snap.summary else None,
+            "run_id": summary.get(f"{PROP_PREFIX}run-id"),
+            "added_records": int(summary.get("added-records", 0)),
+            "deleted_records": int(summary.get("deleted-records", 0)),
+            "total_records": int(summary.get("total-records", 0)),
+            "tags": sorted(tags.get(snap.snapshot_id, [])),
+            "current": current is not None and current.snapshot_id == snap.snapshot_id,
+        })
+    return out

@@ -1,0 +1,497 @@
+"""The dataset store: Iceberg commits, immutable tags, exports, integrity, bad input.
+
+Runs on the real SQL catalog on SQLite and on the PostgreSQL server the test set-up
+starts (`postgres_url` in tests/conftest.py). Records are built from real sentences of
+data/projection-dev (source, independently annotated target spans, mixed statuses).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sqlite3
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from parallelner import store
+from parallelner.errors import StoreError
+from parallelner.reasons import Reason, Status
+from parallelner.records import (
+    Entity,
+    MentionTranslation,
+    ParallelRecord,
+    ProjectedEntity,
+    UnprojectedEntity,
+    arrow_schema,
+    table_to_records,
+)
+from parallelner.settings import Settings, load_settings
+
+DATA = Path(__file__).resolve().parents[2] / "data" / "projection-dev"
+_STATUSES = [Status.ACCEPTED, Status.REVIEW, Status.REJECTED, Status.ACCEPTED, Status.FAILED]
+
+
+def real_records(file: str, n: int, run_id: str, *, offset: int = 0) -> list[ParallelRecord]:
+    """``n`` records from a projection-dev file: source, gold target spans, mixed statuses."""
+    lines = (DATA / file).read_text("utf-8").splitlines()[offset:offset + n]
+    out = []
+    for i, line in enumerate(lines):
+        task = json.loads(line)
+        src = [Entity(**e) for e in task["source"]["entities"]]
+        gold = task["gold"]
+        status = _STATUSES[(i + offset) % len(_STATUSES)]
+        tgt = tuple(
+            ProjectedEntity(**g, source_index=min(j, len(src) - 1) if src else 0,
+                            method="exact", score=1.0 - 0.01 * j)
+            for j, g in enumerate(gold)
+        )
+        unprojected = tuple(
+            UnprojectedEntity(source_index=j, label=e.label, text=e.text, reason=Reason.NOT_FOUND)
+            for j, e in enumerate(src) if j >= len(gold)
+        )
+        out.append(ParallelRecord(
+            record_id=f"{task['id']}",
+            instance_id=task["source"]["id"],
+            run_id=run_id,
+            source_dataset="pud-en-zh" if "pud" in file else "europarl",
+            src_lang=task["source"]["lang"],
+            tgt_lang=task["target"]["lang"],
+            src_text=task["source"]["text"],
+            src_entities=tuple(src),
+            tgt_text=None if status is Status.FAILED else task["target"]["text"],
+            mention_translations=tuple(MentionTranslation(id=j, source=e.text, target=e.text)
+                                       for j, e in enumerate(src)),
+            tgt_entities=() if status is Status.FAILED else tgt,
+            unprojected=unprojected,
+            back_translation=task["source"]["text"] if i % 2 else None,
+            repair_steps=("annotation_rephrase",) if unprojected else (),
+            scores={"chrf": 40.0 + i, "projection": 0.9} if i % 3 else {},
+            status=status,
+            reasons=(Reason.AUDIT_SAMPLE,) if status is Status.ACCEPTED and i % 2 else
+            ((Reason.REPLY_INVALID_JSON,) if status is Status.FAILED else ()),
+            pipeline_version="0.1.0",
+            prompt_version="translate.v1",
+            model="gemma-3-270m",
+            config_hash="0123456789abcdef",
+            created_at=datetime(2026, 11, 25, 8, i % 60, 1, 123456, tzinfo=UTC),
+            raw_reply="{not json" if status is Status.FAILED else None,
+        ))
+    return out
+
+
+def reviewed(records: list[ParallelRecord], run_id: str) -> list[ParallelRecord]:
+    """The review pull's version of the rows waiting for review: accepted by an annotator."""
+    return [r.model_copy(update={
+        "status": Status.REVIEWED_ACCEPTED, "annotator": "ann1", "run_id": run_id,
+        "reviewed_at": datetime(2026, 11, 25, 9, 30, tzinfo=UTC), "review_comment": "ok ✓",
+    }) for r in records if r.status is Status.REVIEW]
+
+
+def by_id(records: list[ParallelRecord]) -> list[ParallelRecord]:
+    return sorted(records, key=lambda r: r.record_id)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def settings(request, tmp_path) -> Settings:
+    """Store settings on a fresh SQLite catalog, or on a fresh Postgres database."""
+    if request.param == "sqlite":
+        return load_settings(home=tmp_path / "home")
+    url = request.getfixturevalue("postgres_database")
+    return load_settings(home=tmp_path / "home", catalog_uri=url,
+                         warehouse=str(tmp_path / "warehouse"))
+
+
+@pytest.fixture
+def sqlite_settings(tmp_path) -> Settings:
+    return load_settings(home=tmp_path / "home")
+
+
+def data_files(settings: Settings) -> dict[str, str]:
+    """Every Parquet data file in the warehouse -> its SHA-256."""
+    root = Path(settings.warehouse) if settings.warehouse else Path(settings.home) / "warehouse"
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in root.rglob("*.parquet")}
+
+
+# ---------------------------------------------------------------------------------------
+# commits and round trips
+
+
+def test_commit_then_load_round_trips_exactly(settings):
+    records = real_records("pud-en-zh.jsonl", 20, "run-1")
+    sid = store.commit(records, "run-1", settings=settings)
+    table = store.load_snapshot(sid, settings=settings)
+    assert table.schema.equals(arrow_schema())
+    assert table_to_records(table) == by_id(records)
+    assert store.load_snapshot("main", settings=settings).equals(table)
+
+
+def test_every_commit_is_a_new_snapshot_and_old_files_stay_unchanged(settings):
+    first = real_records("pud-en-zh.jsonl", 20, "run-1")
+    s1 = store.commit(first, "run-1", settings=settings)
+    files_before = data_files(settings)
+    s2 = store.commit(real_records("europarl-en-de.jsonl", 10, "run-2"), "run-2",
+                      settings=settings)
+    s3 = store.commit(reviewed(first, "pull-1"), "pull-1", settings=settings, replace=True)
+    assert len({s1, s2, s3}) == 3
+    after = data_files(settings)
+    assert {p: after[p] for p in files_before} == files_before  # never rewritten in place
+    snaps = store.list_snapshots(settings)
+    assert {s["run_id"] for s in snaps} == {"run-1", "run-2", "pull-1"}
+    assert snaps[-1]["snapshot_id"] == s3 and snaps[-1]["current"]
+    latest = {r.record_id: r for r in table_to_records(store.load_snapshot(s3, settings=settings))}
+    assert len(latest) == 30  # replaced rows are not duplicated
+    assert latest["pud-00001-zh"].status is Status.REVIEWED_ACCEPTED
+    assert latest["pud-00001-zh"].review_comment == "ok ✓"
+    assert latest["pud-00000-zh"] == first[0]
+
+
+def test_commit_properties_land_in_the_snapshot_summary(sqlite_settings):
+    sid = store.commit_run(sqlite_settings, real_records("pud-en-zh.jsonl", 3, "r"),
+                           run_id="r", summary={"config_hash": "abc"})
+    with store.table.reading(sqlite_settings) as table:
+        props = table.snapshot_by_id(sid).summary.additional_properties
+    assert props["parallelner.config_hash"] == "abc"
+    assert props["parallelner.run-id"] == "r"
+
+
+def test_duplicate_record_ids_in_one_commit_are_refused(sqlite_settings):
+    rec = real_records("pud-en-zh.jsonl", 1, "r")
+    with pytest.raises(StoreError, match="appears twice"):
+        store.commit(rec + rec, "r", settings=sqlite_settings)
+
+
+# ---------------------------------------------------------------------------------------
+# tags
+
+
+def test_tag_returns_the_same_rows_after_later_commits(settings):
+    first = real_records("pud-en-zh.jsonl", 25, "run-1")
+    store.commit(first, "run-1", settings=settings)
+    note = store.create_tag("v1", settings=settings)
+    tagged = store.load_snapshot("v1", settings=settings)
+    store.commit(real_records("europarl-en-es.jsonl", 15, "run-2"), "run-2", settings=settings)
+    store.commit(reviewed(first, "pull-1"), "pull-1", settings=settings, replace=True)
+    again = store.load_snapshot("v1", settings=settings)
+    assert again.equals(tagged)
+    assert table_to_records(again) == by_id(first)
+    assert note["statistics"]["records"] == 25
+    assert store.load_snapshot("main", settings=settings).num_rows == 40
+
+
+def test_tags_are_immutable(settings):
+    store.commit(real_records("pud-en-zh.jsonl", 5, "run-1"), "run-1", settings=settings)
+    first = store.create_tag("v1", settings=settings)
+    later = store.commit(real_records("pud-en-zh.jsonl", 5, "run-2", offset=5), "run-2",
+                         settings=settings)
+    with pytest.raises(StoreError, match="v1: a tag with this name already exists"):
+        store.create_tag("v1", snapshot=later, settings=settings)
+    assert store.show("v1", settings=settings)["snapshot_id"] == first["snapshot_id"]
+    assert store.load_snapshot("v1", settings=settings).num_rows == 5
+
+
+def test_tag_an_older_snapshot_by_id(sqlite_settings):
+    s1 = store.commit(real_records("pud-en-zh.jsonl", 4, "a"), "a", settings=sqlite_settings)
+    store.commit(real_records("pud-en-zh.jsonl", 4, "b", offset=4), "b", settings=sqlite_settings)
+    note = store.create_tag("v0", snapshot=str(s1), settings=sqlite_settings)
+    assert note["snapshot_id"] == s1
+    assert store.load_snapshot("v0", settings=sqlite_settings).num_rows == 4
+    saved = json.loads((Path(sqlite_settings.home) / "releases" / "v0.json").read_text())
+    assert saved["snapshot_id"] == s1
+
+
+def test_release_note_counts_directions_statuses_labels_and_audit(sqlite_settings):
+    zh = real_records("pud-en-zh.jsonl", 10, "run-1")
+    de = real_records("europarl-en-de.jsonl", 5, "run-1")
+    store.commit(zh + de, "run-1", settings=sqlite_settings)
+    # annotators judge two audit samples: one confirmed, one rejected
+    audit = [r for r in zh if Reason.AUDIT_SAMPLE in r.reasons][:2]
+    judged = [audit[0].model_copy(update={"status": Status.REVIEWED_ACCEPTED, "run_id": "pull-1"}),
+              audit[1].model_copy(update={"status": Status.REVIEWED_REJECTED, "run_id": "pull-1"})]
+    store.commit(judged, "pull-1", settings=sqlite_settings, replace=True)
+    note = store.create_tag("v1", settings=sqlite_settings)
+    st = note["statistics"]
+    rows = {r.record_id: r for r in zh + de} | {r.record_id: r for r in judged}
+    assert st["records"] == 15
+    assert st["by_direction"]["en->zh"]["records"] == 10
+    assert st["by_direction"]["en->de"]["records"] == 5
+    expected_status: dict[str, int] = {}
+    for r in rows.values():
+        expected_status[r.status.value] = expected_status.get(r.status.value, 0) + 1
+    assert st["by_status"] == dict(sorted(expected_status.items()))
+    accepted = sum(r.status in (Status.ACCEPTED, Status.REVIEWED_ACCEPTED) for r in rows.values())
+    assert st["acceptance_rate"] == round(accepted / 15, 4)
+    assert st["audited_precision"] == 0.5 and st["audited_pairs"] == 2
+    per = sum(1 for r in zh for e in r.src_entities if e.label == "PER")
+    assert st["source_labels"]["en->zh"]["PER"] == per
+    prov = note["provenance"]
+    assert prov["prompt_versions"] == ["translate.v1"]
+    assert prov["config_hashes"] == ["0123456789abcdef"]
+    assert prov["runs"] == ["pull-1", "run-1"]
+
+
+@pytest.mark.parametrize("name", ["a/b", "../v1", "v 1", "v1\\x", "", " v1", "main", "-v1",
+                                  "12345", "v1;rm"])
+def test_bad_tag_names_are_refused(sqlite_settings, name):
+    store.commit(real_records("pud-en-zh.jsonl", 2, "r"), "r", settings=sqlite_settings)
+    with pytest.raises(StoreError, match="not a valid tag name"):
+        store.create_tag(name, settings=sqlite_settings)
+    with store.table.reading(sqlite_settings) as table:
+        assert [n for n, r in table.refs().items() if r.snapshot_ref_type == "tag"] == []
+
+
+@pytest.mark.parametrize("name,match", [("v9", "v9: no such tag or snapshot"),
+                                        ("123456789", "123456789: no snapshot with this id")])
+def test_unknown_tag_or_snapshot_id(sqlite_settings, name, match):
+    store.commit(real_records("pud-en-zh.jsonl", 2, "r"), "r", settings=sqlite_settings)
+    with pytest.raises(StoreError, match=match):
+        store.load_snapshot(name, settings=sqlite_settings)
+    with pytest.raises(StoreError, match=match):
+        store.create_tag("v1", snapshot=name, settings=sqlite_settings)
+
+
+def test_status_filter(sqlite_settings):
+    records = real_records("pud-en-zh.jsonl", 20, "r")
+    store.commit(records, "r", settings=sqlite_settings)
+    store.create_tag("v1", settings=sqlite_settings)
+    got = store.load_snapshot("v1", status="accepted,reviewed_accepted", settings=sqlite_settings)
+    want = by_id([r for r in records if r.status is Status.ACCEPTED])
+    assert table_to_records(got) == want and want
+    with pytest.raises(StoreError, match="unknown status acepted"):
+        store.load_snapshot("v1", status=["acepted"], settings=sqlite_settings)
+
+
+def test_load_snapshot_by_home_and_to_pandas(sqlite_settings):
+    records = real_records("pud-en-zh.jsonl", 6, "r")
+    store.commit(records, "r", settings=sqlite_settings)
+    store.create_tag("v1", settings=sqlite_settings)
+    import parallelner
+
+    df = parallelner.load_snapshot("v1", home=sqlite_settings.home).to_pandas()
+    assert sorted(df["record_id"]) == sorted(r.record_id for r in records)
+
+
+# ---------------------------------------------------------------------------------------
+# concurrency: a synthesize run and review pulls committing at the same moment
+
+
+def test_concurrent_writers_all_land(settings):
+    base = real_records("pud-en-zh.jsonl", 30, "run-0")
+    store.commit(base, "run-0", settings=settings)
+    batches = {f"run-{i}": real_records("europarl-en-it.jsonl", 10, f"run-{i}", offset=10 * i)
+               for i in range(1, 4)}
+    pull = reviewed(base, "pull-1")
+    barrier = threading.Barrier(len(batches) + 1)
+    errors: list[BaseException] = []
+    ids: list[int] = []
+
+    def write(data, run_id, replace=False):
+        try:
+            barrier.wait(timeout=30)
+            ids.append(store.commit(data, run_id, settings=settings, replace=replace))
+        except BaseException as exc:  # reported below, with the others
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(d, r)) for r, d in batches.items()]
+    threads.append(threading.Thread(target=write, args=(pull, "pull-1", True)))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert errors == []
+    assert len(set(ids)) == 4
+    final = {r.record_id: r for r in table_to_records(store.load_snapshot("main",
+                                                                          settings=settings))}
+    assert len(final) == 30 + 30
+    for run_id, data in batches.items():
+        assert all(final[r.record_id] == r for r in data), run_id
+    assert all(final[r.record_id] == r for r in pull)
+    runs = {s["run_id"] for s in store.list_snapshots(settings)}
+    assert runs == {"run-0", "run-1", "run-2", "run-3", "pull-1"}
+
+
+# ---------------------------------------------------------------------------------------
+# exports
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "jsonl"])
+def test_tag_export_load_round_trip(settings, tmp_path, fmt):
+    records = real_records("pud-en-zh.jsonl", 30, "run-1")
+    store.commit(records, "run-1", settings=settings)
+    store.create_tag("v1", settings=settings)
+    store.commit(reviewed(records, "pull-1"), "pull-1", settings=settings, replace=True)
+    out = tmp_path / "export"
+    meta = store.export_snapshot("v1", out, fmt=fmt, settings=settings)
+    assert store.verify_export(out)["ok"]
+    exported = store.read_export(out)
+    loaded = store.load_snapshot("v1", settings=settings)
+    assert exported.equals(loaded)
+    assert table_to_records(exported) == by_id(records)
+    assert meta["records"] == 30 and meta["snapshot_id"] == store.show("v1", settings=settings)["snapshot_id"]
+    card = (out / "README.md").read_text("utf-8")
+    assert "CC BY-SA 4.0" in card and "Universal NER" in card  # credits of the source corpus
+    assert "| src_entities |" in card and "en->zh" in card
+    listed = (out / "SHA256SUMS").read_text().split()
+    assert f"data/records-00000.{fmt}" in listed and "README.md" in listed
+
+
+def test_export_status_filter_and_parquet_is_plain(sqlite_settings, tmp_path):
+    records = real_records("europarl-en-de.jsonl", 20, "r")
+    store.commit(records, "r", settings=sqlite_settings)
+    store.create_tag("v1", settings=sqlite_settings)
+    out = tmp_path / "x"
+    store.export_snapshot("v1", out, status="accepted,reviewed_accepted",
+                          settings=sqlite_settings)
+    plain = pq.read_table(out / "data")  # no ParallelNER needed to read it
+    assert sorted(plain.column("record_id").to_pylist()) == sorted(
+        r.record_id for r in records if r.status is Status.ACCEPTED)
+    assert set(plain.column("status").to_pylist()) == {"accepted"}
+
+
+def test_export_into_non_empty_directory_is_refused(sqlite_settings, tmp_path):
+    store.commit(real_records("pud-en-zh.jsonl", 3, "r"), "r", settings=sqlite_settings)
+    out = tmp_path / "busy"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(StoreError, match="busy: directory is not empty"):
+        store.export_snapshot("main", out, settings=sqlite_settings)
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["busy", "home"]  # no temp leftovers
+
+
+def test_export_into_empty_existing_directory(sqlite_settings, tmp_path):
+    store.commit(real_records("pud-en-zh.jsonl", 3, "r"), "r", settings=sqlite_settings)
+    out = tmp_path / "empty"
+    out.mkdir()
+    store.export_snapshot("main", out, settings=sqlite_settings)
+    assert store.verify_export(out)["files"] == 3  # data, metadata.json, README.md
+
+
+def test_failed_export_leaves_nothing(sqlite_settings, tmp_path):
+    store.commit(real_records("pud-en-zh.jsonl", 3, "r"), "r", settings=sqlite_settings)
+    with pytest.raises(StoreError, match="no such tag"):
+        store.export_snapshot("nope", tmp_path / "out", settings=sqlite_settings)
+    assert not (tmp_path / "out").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["home"]
+
+
+def _exported(settings: Settings, out: Path) -> Path:
+    store.commit(real_records("pud-en-zh.jsonl", 10, "r"), "r", settings=settings)
+    store.create_tag("v1", settings=settings)
+    store.export_snapshot("v1", out, settings=settings)
+    return out / "data" / "records-00000.parquet"
+
+
+def test_tampered_export_file_is_reported(sqlite_settings, tmp_path):
+    data = _exported(sqlite_settings, tmp_path / "e")
+    raw = bytearray(data.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    data.write_bytes(bytes(raw))
+    with pytest.raises(StoreError, match=r"records-00000.parquet: content changed"):
+        store.verify_export(tmp_path / "e")
+
+
+def test_missing_export_file_is_reported(sqlite_settings, tmp_path):
+    data = _exported(sqlite_settings, tmp_path / "e")
+    data.unlink()
+    with pytest.raises(StoreError, match=r"records-00000.parquet: missing"):
+        store.verify_export(tmp_path / "e")
+
+
+def test_extra_data_file_and_bad_checksum_line_are_reported(sqlite_settings, tmp_path):
+    data = _exported(sqlite_settings, tmp_path / "e")
+    shutil.copy(data, data.with_name("records-99999.parquet"))
+    sums = tmp_path / "e" / "SHA256SUMS"
+    sums.write_text(sums.read_text() + "garbage\n")
+    with pytest.raises(StoreError) as err:
+        store.verify_export(tmp_path / "e")
+    assert "records-99999.parquet: data file not listed" in str(err.value)
+    assert "SHA256SUMS:4: malformed checksum line" in str(err.value)
+
+
+def test_not_an_export_is_reported(tmp_path):
+    with pytest.raises(StoreError, match="checksum file missing"):
+        store.verify_export(tmp_path)
+
+
+# ---------------------------------------------------------------------------------------
+# a damaged store
+
+
+def test_catalog_file_that_is_not_a_catalog(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "catalog.db").write_text("these are my notes, not a database\n")
+    s = load_settings(home=home)
+    with pytest.raises(StoreError, match="catalog.db: not a catalog"):
+        store.load_snapshot("v1", settings=s)
+    with pytest.raises(StoreError, match="catalog.db: not a catalog"):
+        store.commit(real_records("pud-en-zh.jsonl", 1, "r"), "r", settings=s)
+    assert (home / "catalog.db").read_text() == "these are my notes, not a database\n"
+    assert not (home / "warehouse").exists()
+
+
+def test_sqlite_database_that_is_not_a_catalog_for_reading(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    with sqlite3.connect(home / "catalog.db") as db:
+        db.execute("create table notes (x text)")
+    with pytest.raises(StoreError, match="no such table"):
+        store.load_snapshot("v1", settings=load_settings(home=home))
+
+
+def test_no_catalog_yet(tmp_path):
+    with pytest.raises(StoreError, match="no dataset catalog here yet"):
+        store.list_snapshots(load_settings(home=tmp_path / "nothing"))
+    assert not (tmp_path / "nothing").exists()
+
+
+def test_warehouse_that_is_gone(sqlite_settings):
+    store.commit(real_records("pud-en-zh.jsonl", 3, "r"), "r", settings=sqlite_settings)
+    store.create_tag("v1", settings=sqlite_settings)
+    shutil.rmtree(Path(sqlite_settings.home) / "warehouse")
+    with pytest.raises(StoreError, match="warehouse is gone"):
+        store.load_snapshot("v1", settings=sqlite_settings)
+    with pytest.raises(StoreError, match="warehouse is gone"):
+        store.commit(real_records("pud-en-zh.jsonl", 1, "r2"), "r2", settings=sqlite_settings)
+
+
+def test_missing_data_file_in_the_warehouse(sqlite_settings):
+    store.commit(real_records("pud-en-zh.jsonl", 3, "r"), "r", settings=sqlite_settings)
+    store.create_tag("v1", settings=sqlite_settings)
+    for path in data_files(sqlite_settings):
+        Path(path).unlink()
+    with pytest.raises(StoreError, match="a data file is missing or damaged"):
+        store.load_snapshot("v1", settings=sqlite_settings)
+
+
+def test_unreachable_catalog_never_shows_the_password(tmp_path):
+    s = load_settings(home=tmp_path, catalog_uri="postgresql+psycopg2://u:s3cretpw@127.0.0.1:1/db")
+    with pytest.raises(StoreError) as err:
+        store.commit(real_records("pud-en-zh.jsonl", 1, "r"), "r", settings=s)
+    assert "cannot open the dataset catalog" in str(err.value)
+    assert "s3cretpw" not in str(err.value)
+    assert "s3cretpw" not in json.dumps(s.masked())
+
+
+def test_hf_dataset_path(sqlite_settings):
+    store.commit(real_records("pud-en-zh.jsonl", 4, "r"), "r", settings=sqlite_settings)
+    try:
+        import datasets  # noqa: F401
+    except ImportError:
+        from parallelner.errors import ConfigError
+
+        with pytest.raises(ConfigError, match="datasets` is not installed"):
+            store.to_hf_dataset("main", settings=sqlite_settings)
+        return
+    ds = store.to_hf_dataset("main", settings=sqlite_settings)
+    assert len(ds) == 4 and ds[0]["src_lang"] == "en"
+
+
+_ = (pa, UTC, datetime)
