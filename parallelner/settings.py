@@ -77,6 +77,10 @@ class Settings(BaseSettings):
     label_studio_url: str = "http://127.0.0.1:8080"
     label_studio_api_key: SecretStr | None = None
     label_studio_project: str = "ParallelNER review"
+    # dataset store: SQL catalog URI (unset = SQLite <home>/catalog.db) and warehouse
+    # location (unset = <home>/warehouse; a path or a URI such as s3://bucket/prefix)
+    catalog_uri: SecretStr | None = None
+    warehouse: str | None = None
     # pipeline
     shard_size: int = Field(default=1000, ge=1)
     workers: int = Field(default=4, ge=1)
@@ -101,7 +105,7 @@ class Settings(BaseSettings):
     def masked(self) -> dict[str, Any]:
         """Settings as plain data with every secret replaced by '***' (or None)."""
         data = self.model_dump(mode="json")
-        for key in ("llm_api_key", "label_studio_api_key"):
+        for key in ("llm_api_key", "label_studio_api_key", "catalog_uri"):
             data[key] = "***" if getattr(self, key) is not None else None
         return data
 
