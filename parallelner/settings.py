@@ -50,8 +50,19 @@ class QualitySettings(_Section):
     min_chrf: float = 25.0  # back-translation chrF below this -> rejected
     review_chrf: float = 40.0  # between min_chrf and this -> review
     min_projection_score: float = 0.8
-    length_ratio_min: float = 0.25
-    length_ratio_max: float = 4.0
+    # bounds on the length ratio tgt/src in characters, after dividing by the expected
+    # ratio of the two scripts (script_density: en->zh expects 0.33 / 1.0)
+    length_ratio_min: float = 0.33
+    length_ratio_max: float = 3.0
+    length_min_chars: int = 20  # shorter sources skip the length-ratio check (too noisy)
+    script_density: dict[str, float] = Field(
+        default_factory=lambda: {"LATIN": 1.0, "CJK": 0.33, "HANGUL": 0.45, "CYRILLIC": 1.05}
+    )  # characters per unit of meaning relative to Latin; scripts not listed count 1.0
+    script_accept_share: float = 0.4  # share of tokens in the target's script that settles it
+    script_reject_share: float = 0.1  # below this share: wrong language without langdetect
+    langdetect_reject_prob: float = 0.9  # langdetect alone rejects only when this sure
+    lang_min_words: int = 6  # ... and only texts of at least this many words
+    max_copy_similarity: float = 0.9  # target vs source (mentions removed) above -> untranslated
     audit_rate: float = 0.02  # share of accepted pairs sent to review as an audit
     seed: int = 13
 

@@ -1,0 +1,18 @@
+"""Stage 3 (automatic): quality checks, scores, routing to accept / review / reject, report.
+
+- ``checks``: one pure function per check -> ``Finding`` (scores, reason codes) or None;
+- ``decide``: reasons -> status; ``assess_record`` / ``assess_stream`` over records;
+- ``report``: counts, plots and a markdown summary of a run, precision of ``accepted``.
+"""
+
+from parallelner.quality.checks import Finding, duplicate_key
+from parallelner.quality.decide import assess_record, assess_stream, decide, is_audit_sample
+
+__all__ = [
+    "Finding",
+    "duplicate_key",
+    "assess_record",
+    "assess_stream",
+    "decide",
+    "is_audit_sample",
+]

@@ -1,0 +1,271 @@
+"""The quality report of a run: counts, score distributions, precision of ``accepted``.
+
+``summarize(records)`` returns the numbers as data; ``write_report(records, out_dir)``
+also writes them as files (``report.json``, ``report.md``, ``scores.png``) so that the
+flow can attach them as Prefect artifacts. The numbers add up: every input record is
+counted in exactly one status and, within it, under exactly one *deciding* reason (the
+first reason that explains the status, or ``none``).
+
+Precision of ``accepted``: the audit sample (``audit_sample``) is a seeded uniform
+draw from the pairs the checks accepted. Once reviewers answered it
+(``reviewed_accepted`` / ``reviewed_rejected``), the share judged good estimates the
+precision of ``accepted``, reported with a 95% Wilson score interval.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from parallelner.quality.decide import REJECT_REASONS, REVIEW_REASONS
+from parallelner.reasons import Reason, Status
+from parallelner.records import ParallelRecord
+
+__all__ = ["PrecisionEstimate", "QualityReport", "wilson_interval", "summarize", "write_report"]
+
+# Scores plotted, in this order (see parallelner.quality.checks for their meaning).
+PLOTTED_SCORES = (
+    "chrf",
+    "bleu",
+    "length_ratio",
+    "tgt_script_share",
+    "copy_similarity",
+    "entity_coverage",
+    "projection_min",
+)
+_STATUS_COLORS = {
+    Status.ACCEPTED: "#2a9d8f",
+    Status.REVIEW: "#e9c46a",
+    Status.REJECTED: "#e76f51",
+    Status.REVIEWED_ACCEPTED: "#264653",
+    Status.REVIEWED_REJECTED: "#9b2226",
+    Status.FAILED: "#8d99ae",
+}
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score interval for a proportion (95% by default); (0, 1) when n == 0."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+@dataclass(frozen=True)
+class PrecisionEstimate:
+    """Precision of ``accepted`` estimated from the reviewed audit sample."""
+
+    reviewed: int
+    good: int
+    precision: float
+    low: float  # 95% Wilson interval
+    high: float
+
+
+@dataclass
+class QualityReport:
+    """Counts and score summaries of one run (plain data; ``files`` once written)."""
+
+    total: int
+    by_status: dict[str, int]
+    deciding_reason: dict[str, dict[str, int]]  # status -> reason -> records (adds up)
+    by_reason: dict[str, int]  # records carrying each reason (a record may carry several)
+    scores: dict[str, dict[str, float]]  # score -> n, mean, p05, p50, p95
+    audit_sample: int
+    precision: PrecisionEstimate | None
+    files: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return asdict(self)
+
+
+def _deciding_reason(record: ParallelRecord) -> str:
+    """The first reason that explains the record's status ("none" if nothing does)."""
+    if record.status == Status.ACCEPTED:
+        return "none"
+    wanted = {Status.REJECTED: REJECT_REASONS, Status.REVIEW: REVIEW_REASONS}.get(record.status)
+    for reason in record.reasons:  # failed and reviewed records: their first reason
+        if wanted is None or reason in wanted:
+            return str(reason)
+    return "none"
+
+
+def _quantile(ordered: list[float], q: float) -> float:
+    if not ordered:
+        return float("nan")
+    pos = q * (len(ordered) - 1)
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def summarize(
+    records: Iterable[ParallelRecord],
+) -> tuple[QualityReport, dict[str, list[tuple[float, str]]]]:
+    """Counts of a run, and the raw (score, status) values per score for plotting."""
+    by_status: Counter[str] = Counter()
+    deciding: dict[str, Counter[str]] = {}
+    by_reason: Counter[str] = Counter()
+    values: dict[str, list[tuple[float, str]]] = {}
+    audit = reviewed = good = 0
+    total = 0
+    for record in records:
+        total += 1
+        status = str(record.status)
+        by_status[status] += 1
+        deciding.setdefault(status, Counter())[_deciding_reason(record)] += 1
+        by_reason.update(str(r) for r in dict.fromkeys(record.reasons))
+        for name, value in record.scores.items():
+            if math.isfinite(value):
+                values.setdefault(name, []).append((value, status))
+        if Reason.AUDIT_SAMPLE in record.reasons:
+            audit += 1
+            if record.status in (Status.REVIEWED_ACCEPTED, Status.REVIEWED_REJECTED):
+                reviewed += 1
+                good += record.status == Status.REVIEWED_ACCEPTED
+    scores = {}
+    for name, pairs in sorted(values.items()):
+        ordered = sorted(v for v, _ in pairs)
+        scores[name] = {
+            "n": len(ordered),
+            "mean": sum(ordered) / len(ordered),
+            "p05": _quantile(ordered, 0.05),
+            "p50": _quantile(ordered, 0.5),
+            "p95": _quantile(ordered, 0.95),
+        }
+    precision = None
+    if reviewed:
+        low, high = wilson_interval(good, reviewed)
+        precision = PrecisionEstimate(reviewed, good, good / reviewed, low, high)
+    report = QualityReport(
+        total=total,
+        by_status={s.value: by_status[s.value] for s in Status if by_status[s.value]},
+        deciding_reason={s: dict(c.most_common()) for s, c in sorted(deciding.items())},
+        by_reason=dict(by_reason.most_common()),
+        scores=scores,
+        audit_sample=audit,
+        precision=precision,
+    )
+    return report, values
+
+
+def _plot(values: dict[str, list[tuple[float, str]]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [n for n in PLOTTED_SCORES if n in values] + sorted(
+        n for n in values if n not in PLOTTED_SCORES
+    )
+    cols = 3
+    rows = max(1, math.ceil(len(names) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, names, strict=False):
+        pairs = values[name]
+        statuses = [s for s in Status if any(st == s.value for _, st in pairs)]
+        data = [[v for v, st in pairs if st == s.value] for s in statuses]
+        ax.hist(
+            data,
+            bins=30,
+            stacked=True,
+            label=[s.value for s in statuses],
+            color=[_STATUS_COLORS[s] for s in statuses],
+        )
+        ax.set_title(f"{name} (n={len(pairs)})", fontsize=10)
+        ax.set_ylabel("pairs", fontsize=8)
+        ax.tick_params(labelsize=8)
+    for ax in list(axes.flat)[len(names) :]:
+        ax.axis("off")
+    if names:
+        axes.flat[0].legend(fontsize=7)
+    else:
+        axes.flat[0].text(0.5, 0.5, "no scores", ha="center", va="center")
+    fig.suptitle(title, fontsize=12)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _markdown(report: QualityReport, title: str, plot_name: str) -> str:
+    lines = [
+        f"# {title}",
+        "",
+        f"{report.total} pairs.",
+        "",
+        "| status | pairs | share |",
+        "|---|---:|---:|",
+    ]
+    for status, n in report.by_status.items():
+        lines.append(f"| {status} | {n} | {n / report.total:.1%} |")
+    lines.append(f"| **total** | **{sum(report.by_status.values())}** | |")
+    lines += [
+        "",
+        "## Deciding reason per status",
+        "",
+        "Each pair counted once, under the first reason that explains its status.",
+        "",
+        "| status | reason | pairs |",
+        "|---|---|---:|",
+    ]
+    for status, reasons in report.deciding_reason.items():
+        for reason, n in reasons.items():
+            lines.append(f"| {status} | {reason} | {n} |")
+    lines += [
+        "",
+        "## All reasons",
+        "",
+        "A pair may carry several reasons.",
+        "",
+        "| reason | pairs |",
+        "|---|---:|",
+    ]
+    lines += [f"| {r} | {n} |" for r, n in report.by_reason.items()]
+    lines += [
+        "",
+        "## Scores",
+        "",
+        "| score | n | mean | p05 | p50 | p95 |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, s in report.scores.items():
+        lines.append(
+            f"| {name} | {s['n']:.0f} | {s['mean']:.3g} | {s['p05']:.3g} | "
+            f"{s['p50']:.3g} | {s['p95']:.3g} |"
+        )
+    lines += ["", f"![score distributions]({plot_name})", "", "## Precision of accepted", ""]
+    p = report.precision
+    if p is None:
+        lines.append(f"Audit sample: {report.audit_sample} pairs, none reviewed yet.")
+    else:
+        lines.append(
+            f"Audit sample: {report.audit_sample} pairs, {p.reviewed} reviewed, "
+            f"{p.good} judged good: precision {p.precision:.1%} "
+            f"(95% Wilson interval {p.low:.1%} to {p.high:.1%})."
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_report(
+    records: Iterable[ParallelRecord], out_dir: Path, *, title: str = "Quality report"
+) -> QualityReport:
+    """Summarize ``records`` and write ``report.json``, ``report.md`` and ``scores.png``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report, values = summarize(records)
+    plot = out_dir / "scores.png"
+    _plot(values, plot, f"{title}: {report.total} pairs")
+    md = out_dir / "report.md"
+    md.write_text(_markdown(report, title, plot.name), encoding="utf-8")
+    js = out_dir / "report.json"
+    report.files = {"markdown": str(md), "plot": str(plot), "json": str(js)}
+    js.write_text(json.dumps(report.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
+    return report
