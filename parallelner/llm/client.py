@@ -340,7 +340,8 @@ class LLMClient:
 
         A reply is unusable when it is truncated, empty, not JSON, does not validate, or
         ``check(value)`` returns a reason. Up to ``max_reasks`` re-asks show the model its
-        reply and what is wrong with it. Never raises for a per-request failure.
+        reply and what is wrong with it (temperature raised to 0.3, 0.6...). Never raises
+        for a per-request failure.
         """
         model = model or self.model
         msgs = list(messages)
@@ -373,8 +374,11 @@ class LLMClient:
                 self.usage.reasks += 1
                 if reason is Reason.REPLY_TRUNCATED:
                     tokens = tokens * 2
+                # the conversation grows with each bad reply, and re-asks sample a little,
+                # so no re-ask repeats an earlier request (which the cache would answer)
+                temperature = max(temperature, min(1.0, 0.3 * (ask + 1)))
                 msgs = [
-                    *messages,
+                    *msgs,
                     {"role": "assistant", "content": reply.content},
                     {
                         "role": "user",

@@ -92,6 +92,7 @@ class OpenAIServer:
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._busy = 0
+        self._max_busy = 0
         self._busy_since = 0.0
         self._busy_slot_s = 0.0
         self._t0 = time.monotonic()
@@ -125,11 +126,12 @@ class OpenAIServer:
         """Forget recorded requests and the utilisation counters."""
         self.requests.clear()
         self._busy_slot_s = 0.0
+        self._max_busy = self._busy
         self._t0 = time.monotonic()
         self._busy_since = self._t0
 
     def stats(self) -> dict[str, Any]:
-        """Requests received, busy slot-seconds and utilisation since start/reset."""
+        """Requests received, busy slot-seconds, peak busy slots, utilisation since reset."""
         now = time.monotonic()
         busy = self._busy_slot_s + self._busy * (now - self._busy_since)
         wall = now - self._t0
@@ -139,6 +141,7 @@ class OpenAIServer:
             "service_time": self.service_time,
             "wall_s": wall,
             "busy_slot_s": busy,
+            "max_busy": self._max_busy,
             "utilisation": busy / (self.capacity * wall) if wall > 0 else 0.0,
         }
 
@@ -284,7 +287,15 @@ class OpenAIServer:
         step = self._next_step(text)
         fault = step if isinstance(step, str) else step.get("fault", "content")
         self.requests.append(
-            {"path": path, "body": body, "text": text, "fault": fault, "time": time.time()}
+            {
+                "path": path,
+                "body": body,
+                "text": text,
+                "fault": fault,
+                "time": time.time(),
+                # kept so tests can check the key was sent; this server is test-only
+                "authorization": headers.get("authorization"),
+            }
         )
         if fault == "429":
             after = str(step.get("retry_after", 1)) if isinstance(step, dict) else "1"
@@ -319,6 +330,7 @@ class OpenAIServer:
         self._busy_slot_s += self._busy * (now - self._busy_since)
         self._busy_since = now
         self._busy += delta
+        self._max_busy = max(self._max_busy, self._busy)
 
     @staticmethod
     def _request_text(body: dict[str, Any], chat: bool) -> str:
