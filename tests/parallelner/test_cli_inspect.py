@@ -1,0 +1,80 @@
+"""`parallelner inspect`, run as the installed console script (as the README shows it)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+CLI = str(Path(sys.executable).parent / "parallelner")
+BAD = Path("tests") / "data" / "bad"
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([CLI, "inspect", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=120, env={"PATH": str(Path(sys.executable).parent), "COLUMNS": "200"})
+
+
+def test_inspect_wikineural_val_json_reports_counts_and_repairs():
+    res = run("data/sources/wikineural-en-val.conllu", "--json")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["format"] == "wikineural"
+    assert out["sentences"] == 11_590
+    assert out["entities_by_label"] == {"LOC": 5904, "MISC": 4611, "ORG": 3512, "PER": 5594}
+    assert out["repaired_by_reason"] == {"orphan_inside_tag": 439}
+    assert out["quarantined"] == 0
+    assert out["repaired_examples"][0]["where"] == "data/sources/wikineural-en-val.conllu:1197"
+
+
+def test_inspect_cluener_train_prints_a_table():
+    res = run("data/sources/cluener-train.json", "--format", "cluener")
+    assert res.returncode == 0, res.stderr
+    assert "10,748" in res.stdout and "23,971" in res.stdout
+    for label, n in {"name": "3,755", "movie": "1,123", "government": "1,835"}.items():
+        assert any(label in line and n in line for line in res.stdout.splitlines())
+
+
+def test_inspect_quarantines_bad_lines_and_exits_zero(tmp_path):
+    qfile = tmp_path / "q.jsonl"
+    res = run(str(BAD / "mention-mismatch.json"), "--quarantine", str(qfile))
+    assert res.returncode == 0, res.stderr
+    assert "quarantined" in res.stdout and "mention_mismatch" in res.stdout
+    assert f"{BAD / 'mention-mismatch.json'}:2:" in res.stdout
+    (row,) = [json.loads(x) for x in qfile.read_text(encoding="utf-8").splitlines()]
+    assert row["line"] == 2 and row["reason"] == "mention_mismatch"
+
+
+@pytest.mark.parametrize(
+    ("name", "line", "fault"),
+    [
+        ("unknown-tag.conllu", 10, "unknown tag 'X-ORG'"),
+        ("orphan-inside.conllu", 16, "I-PER follows O, not B-PER"),
+        ("invalid-utf8.json", 2, "invalid UTF-8"),
+        ("offset-out-of-range.jsonl", 2, "outside the text"),
+    ],
+)
+def test_inspect_strict_stops_with_one_line_and_exit_2(name, line, fault):
+    res = run(str(BAD / name), "--strict")
+    assert res.returncode == 2
+    assert "Traceback" not in res.stderr
+    (msg,) = res.stderr.strip().splitlines()
+    assert f"{BAD / name}:{line}: " in msg and fault in msg
+
+
+def test_inspect_unreadable_file_exits_2_with_one_line():
+    res = run("no/such/file.conllu", "--format", "wikineural")
+    assert res.returncode == 2
+    assert "Traceback" not in res.stderr
+    assert "no/such/file.conllu: cannot read: No such file or directory" in res.stderr
+
+
+def test_inspect_help_explains_formats_and_exit_codes():
+    res = run("--help")
+    assert res.returncode == 0
+    for word in ("--format", "--strict", "--quarantine", "--json", "wikineural", "Exit 0"):
+        assert word in res.stdout
