@@ -22,6 +22,7 @@ import asyncio
 import email.utils
 import json
 import logging
+import math
 import random
 import re
 import time
@@ -82,7 +83,7 @@ class Usage:
         if not self.latencies_s:
             return None
         data = sorted(self.latencies_s)
-        rank = max(1, min(len(data), round(p / 100 * len(data) + 0.5)))
+        rank = max(1, min(len(data), math.ceil(p / 100 * len(data))))
         return data[rank - 1]
 
     def as_dict(self) -> dict[str, Any]:

@@ -1,0 +1,221 @@
+"""The LLM client on its own: generic JSON calls, completions, the reply cache, usage,
+and crash-resume after SIGKILL — against the loopback OpenAI server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel, ConfigDict
+
+from parallelner.llm.cache import cache_key
+from parallelner.llm.client import LLMClient, RequestFailed, Usage
+from parallelner.reasons import Reason
+from parallelner.records import Instance
+from parallelner.testing.openai_server import OpenAIServer
+
+REPO = Path(__file__).resolve().parents[2]
+PUD = REPO / "data" / "projection-dev" / "pud-en-zh.jsonl"
+
+
+def _pud(n: int) -> list[Instance]:
+    with PUD.open(encoding="utf-8") as fh:
+        return [
+            Instance.model_validate(json.loads(line)["source"])
+            for line, _ in zip(fh, range(n), strict=False)
+        ]
+
+
+class Mention(BaseModel):
+    """A reply shape someone else's prompt might ask for (e.g. the repair ladder)."""
+
+    model_config = ConfigDict(extra="forbid")
+    mention: str
+
+
+@pytest.fixture(scope="module")
+def server():
+    with OpenAIServer() as srv:
+        yield srv
+
+
+def _client(srv: OpenAIServer, tmp_path: Path, **kw) -> LLMClient:
+    opts = {"timeout_s": 2.0, "max_retries": 2, "cache_path": tmp_path / "cache.sqlite", **kw}
+    return LLMClient(base_url=srv.base_url, model="test-model", **opts)
+
+
+def test_chat_json_validates_any_model_and_reasks(server, tmp_path):
+    question = "Where in 'Obama visited Paris' is the city? (case 1)"
+    server.script(question, [{"content": '{"mention": 3}'}, {"content": '{"mention": "Paris"}'}])
+
+    async def go():
+        async with _client(server, tmp_path) as c:
+            out = await c.chat_json(
+                [{"role": "user", "content": question}],
+                Mention,
+                prompt_version="repair-mention.v1",
+                max_reasks=1,
+            )
+            return out, c.usage
+
+    out, usage = asyncio.run(go())
+    assert out.ok and out.value == Mention(mention="Paris") and out.attempts == 2
+    assert usage.reasks == 1 and usage.requests == 2
+    reask = server.requests_for(question)[-1]["body"]["messages"]
+    assert reask[1] == {"role": "assistant", "content": '{"mention": 3}'}
+    assert "mention" in reask[2]["content"]  # the model is told what was wrong
+
+
+def test_chat_json_check_rejects_and_keeps_raw(server, tmp_path):
+    question = "Where in 'Obama visited Paris' is the city? (case 2)"
+    server.script(question, [{"content": '```json\n{"mention": "London"}\n```'}] * 2)
+
+    def check(m: Mention):
+        return None if m.mention == "Paris" else (Reason.NOT_FOUND, f"{m.mention!r} is not there")
+
+    async def go():
+        async with _client(server, tmp_path) as c:
+            return await c.chat_json(
+                [{"role": "user", "content": question}],
+                Mention,
+                prompt_version="repair-mention.v1",
+                check=check,
+                max_reasks=1,
+            )
+
+    out = asyncio.run(go())
+    assert not out.ok and out.reason == Reason.NOT_FOUND and out.value is None
+    assert out.raw == '```json\n{"mention": "London"}\n```'
+
+
+def test_complete_is_cached_and_counts(server, tmp_path):
+    prompt = "English: Paris is in France.\nGerman:"
+    server.script(prompt, [{"content": " Paris liegt in Frankreich.", "finish_reason": "stop"}])
+
+    async def go():
+        async with _client(server, tmp_path) as c:
+            a = await c.complete(prompt, stop=["\n"], max_tokens=32, prompt_version="t.v1")
+            b = await c.complete(prompt, stop=["\n"], max_tokens=32, prompt_version="t.v1")
+            # another prompt version is another request
+            await c.complete(prompt, stop=["\n"], max_tokens=32, prompt_version="t.v2")
+            return a, b, c.usage
+
+    a, b, usage = asyncio.run(go())
+    assert a == b == " Paris liegt in Frankreich."
+    assert usage.requests == 2 and usage.cache_hits == 1
+    assert usage.prompt_tokens > 0 and usage.completion_tokens > 0
+    body = server.requests_for(prompt)[0]["body"]
+    assert body["stop"] == ["\n"] and server.requests_for(prompt)[0]["path"] == "/v1/completions"
+
+
+def test_complete_raises_request_failed_after_retries(server, tmp_path):
+    prompt = "English: The Eiffel Tower.\nChinese:"
+    server.script(prompt, ["500"] * 3)
+
+    async def go():
+        async with _client(server, tmp_path) as c:
+            with pytest.raises(RequestFailed) as err:
+                await c.complete(prompt, prompt_version="t.v1")
+            return err.value, c.usage
+
+    err, usage = asyncio.run(go())
+    assert err.reason == Reason.LLM_HTTP_ERROR and "HTTP 500" in str(err)
+    assert usage.retries == 2 and usage.failures == 1
+
+
+def test_cache_key_covers_what_decides_the_reply_only():
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "temperature": 0.0}
+    k = cache_key(body, "translate.v1")
+    assert k == cache_key(dict(reversed(list(body.items()))), "translate.v1")  # order-free
+    assert k != cache_key({**body, "model": "m2"}, "translate.v1")
+    assert k != cache_key({**body, "temperature": 0.5}, "translate.v1")
+    assert k != cache_key({**body, "response_format": {"type": "json_schema"}}, "translate.v1")
+    assert k != cache_key(body, "translate.v2")
+
+
+def test_cache_ignores_concurrency(server, tmp_path):
+    prompt = "Chinese: 我爱北京。\nEnglish:"
+
+    async def once(max_in_flight: int):
+        async with _client(server, tmp_path, max_in_flight=max_in_flight) as c:
+            await c.complete(prompt, prompt_version="t.v1")
+            return c.usage
+
+    assert asyncio.run(once(64)).requests == 1
+    u = asyncio.run(once(3))
+    assert u.requests == 0 and u.cache_hits == 1
+
+
+def test_usage_percentiles():
+    u = Usage(latencies_s=[i / 100 for i in range(1, 101)])
+    d = u.as_dict()
+    assert (d["latency_p50_s"], d["latency_p95_s"], d["latency_p99_s"]) == (0.5, 0.95, 0.99)
+    assert Usage().as_dict()["latency_p50_s"] is None
+
+
+_KILLED_RUN = """
+import asyncio, json, sys
+from parallelner.llm.client import LLMClient
+from parallelner.records import Instance
+from parallelner.settings import Settings
+from parallelner.translate import translate_stream
+
+base_url, home, pud = sys.argv[1:4]
+instances = [Instance.model_validate(json.loads(l)["source"]) for l in open(pud, encoding="utf-8")][:40]
+settings = Settings(llm_base_url=base_url, llm_model="test-model", home=home, llm_max_in_flight=4)
+
+async def main():
+    async with LLMClient.from_settings(settings) as client:
+        async for inst, res in translate_stream(client, instances, "zh", settings):
+            print(inst.id, flush=True)
+
+asyncio.run(main())
+"""
+
+
+def test_sigkill_loses_only_requests_in_flight(tmp_path):
+    instances = _pud(40)
+    home = tmp_path / "home"
+    with OpenAIServer(service_time=0.1, capacity=64) as srv:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _KILLED_RUN, srv.base_url, str(home), str(PUD)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        seen = 0
+        while seen < 10:  # let some replies arrive, then kill mid-run
+            assert proc.stdout.readline(), "the run ended before it could be killed"
+            seen += 1
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+        time.sleep(0.3)  # let the server finish the requests that were in flight
+        sent_before = len(srv.requests)
+        with sqlite3.connect(home / "llm-cache.sqlite") as db:
+            kept = db.execute("SELECT COUNT(*) FROM replies").fetchone()[0]
+        assert sent_before < 40  # it really died halfway
+        # every answered request is in the cache; only those in flight (<= 4) are lost
+        assert sent_before - 4 <= kept <= sent_before
+
+        from parallelner.settings import Settings
+        from parallelner.translate import translate_stream
+
+        settings = Settings(llm_base_url=srv.base_url, llm_model="test-model", home=home)
+
+        async def resume():
+            async with LLMClient.from_settings(settings) as client:
+                out = [r async for r in translate_stream(client, instances, "zh", settings)]
+                return out, client.usage
+
+        results, usage = asyncio.run(resume())
+        assert len(results) == 40
+        assert usage.cache_hits == kept and usage.requests == 40 - kept
+        assert len(srv.requests) == sent_before + 40 - kept
