@@ -42,18 +42,18 @@ def parse_cluener_line(obj: object, labels: frozenset[str]) -> tuple[str, list[E
     if label is None:
         label = {}
     if not isinstance(label, dict):
-        raise _Bad(Reason.MALFORMED_LINE, '"label" must be an object {type: {mention: [[start, end], ...]}}')
+        raise _Bad(Reason.MALFORMED_LINE, '"label" must be an object: type -> mention -> list of (start, end) pairs')
     entities = []
     for typ, mentions in label.items():
         if typ not in labels:
             raise _Bad(Reason.UNKNOWN_LABEL, f"unknown label {typ!r} (known: {', '.join(sorted(labels))})")
         if not isinstance(mentions, dict):
-            raise _Bad(Reason.MALFORMED_LINE, f'"label.{typ}" must be an object {{mention: [[start, end], ...]}}')
+            raise _Bad(Reason.MALFORMED_LINE, f'"label.{typ}" must be an object: mention -> list of (start, end) pairs')
         for mention, spans in mentions.items():
             if not isinstance(spans, list) or not all(
                 isinstance(sp, list) and len(sp) == 2 and _is_int(sp[0]) and _is_int(sp[1]) for sp in spans
             ):
-                raise _Bad(Reason.MALFORMED_LINE, f"spans of {typ} {mention!r} must be a list of [start, end] integer pairs")
+                raise _Bad(Reason.MALFORMED_LINE, f"spans of {typ} {mention!r} must be a list of (start, end) integer pairs")
             for start, end in spans:
                 if start < 0 or end < start or end >= len(text):
                     raise _Bad(

@@ -24,7 +24,7 @@ CASES = [
     ("invalid-utf8.conllu", 20, Reason.INVALID_UTF8, "invalid UTF-8 (byte 0xff"),
     ("empty-sentence.conllu", 10, Reason.EMPTY_SENTENCE, "empty sentence"),
     ("invalid-json.json", 2, Reason.INVALID_JSON, "invalid JSON"),
-    ("malformed-line.json", 2, Reason.MALFORMED_LINE, '"label" must be an object'),
+    ("malformed-line.json", 2, Reason.MALFORMED_LINE, '"label" must be an object: type -> mention -> list of (start, end) pairs'),
     ("offset-out-of-range.json", 2, Reason.OFFSET_OUT_OF_RANGE, "[15, 24] (end inclusive) is outside the text (length 22)"),
     ("mention-mismatch.json", 2, Reason.MENTION_MISMATCH, "'锡耶纳' span [5, 7] reads 's锡耶'"),
     ("unknown-label.json", 2, Reason.UNKNOWN_LABEL, "unknown label 'club'"),
