@@ -3,8 +3,11 @@
 The table's schema is ``parallelner.records.arrow_schema()`` (pyiceberg assigns the
 Iceberg field ids when it creates the table from that Arrow schema). Every commit makes
 a new Iceberg snapshot and writes new Parquet files; no file is ever rewritten in place.
-Two writers committing at once both land: a commit that loses the race
-(``CommitFailedException``) reloads the table and tries again.
+Two writers committing at once both land: pyiceberg (>= 0.12) retries a lost race
+itself (``commit.retry.num-retries``, 4 by default, re-using the written data files);
+when that is not enough, or a concurrent replace conflicts (``ValidationException``),
+``commit`` reloads the table and does the whole operation again. Data files written by
+an attempt that never landed stay unreferenced (no snapshot sees them).
 
 Arrow types round-trip exactly through Iceberg (map<string,double>, list<struct>,
 timestamp[us, UTC]); ``to_records_table`` is the one place the read side is cast back to
@@ -13,6 +16,7 @@ the project's schema (Iceberg names list items ``element``, the project ``item``
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -27,6 +31,7 @@ from pyiceberg.exceptions import (
     NamespaceAlreadyExistsError,
     NoSuchTableError,
     TableAlreadyExistsError,
+    ValidationException,
 )
 from pyiceberg.expressions import In
 from pyiceberg.table import Table
@@ -56,6 +61,7 @@ NAMESPACE = "parallelner"
 TABLE_NAME = f"{NAMESPACE}.records"
 PROP_PREFIX = "parallelner."
 MAX_ATTEMPTS = 30
+log = logging.getLogger(__name__)
 
 
 def _settings(settings: Settings | None) -> Settings:
@@ -186,11 +192,16 @@ def _commit_with_retry(catalog: SqlCatalog, settings: Settings, rows: pa.Table, 
                                 snapshot_properties=props)
             else:
                 table.append(rows, snapshot_properties=props)
-        except CommitFailedException:
+        except (CommitFailedException, ValidationException):
+            # pyiceberg already retried a few times on the same data files; past that
+            # (or when a concurrent replace touched the same files) redo it on a fresh table
+            log.info("run %s: another writer committed first; retrying (attempt %d)",
+                     run_id, attempt + 2)
             time.sleep(min(2.0, 0.02 * 2**attempt) * (0.5 + rng.random()))
             continue
         except Exception as exc:
             if "database is locked" in str(exc):  # SQLite busy: same as a lost race
+                log.info("run %s: catalog database busy; retrying", run_id)
                 time.sleep(0.05 + rng.random() * 0.2)
                 continue
             raise

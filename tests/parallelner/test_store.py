@@ -316,6 +316,45 @@ def test_concurrent_writers_all_land(settings):
     assert runs == {"run-0", "run-1", "run-2", "run-3", "pull-1"}
 
 
+@pytest.mark.parametrize("pyiceberg_retries", [None, "0"])
+def test_a_commit_that_loses_the_race_reloads_and_lands(settings, monkeypatch, caplog,
+                                                        pyiceberg_retries):
+    """Deterministic race: another writer commits between our read and our commit.
+
+    With pyiceberg's own retries switched off, our reload-and-redo loop must do it.
+    """
+    store.commit(real_records("pud-en-zh.jsonl", 5, "run-0"), "run-0", settings=settings)
+    if pyiceberg_retries is not None:
+        with store.table.reading(settings) as table, table.transaction() as tx:
+            tx.set_properties({"commit.retry.num-retries": pyiceberg_retries})
+    real_load = store.table.load_table
+    other = real_records("europarl-en-es.jsonl", 5, "run-other")
+    raced: list[int] = []
+    started: list[bool] = []
+
+    def load_then_lose_the_race(catalog, s, *, create=False):
+        table = real_load(catalog, s, create=create)
+        if not started:
+            started.append(True)
+            raced.append(store.commit(other, "run-other", settings=settings))
+        return table  # now stale: its commit must fail, reload and retry
+
+    monkeypatch.setattr(store.table, "load_table", load_then_lose_the_race)
+    caplog.set_level("INFO", logger="parallelner.store.table")
+    mine = real_records("europarl-en-it.jsonl", 5, "run-mine")
+    sid = store.commit(mine, "run-mine", settings=settings)
+    if pyiceberg_retries is None:
+        assert "Commit failed due to a concurrent update" in caplog.text
+    else:
+        assert "run run-mine: another writer committed first" in caplog.text
+    monkeypatch.undo()
+    rows = table_to_records(store.load_snapshot(sid, settings=settings))
+    assert len(rows) == 15
+    assert {r.run_id for r in rows} == {"run-0", "run-other", "run-mine"}
+    with store.table.reading(settings) as table:
+        assert table.snapshot_by_id(sid).parent_snapshot_id == raced[0]
+
+
 # ---------------------------------------------------------------------------------------
 # exports
 
@@ -492,6 +531,9 @@ def test_hf_dataset_path(sqlite_settings):
         return
     ds = store.to_hf_dataset("main", settings=sqlite_settings)
     assert len(ds) == 4 and ds[0]["src_lang"] == "en"
+    assert ds[1]["record_id"] == "pud-00001-zh"
+    assert ds[1]["scores"] == [{"key": "chrf", "value": 41.0}, {"key": "projection", "value": 0.9}]
+    assert ds[1]["tgt_entities"][0]["text"] == "國會山"
 
 
 _ = (pa, UTC, datetime)

@@ -1,0 +1,126 @@
+"""`parallelner snapshot ...` run as a user runs it: the installed console script."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_store import real_records, reviewed
+
+from parallelner import store
+from parallelner.settings import load_settings
+
+CLI = str(Path(sys.executable).parent / "parallelner")
+
+
+def cli(*args: str, home: Path | None = None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PARALLELNER_")}
+    env["COLUMNS"] = "200"
+    extra = ["--home", str(home)] if home is not None else []
+    return subprocess.run([CLI, "snapshot", *args, *extra], capture_output=True, text=True,
+                          env=env, timeout=120)
+
+
+def fails_cleanly(res: subprocess.CompletedProcess, message: str) -> None:
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "Traceback" not in res.stderr
+    assert message in " ".join(res.stderr.split())
+
+
+@pytest.fixture
+def home(tmp_path) -> Path:
+    """A data directory with one synthesize run committed (25 real en->zh pairs)."""
+    h = tmp_path / "home"
+    store.commit(real_records("pud-en-zh.jsonl", 25, "run-1"), "run-1",
+                 settings=load_settings(home=h))
+    return h
+
+
+def test_release_then_export_then_verify(home, tmp_path):
+    res = cli("tag", "v1", "--json", home=home)
+    assert res.returncode == 0, res.stderr
+    note = json.loads(res.stdout)
+    assert note["tag"] == "v1" and note["statistics"]["records"] == 25
+
+    records = real_records("pud-en-zh.jsonl", 25, "run-1")
+    store.commit(reviewed(records, "pull-1"), "pull-1", settings=load_settings(home=home),
+                 replace=True)
+
+    snaps = json.loads(cli("list", "--json", home=home).stdout)
+    assert [s["run_id"] for s in snaps if s["operation"] == "append"][-1] == "pull-1"
+    assert any(s["tags"] == ["v1"] for s in snaps)
+
+    shown = json.loads(cli("show", "v1", "--json", home=home).stdout)
+    assert shown["snapshot_id"] == note["snapshot_id"] and shown["tags"] == ["v1"]
+
+    diff = json.loads(cli("diff", "v1", "main", "--json", home=home).stdout)
+    n_review = sum(r.status == "review" for r in records)
+    assert diff["changed"] == n_review and diff["added"] == diff["removed"] == 0
+    assert diff["status_changes"] == {"review -> reviewed_accepted": n_review}
+
+    out = tmp_path / "release-v1"
+    res = cli("export", "v1", str(out), "--status", "accepted,reviewed_accepted",
+              "--format", "jsonl", home=home)
+    assert res.returncode == 0, res.stderr
+    assert "checksums verified" in res.stdout
+    lines = (out / "data" / "records-00000.jsonl").read_text("utf-8").splitlines()
+    assert len(lines) == sum(r.status == "accepted" for r in records)  # v1 predates the review
+    assert cli("verify", str(out)).returncode == 0
+
+    readme = out / "README.md"
+    readme.write_text(readme.read_text("utf-8") + "edited\n", "utf-8")
+    fails_cleanly(cli("verify", str(out)), "README.md: content changed")
+
+
+def test_human_output(home):
+    res = cli("tag", "v1", home=home)
+    assert res.returncode == 0 and "tagged v1 -> snapshot" in res.stdout
+    res = cli("list", home=home)
+    assert res.returncode == 0 and "run-1" in res.stdout and "v1" in res.stdout
+    res = cli("show", "v1", home=home)
+    assert res.returncode == 0 and "acceptance rate" in res.stdout and "en->zh" in res.stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    (("tag", "v 1"), "'v 1': not a valid tag name: it contains whitespace"),
+    (("tag", "rel/v1"), "'rel/v1': not a valid tag name: it contains a path separator"),
+    (("show", "v9"), "v9: no such tag or snapshot"),
+    (("tag", "v2", "--snapshot", "42"), "42: no snapshot with this id"),
+    (("export", "v9", "/nonexistent-dir-x"), "v9: no such tag or snapshot"),
+    (("export", "main", "OUT", "--status", "acepted"), "unknown status acepted"),
+])
+def test_bad_input_is_one_clear_line(home, tmp_path, args, message):
+    args = tuple(str(tmp_path / "out") if a == "OUT" else a for a in args)
+    fails_cleanly(cli(*args, home=home), message)
+    assert not (tmp_path / "out").exists()
+
+
+def test_existing_tag_is_never_moved(home):
+    assert cli("tag", "v1", home=home).returncode == 0
+    store.commit(real_records("pud-en-zh.jsonl", 5, "run-2", offset=25), "run-2",
+                 settings=load_settings(home=home))
+    fails_cleanly(cli("tag", "v1", home=home), "v1: a tag with this name already exists")
+    assert json.loads(cli("show", "v1", "--json", home=home).stdout)["statistics"]["records"] == 25
+
+
+def test_export_into_non_empty_directory(home, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    fails_cleanly(cli("export", "main", str(out), home=home), "directory is not empty")
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_catalog_that_is_not_a_catalog(tmp_path):
+    (tmp_path / "catalog.db").write_text("not sqlite")
+    fails_cleanly(cli("list", home=tmp_path), "catalog.db: not a catalog")
+
+
+@pytest.mark.parametrize("command", ["list", "show", "diff", "tag", "export", "verify"])
+def test_every_command_has_help(command):
+    res = cli(command, "--help")
+    assert res.returncode == 0 and "Usage" in res.stdout
