@@ -62,8 +62,12 @@ def cli_run(path: str, fmt: str) -> tuple[float, float, dict]:
     """Wall seconds, max RSS (MiB, via wait4) and JSON output of one `parallelner inspect` process."""
     exe = str(Path(sys.executable).parent / "parallelner")
     t0 = time.perf_counter()
-    proc = subprocess.Popen([exe, "inspect", path, "--format", fmt, "--json"], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [exe, "inspect", path, "--format", fmt, "--json"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     out, err = proc.stdout.read(), proc.stderr.read()  # stderr is small: no deadlock
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -90,10 +94,12 @@ def main() -> None:
         sentences, entities = plain_count(path, fmt)
         match = summary["sentences"] == sentences and summary["entities_by_label"] == entities
         rows.append((rel, fmt, summary, sentences, entities, lib, wall, rss, match))
-        print(f"{rel}: {summary['sentences']} sentences, {summary['entities']} entities, "
-              f"repaired {summary['repaired']}, quarantined {summary['quarantined']}; "
-              f"library {lib:.2f} s, CLI {wall:.2f} s, max RSS {rss:.0f} MiB; "
-              f"independent count {'matches' if match else 'DIFFERS'}")
+        print(
+            f"{rel}: {summary['sentences']} sentences, {summary['entities']} entities, "
+            f"repaired {summary['repaired']}, quarantined {summary['quarantined']}; "
+            f"library {lib:.2f} s, CLI {wall:.2f} s, max RSS {rss:.0f} MiB; "
+            f"independent count {'matches' if match else 'DIFFERS'}"
+        )
 
     lines = [
         "# Benchmark: `parallelner inspect` on the bundled corpora",
@@ -122,21 +128,29 @@ def main() -> None:
         )
     lines += ["", "## Entities per type (reader = independent count)", ""]
     for rel, _fmt, s, n, e, *_ in rows:
-        lines.append(f"`{rel}` — {n:,} sentences; repaired: "
-                     f"{json.dumps(s['repaired_by_reason']) if s['repaired'] else 'none'}")
+        lines.append(
+            f"`{rel}` — {n:,} sentences; repaired: "
+            f"{json.dumps(s['repaired_by_reason']) if s['repaired'] else 'none'}"
+        )
         lines.append("")
         lines.append("| type | reader | independent |")
         lines.append("|---|---:|---:|")
         for label in sorted(set(s["entities_by_label"]) | set(e)):
-            lines.append(f"| {label} | {s['entities_by_label'].get(label, 0):,} | {e.get(label, 0):,} |")
+            lines.append(
+                f"| {label} | {s['entities_by_label'].get(label, 0):,} | {e.get(label, 0):,} |"
+            )
         lines.append("")
     # Constant memory: the same reader on ten concatenated copies of each corpus.
     import tempfile
 
-    lines += ["## Streaming: memory does not grow with the file", "",
-              "The same CLI on a temporary file holding 10 copies of the corpus:", "",
-              "| file x10 | sentences | CLI s | max RSS MiB | x1 max RSS MiB |",
-              "|---|---:|---:|---:|---:|"]
+    lines += [
+        "## Streaming: memory does not grow with the file",
+        "",
+        "The same CLI on a temporary file holding 10 copies of the corpus:",
+        "",
+        "| file x10 | sentences | CLI s | max RSS MiB | x1 max RSS MiB |",
+        "|---|---:|---:|---:|---:|",
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         for rel, fmt, _s, _n, _e, _lib, _wall, rss1, _m in rows[:2]:
             big = Path(tmp) / Path(rel).name
@@ -144,8 +158,12 @@ def main() -> None:
             sep = b"" if fmt == "cluener" else b"\n"
             big.write_bytes(sep.join([data.rstrip(b"\n") + b"\n"] * 10))
             wall, rss, summary = cli_run(str(big), fmt)
-            print(f"{rel} x10: {summary['sentences']} sentences, CLI {wall:.2f} s, max RSS {rss:.0f} MiB")
-            lines.append(f"| `{rel}` x10 | {summary['sentences']:,} | {wall:.2f} | {rss:.0f} | {rss1:.0f} |")
+            print(
+                f"{rel} x10: {summary['sentences']} sentences, CLI {wall:.2f} s, max RSS {rss:.0f} MiB"
+            )
+            lines.append(
+                f"| `{rel}` x10 | {summary['sentences']:,} | {wall:.2f} | {rss:.0f} | {rss1:.0f} |"
+            )
     lines.append("")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines), encoding="utf-8")

@@ -52,11 +52,21 @@ def inspect_file(
     t0 = time.perf_counter()
     if quarantine is not None:
         with QuarantineWriter(quarantine) as sink:
-            for _ in read_instances(path, fmt, strict, report=report, quarantine=sink.write,
-                                    lang=lang, dataset=dataset, **opts):
+            for _ in read_instances(
+                path,
+                fmt,
+                strict,
+                report=report,
+                quarantine=sink.write,
+                lang=lang,
+                dataset=dataset,
+                **opts,
+            ):
                 pass
     else:
-        for _ in read_instances(path, fmt, strict, report=report, lang=lang, dataset=dataset, **opts):
+        for _ in read_instances(
+            path, fmt, strict, report=report, lang=lang, dataset=dataset, **opts
+        ):
             pass
     out = report.to_dict()
     out["seconds"] = round(time.perf_counter() - t0, 3)
@@ -84,8 +94,12 @@ def _print_summary(s: dict[str, Any]) -> None:
         if s[key]:
             console.print(f"[bold]first {title} inputs:[/]")
             for ex in s[key]:
-                console.print(f"  {ex['where']}: {ex['detail']} [{ex['reason']}]", highlight=False,
-                              markup=False, soft_wrap=True)
+                console.print(
+                    f"  {ex['where']}: {ex['detail']} [{ex['reason']}]",
+                    highlight=False,
+                    markup=False,
+                    soft_wrap=True,
+                )
     if s.get("quarantine_file"):
         console.print(f"quarantined inputs written to {s['quarantine_file']}", highlight=False)
     console.print(f"read in {s['seconds']:.2f} s", style="dim")
@@ -95,41 +109,68 @@ def inspect(
     file: Annotated[Path, typer.Argument(help="Corpus file to validate.", show_default=False)],
     format: Annotated[
         Format | None,
-        typer.Option("--format", "-f", help="Input format. Default: detected from the content "
-                     "(Parquet magic, JSON keys, columns), then the extension.", show_default=False),
+        typer.Option(
+            "--format",
+            "-f",
+            help="Input format. Default: detected from the content "
+            "(Parquet magic, JSON keys, columns), then the extension.",
+            show_default=False,
+        ),
     ] = None,
     lang: Annotated[
         str | None,
-        typer.Option("--lang", help="Language (BCP-47) when the file does not say "
-                     "(default: en for conll/wikineural, zh for cluener).", show_default=False),
+        typer.Option(
+            "--lang",
+            help="Language (BCP-47) when the file does not say "
+            "(default: en for conll/wikineural, zh for cluener).",
+            show_default=False,
+        ),
     ] = None,
     dataset: Annotated[
         str | None,
-        typer.Option("--dataset", help="Label map to check labels against (conll, wikineural, "
-                     "cluener, ontonotes...) (default: from the format, or each record's "
-                     "source_dataset).", show_default=False),
+        typer.Option(
+            "--dataset",
+            help="Label map to check labels against (conll, wikineural, "
+            "cluener, ontonotes...) (default: from the format, or each record's "
+            "source_dataset).",
+            show_default=False,
+        ),
     ] = None,
     scheme: Annotated[
         Scheme, typer.Option("--scheme", help="Tagging scheme of column files.")
     ] = Scheme.iob2,
     token_col: Annotated[
         int | None,
-        typer.Option("--token-col", help="0-based token column of column files "
-                     "(default: 0 for conll, 1 for wikineural).", show_default=False),
+        typer.Option(
+            "--token-col",
+            help="0-based token column of column files (default: 0 for conll, 1 for wikineural).",
+            show_default=False,
+        ),
     ] = None,
     tag_col: Annotated[
         int | None,
-        typer.Option("--tag-col", help="Tag column of column files, negative from the end "
-                     "(default: -1, the last).", show_default=False),
+        typer.Option(
+            "--tag-col",
+            help="Tag column of column files, negative from the end (default: -1, the last).",
+            show_default=False,
+        ),
     ] = None,
     strict: Annotated[
-        bool, typer.Option("--strict", help="Stop at the first bad or repaired input with "
-                           "'file:line: what is wrong' (exit 2) instead of quarantining it.")
+        bool,
+        typer.Option(
+            "--strict",
+            help="Stop at the first bad or repaired input with "
+            "'file:line: what is wrong' (exit 2) instead of quarantining it.",
+        ),
     ] = False,
     quarantine: Annotated[
         Path | None,
-        typer.Option("--quarantine", "-q", help="Write quarantined inputs here as JSONL "
-                     "(path, line, reason, detail, raw).", show_default=False),
+        typer.Option(
+            "--quarantine",
+            "-q",
+            help="Write quarantined inputs here as JSONL (path, line, reason, detail, raw).",
+            show_default=False,
+        ),
     ] = None,
     json_: JsonOption = False,
 ) -> None:
@@ -154,9 +195,12 @@ def inspect(
         if tag_col is not None:
             opts["tag_col"] = tag_col
     elif token_col is not None or tag_col is not None or scheme != Scheme.iob2:
-        raise typer.BadParameter("--token-col, --tag-col and --scheme apply to conll/wikineural files only")
-    summary = inspect_file(file, fmt, strict=strict, quarantine=quarantine, lang=lang,
-                           dataset=dataset, **opts)
+        raise typer.BadParameter(
+            "--token-col, --tag-col and --scheme apply to conll/wikineural files only"
+        )
+    summary = inspect_file(
+        file, fmt, strict=strict, quarantine=quarantine, lang=lang, dataset=dataset, **opts
+    )
     if json_:
         print_json(summary)
     else:

@@ -204,7 +204,9 @@ class Source:
             self._labels[key] = label_set(key)
         return self._labels[key]
 
-    def quarantine(self, line: int | None, reason: Reason, detail: str, raw: str = "") -> Quarantined:
+    def quarantine(
+        self, line: int | None, reason: Reason, detail: str, raw: str = ""
+    ) -> Quarantined:
         """A Quarantined event for this file."""
         return Quarantined(path=self.name, line=line, reason=reason, detail=detail, raw=raw)
 
@@ -222,7 +224,9 @@ def iter_lines(path: Path) -> Iterator[tuple[int, str | None, bytes]]:
     try:
         fh = open(path, "rb")  # noqa: SIM115 - closed below, generator owns it
     except OSError as exc:
-        raise InputError(str(path), None, Reason.UNREADABLE_FILE, f"cannot read: {exc.strerror}") from None
+        raise InputError(
+            str(path), None, Reason.UNREADABLE_FILE, f"cannot read: {exc.strerror}"
+        ) from None
     with fh:
         for lineno, raw in enumerate(fh, start=1):
             raw = raw.rstrip(b"\r\n")
@@ -268,7 +272,9 @@ def detect_format(path: str | Path) -> str:
             if fh.read(4) == b"PAR1":
                 return "parquet"
     except OSError as exc:
-        raise InputError(str(path), None, Reason.UNREADABLE_FILE, f"cannot read: {exc.strerror}") from None
+        raise InputError(
+            str(path), None, Reason.UNREADABLE_FILE, f"cannot read: {exc.strerror}"
+        ) from None
     for n, (_, text, _) in enumerate(iter_lines(path)):
         if n > 200:
             break

@@ -42,18 +42,30 @@ def parse_cluener_line(obj: object, labels: frozenset[str]) -> tuple[str, list[E
     if label is None:
         label = {}
     if not isinstance(label, dict):
-        raise _Bad(Reason.MALFORMED_LINE, '"label" must be an object: type -> mention -> list of (start, end) pairs')
+        raise _Bad(
+            Reason.MALFORMED_LINE,
+            '"label" must be an object: type -> mention -> list of (start, end) pairs',
+        )
     entities = []
     for typ, mentions in label.items():
         if typ not in labels:
-            raise _Bad(Reason.UNKNOWN_LABEL, f"unknown label {typ!r} (known: {', '.join(sorted(labels))})")
+            raise _Bad(
+                Reason.UNKNOWN_LABEL, f"unknown label {typ!r} (known: {', '.join(sorted(labels))})"
+            )
         if not isinstance(mentions, dict):
-            raise _Bad(Reason.MALFORMED_LINE, f'"label.{typ}" must be an object: mention -> list of (start, end) pairs')
+            raise _Bad(
+                Reason.MALFORMED_LINE,
+                f'"label.{typ}" must be an object: mention -> list of (start, end) pairs',
+            )
         for mention, spans in mentions.items():
             if not isinstance(spans, list) or not all(
-                isinstance(sp, list) and len(sp) == 2 and _is_int(sp[0]) and _is_int(sp[1]) for sp in spans
+                isinstance(sp, list) and len(sp) == 2 and _is_int(sp[0]) and _is_int(sp[1])
+                for sp in spans
             ):
-                raise _Bad(Reason.MALFORMED_LINE, f"spans of {typ} {mention!r} must be a list of (start, end) integer pairs")
+                raise _Bad(
+                    Reason.MALFORMED_LINE,
+                    f"spans of {typ} {mention!r} must be a list of (start, end) integer pairs",
+                )
             for start, end in spans:
                 if start < 0 or end < start or end >= len(text):
                     raise _Bad(
@@ -63,7 +75,7 @@ def parse_cluener_line(obj: object, labels: frozenset[str]) -> tuple[str, list[E
                 if text[start : end + 1] != mention:
                     raise _Bad(
                         Reason.MENTION_MISMATCH,
-                        f"{typ} {mention!r} span [{start}, {end}] reads {text[start:end + 1]!r} in the text",
+                        f"{typ} {mention!r} span [{start}, {end}] reads {text[start : end + 1]!r} in the text",
                     )
                 entities.append(Entity(start=start, end=end + 1, label=typ, text=mention))
     return text, entities
@@ -76,15 +88,21 @@ def read_cluener(source: Source) -> Iterator[ReadEvent]:
     labels = source.labels(dataset)
     for lineno, line, raw in iter_lines(source.path):
         if line is None:
-            yield source.quarantine(lineno, Reason.INVALID_UTF8, invalid_utf8_detail(raw),
-                                    raw.decode("utf-8", errors="backslashreplace"))
+            yield source.quarantine(
+                lineno,
+                Reason.INVALID_UTF8,
+                invalid_utf8_detail(raw),
+                raw.decode("utf-8", errors="backslashreplace"),
+            )
             continue
         if not line.strip():
             continue
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
-            yield source.quarantine(lineno, Reason.INVALID_JSON, f"invalid JSON ({exc.msg}, column {exc.colno})", line)
+            yield source.quarantine(
+                lineno, Reason.INVALID_JSON, f"invalid JSON ({exc.msg}, column {exc.colno})", line
+            )
             continue
         try:
             text, entities = parse_cluener_line(obj, labels)

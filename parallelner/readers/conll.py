@@ -77,14 +77,26 @@ def decode_tags(
         prev = tags[i - 1] if i else "O"
         if tag == "O":
             if bioes and start is not None:
-                repairs.append((i, Reason.UNCLOSED_ENTITY, f"{prev} is followed by O, not E-{typ}; entity closed"))
+                repairs.append(
+                    (
+                        i,
+                        Reason.UNCLOSED_ENTITY,
+                        f"{prev} is followed by O, not E-{typ}; entity closed",
+                    )
+                )
             close(i - 1)
             continue
         prefix, label = tag[0], tag[2:]
         continuing = start is not None and typ == label
         if prefix == "B" or prefix == "S":
             if bioes and start is not None:
-                repairs.append((i, Reason.UNCLOSED_ENTITY, f"{prev} is followed by {tag}, not E-{typ}; entity closed"))
+                repairs.append(
+                    (
+                        i,
+                        Reason.UNCLOSED_ENTITY,
+                        f"{prev} is followed by {tag}, not E-{typ}; entity closed",
+                    )
+                )
             close(i - 1)
             start, typ = i, label
             if prefix == "S":
@@ -92,16 +104,34 @@ def decode_tags(
         elif prefix in ("I", "E"):
             if not continuing:
                 if not iob1:
-                    repairs.append((i, Reason.ORPHAN_INSIDE_TAG, f"{tag} follows {prev}, not B-{label}; read as the start of a new entity"))
+                    repairs.append(
+                        (
+                            i,
+                            Reason.ORPHAN_INSIDE_TAG,
+                            f"{tag} follows {prev}, not B-{label}; read as the start of a new entity",
+                        )
+                    )
                 if bioes and start is not None:
-                    repairs.append((i, Reason.UNCLOSED_ENTITY, f"{prev} is followed by {tag}, not E-{typ}; entity closed"))
+                    repairs.append(
+                        (
+                            i,
+                            Reason.UNCLOSED_ENTITY,
+                            f"{prev} is followed by {tag}, not E-{typ}; entity closed",
+                        )
+                    )
                 close(i - 1)
                 start, typ = i, label
             if prefix == "E":
                 close(i)
     if start is not None:
         if bioes:
-            repairs.append((len(tags) - 1, Reason.UNCLOSED_ENTITY, f"sentence ends inside {typ} entity without E-{typ}; entity closed"))
+            repairs.append(
+                (
+                    len(tags) - 1,
+                    Reason.UNCLOSED_ENTITY,
+                    f"sentence ends inside {typ} entity without E-{typ}; entity closed",
+                )
+            )
         close(len(tags) - 1)
     return chunks, repairs
 
@@ -141,7 +171,11 @@ def read_conll(
             if b.tokens:
                 b.fault = (b.empty[0], Reason.MALFORMED_LINE, "empty token")
             else:
-                b.fault = (b.empty[0], Reason.EMPTY_SENTENCE, "empty sentence: every token is empty")
+                b.fault = (
+                    b.empty[0],
+                    Reason.EMPTY_SENTENCE,
+                    "empty sentence: every token is empty",
+                )
         if b.fault is not None:
             line, reason, detail = b.fault
             yield source.quarantine(line, reason, detail, raw)
@@ -187,21 +221,37 @@ def read_conll(
             block.first_line = lineno
         block.raw.append(text)
         if len(parts) < need:
-            block.fail(lineno, Reason.MALFORMED_LINE, f"expected at least {need} columns, found {len(parts)}: {text!r}")
+            block.fail(
+                lineno,
+                Reason.MALFORMED_LINE,
+                f"expected at least {need} columns, found {len(parts)}: {text!r}",
+            )
             continue
         token, tag = parts[token_col].strip(), parts[tag_col].strip()
         if index_col is not None and not parts[index_col].strip().isdigit():
-            block.fail(lineno, Reason.MALFORMED_LINE, f"index column {index_col + 1} is not a number: {parts[index_col]!r}")
+            block.fail(
+                lineno,
+                Reason.MALFORMED_LINE,
+                f"index column {index_col + 1} is not a number: {parts[index_col]!r}",
+            )
             continue
         if not token:
             block.empty.append(lineno)
             continue
         m = _TAG.match(tag)
         if tag != "O" and (m is None or m.group(1) not in prefixes):
-            block.fail(lineno, Reason.UNKNOWN_TAG, f"unknown tag {tag!r} for the {scheme.upper()} scheme (expected O or {'/'.join(prefixes)}-TYPE)")
+            block.fail(
+                lineno,
+                Reason.UNKNOWN_TAG,
+                f"unknown tag {tag!r} for the {scheme.upper()} scheme (expected O or {'/'.join(prefixes)}-TYPE)",
+            )
             continue
         if m is not None and m.group(2) not in labels:
-            block.fail(lineno, Reason.UNKNOWN_LABEL, f"unknown label {m.group(2)!r} in tag {tag!r} for dataset {dataset!r} (known: {', '.join(sorted(labels))})")
+            block.fail(
+                lineno,
+                Reason.UNKNOWN_LABEL,
+                f"unknown label {m.group(2)!r} in tag {tag!r} for dataset {dataset!r} (known: {', '.join(sorted(labels))})",
+            )
             continue
         block.tokens.append(token)
         block.tags.append(tag)

@@ -29,12 +29,18 @@ def read_parquet(source: Source, *, batch_size: int = 2048) -> Iterator[ReadEven
     try:
         pf = pq.ParquetFile(source.path)
     except (OSError, ValueError) as exc:  # ArrowInvalid is a ValueError
-        raise InputError(source.name, None, Reason.UNREADABLE_FILE, f"not a readable Parquet file: {exc}") from None
+        raise InputError(
+            source.name, None, Reason.UNREADABLE_FILE, f"not a readable Parquet file: {exc}"
+        ) from None
     names = set(pf.schema_arrow.names)
     missing = [c for c in _REQUIRED if c not in names]
     if missing:
-        raise InputError(source.name, None, Reason.UNREADABLE_FILE,
-                         f"Parquet file has no column(s) {', '.join(missing)}; expected the Instance schema")
+        raise InputError(
+            source.name,
+            None,
+            Reason.UNREADABLE_FILE,
+            f"Parquet file has no column(s) {', '.join(missing)}; expected the Instance schema",
+        )
     columns = [c for c in (*_OPTIONAL, *_REQUIRED) if c in names]
     seen: set[str] = set()
     row = 0
@@ -44,11 +50,17 @@ def read_parquet(source: Source, *, batch_size: int = 2048) -> Iterator[ReadEven
             try:
                 inst = instance_from_dict(obj, source, row)
             except BadRecord as bad:
-                yield source.quarantine(row, bad.reason, bad.detail, json.dumps(obj, ensure_ascii=False, default=str))
+                yield source.quarantine(
+                    row, bad.reason, bad.detail, json.dumps(obj, ensure_ascii=False, default=str)
+                )
                 continue
             if inst.id in seen:
-                yield source.quarantine(row, Reason.DUPLICATE_ID, f"instance id {inst.id!r} appears in an earlier row",
-                                        json.dumps(obj, ensure_ascii=False, default=str))
+                yield source.quarantine(
+                    row,
+                    Reason.DUPLICATE_ID,
+                    f"instance id {inst.id!r} appears in an earlier row",
+                    json.dumps(obj, ensure_ascii=False, default=str),
+                )
                 continue
             seen.add(inst.id)
             yield inst

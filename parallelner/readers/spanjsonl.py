@@ -45,7 +45,9 @@ def instance_from_dict(obj: Any, source: Source, line: int) -> Instance:
     ``line`` (1-based line or row) names the instance when the record has no id.
     """
     if not isinstance(obj, dict):
-        raise BadRecord(Reason.MALFORMED_LINE, f"expected a JSON object, found {type(obj).__name__}")
+        raise BadRecord(
+            Reason.MALFORMED_LINE, f"expected a JSON object, found {type(obj).__name__}"
+        )
     text = obj.get("text")
     if not isinstance(text, str):
         raise BadRecord(Reason.MALFORMED_LINE, 'missing or non-string "text"')
@@ -73,21 +75,33 @@ def instance_from_dict(obj: Any, source: Source, line: int) -> Instance:
         raise BadRecord(Reason.MALFORMED_LINE, '"entities" must be a list')
     entities = []
     for k, ent in enumerate(raw_entities):
-        if not isinstance(ent, dict) or not _is_int(ent.get("start")) or not _is_int(ent.get("end")) \
-                or not isinstance(ent.get("label"), str):
-            raise BadRecord(Reason.MALFORMED_LINE,
-                            f"entity {k} must be an object with integer start, end and string label")
+        if (
+            not isinstance(ent, dict)
+            or not _is_int(ent.get("start"))
+            or not _is_int(ent.get("end"))
+            or not isinstance(ent.get("label"), str)
+        ):
+            raise BadRecord(
+                Reason.MALFORMED_LINE,
+                f"entity {k} must be an object with integer start, end and string label",
+            )
         start, end, label = ent["start"], ent["end"], ent["label"]
         if start < 0 or end <= start or end > len(text):
-            raise BadRecord(Reason.OFFSET_OUT_OF_RANGE,
-                            f"entity {k} ({label}) span [{start}, {end}) is empty or outside the text (length {len(text)})")
+            raise BadRecord(
+                Reason.OFFSET_OUT_OF_RANGE,
+                f"entity {k} ({label}) span [{start}, {end}) is empty or outside the text (length {len(text)})",
+            )
         mention = ent.get("text")
         if mention is not None and text[start:end] != mention:
-            raise BadRecord(Reason.MENTION_MISMATCH,
-                            f"entity {k} ({label}) {mention!r} does not match the text at [{start}, {end}), which reads {text[start:end]!r}")
+            raise BadRecord(
+                Reason.MENTION_MISMATCH,
+                f"entity {k} ({label}) {mention!r} does not match the text at [{start}, {end}), which reads {text[start:end]!r}",
+            )
         if label not in labels:
             where = f"dataset {dataset!r}" if dataset else "the ontology (no source_dataset given)"
-            raise BadRecord(Reason.UNKNOWN_LABEL, f"entity {k} has unknown label {label!r} for {where}")
+            raise BadRecord(
+                Reason.UNKNOWN_LABEL, f"entity {k} has unknown label {label!r} for {where}"
+            )
         entities.append(Entity(start=start, end=end, label=label, text=text[start:end]))
     return Instance(id=rid, lang=lang, text=text, entities=tuple(entities), source_dataset=dataset)
 
@@ -97,15 +111,21 @@ def read_span_jsonl(source: Source) -> Iterator[ReadEvent]:
     seen: set[str] = set()  # instance ids only: small next to the instances themselves
     for lineno, line, raw in iter_lines(source.path):
         if line is None:
-            yield source.quarantine(lineno, Reason.INVALID_UTF8, invalid_utf8_detail(raw),
-                                    raw.decode("utf-8", errors="backslashreplace"))
+            yield source.quarantine(
+                lineno,
+                Reason.INVALID_UTF8,
+                invalid_utf8_detail(raw),
+                raw.decode("utf-8", errors="backslashreplace"),
+            )
             continue
         if not line.strip():
             continue
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
-            yield source.quarantine(lineno, Reason.INVALID_JSON, f"invalid JSON ({exc.msg}, column {exc.colno})", line)
+            yield source.quarantine(
+                lineno, Reason.INVALID_JSON, f"invalid JSON ({exc.msg}, column {exc.colno})", line
+            )
             continue
         try:
             inst = instance_from_dict(obj, source, lineno)
@@ -113,7 +133,12 @@ def read_span_jsonl(source: Source) -> Iterator[ReadEvent]:
             yield source.quarantine(lineno, bad.reason, bad.detail, line)
             continue
         if inst.id in seen:
-            yield source.quarantine(lineno, Reason.DUPLICATE_ID, f"instance id {inst.id!r} appears earlier in the file", line)
+            yield source.quarantine(
+                lineno,
+                Reason.DUPLICATE_ID,
+                f"instance id {inst.id!r} appears earlier in the file",
+                line,
+            )
             continue
         seen.add(inst.id)
         yield inst

@@ -20,7 +20,9 @@ class AtomicTextWriter:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
+        )
         self._tmp = Path(tmp)
         self._fh: IO[str] = os.fdopen(fd, "w", encoding="utf-8", newline="\n")
         self.count = 0

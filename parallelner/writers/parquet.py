@@ -14,7 +14,9 @@ from parallelner.records import Instance, arrow_schema, records_to_table
 __all__ = ["write_parquet"]
 
 
-def write_parquet(instances: Iterable[Instance], path: str | Path, *, batch_size: int = 4096) -> int:
+def write_parquet(
+    instances: Iterable[Instance], path: str | Path, *, batch_size: int = 4096
+) -> int:
     """Stream ``instances`` into a Parquet file (atomic: temp file, then rename); returns the count."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

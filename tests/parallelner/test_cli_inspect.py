@@ -15,8 +15,14 @@ BAD = Path("tests") / "data" / "bad"
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([CLI, "inspect", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=120, env={"PATH": str(Path(sys.executable).parent), "COLUMNS": "200"})
+    return subprocess.run(
+        [CLI, "inspect", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": str(Path(sys.executable).parent), "COLUMNS": "200"},
+    )
 
 
 def test_inspect_wikineural_val_json_reports_counts_and_repairs():

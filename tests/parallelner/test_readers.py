@@ -97,18 +97,24 @@ def test_wikineural_text_is_readable_english():
         "pneumonia, and she was flown to Australia to recuperate."
     )
     assert [(e.text, e.label, e.start) for e in first.entities] == [
-        ("Tuvalu", "LOC", 13), ("Australia", "LOC", 107)
+        ("Tuvalu", "LOC", 13),
+        ("Australia", "LOC", 107),
     ]
 
 
 def test_cluener_inclusive_end_becomes_exclusive_and_repeated_mentions_are_kept(tmp_path):
     text = "布鲁京斯研究所桑顿中国中心研究部主任李成说，李成认为美国很重要。"
-    line = {"text": text, "label": {"name": {"李成": [[18, 19], [22, 23]]}, "address": {"美国": [[26, 27]]}}}
+    line = {
+        "text": text,
+        "label": {"name": {"李成": [[18, 19], [22, 23]]}, "address": {"美国": [[26, 27]]}},
+    }
     path = tmp_path / "repeat.json"
     path.write_text(json.dumps(line, ensure_ascii=False) + "\n", encoding="utf-8")
     (inst,) = read_instances(path, "cluener")
     assert [(e.start, e.end, e.text, e.label) for e in inst.entities] == [
-        (18, 20, "李成", "name"), (22, 24, "李成", "name"), (26, 28, "美国", "address")
+        (18, 20, "李成", "name"),
+        (22, 24, "李成", "name"),
+        (26, 28, "美国", "address"),
     ]
 
 
@@ -157,9 +163,15 @@ def test_span_jsonl_and_parquet_round_trip_losslessly(tmp_path, source):
 
 
 def test_span_jsonl_without_dataset_checks_labels_against_the_ontology(tmp_path):
-    good = {"id": "a", "lang": "de", "text": "Angela Merkel sprach in Berlin.",
-            "entities": [{"start": 0, "end": 13, "label": "Person"},
-                         {"start": 24, "end": 30, "label": "GeopoliticalEntity"}]}
+    good = {
+        "id": "a",
+        "lang": "de",
+        "text": "Angela Merkel sprach in Berlin.",
+        "entities": [
+            {"start": 0, "end": 13, "label": "Person"},
+            {"start": 24, "end": 30, "label": "GeopoliticalEntity"},
+        ],
+    }
     bad = dict(good, id="b", entities=[{"start": 0, "end": 13, "label": "PER"}])
     path = tmp_path / "ontology.jsonl"
     path.write_text("\n".join(json.dumps(x) for x in (good, bad)) + "\n", encoding="utf-8")
@@ -176,12 +188,24 @@ def test_parquet_rows_are_validated_like_jsonl_lines(tmp_path):
     from parallelner.records import arrow_schema
 
     rows = [
-        {"id": "ok", "lang": "en", "text": "Paris is big", "source_dataset": "conll",
-         "entities": [{"start": 0, "end": 5, "label": "LOC", "text": "Paris"}]},
-        {"id": "bad", "lang": "en", "text": "Paris is big", "source_dataset": "conll",
-         "entities": [{"start": 1, "end": 6, "label": "LOC", "text": "Paris"}]},
+        {
+            "id": "ok",
+            "lang": "en",
+            "text": "Paris is big",
+            "source_dataset": "conll",
+            "entities": [{"start": 0, "end": 5, "label": "LOC", "text": "Paris"}],
+        },
+        {
+            "id": "bad",
+            "lang": "en",
+            "text": "Paris is big",
+            "source_dataset": "conll",
+            "entities": [{"start": 1, "end": 6, "label": "LOC", "text": "Paris"}],
+        },
     ]
-    pq.write_table(pa.Table.from_pylist(rows, schema=arrow_schema(Instance)), tmp_path / "x.parquet")
+    pq.write_table(
+        pa.Table.from_pylist(rows, schema=arrow_schema(Instance)), tmp_path / "x.parquet"
+    )
     report = ReadReport()
     assert [i.id for i in read_instances(tmp_path / "x.parquet", report=report)] == ["ok"]
     assert report.quarantined == {"mention_mismatch": 1}
@@ -193,7 +217,9 @@ def test_quarantine_writer_keeps_path_line_reason_detail_and_raw(tmp_path):
     with QuarantineWriter(tmp_path / "q.jsonl") as sink:
         kept = list(read_instances(bad, quarantine=sink.write))
     assert len(kept) == 2
-    (row,) = [json.loads(x) for x in (tmp_path / "q.jsonl").read_text(encoding="utf-8").splitlines()]
+    (row,) = [
+        json.loads(x) for x in (tmp_path / "q.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
     assert row["path"] == str(bad) and row["line"] == 2 and row["reason"] == "mention_mismatch"
     assert "锡耶纳" in row["detail"]
     assert row["raw"] == bad.read_text(encoding="utf-8").splitlines()[1]

@@ -24,15 +24,35 @@ CASES = [
     ("invalid-utf8.conllu", 20, Reason.INVALID_UTF8, "invalid UTF-8 (byte 0xff"),
     ("empty-sentence.conllu", 10, Reason.EMPTY_SENTENCE, "empty sentence"),
     ("invalid-json.json", 2, Reason.INVALID_JSON, "invalid JSON"),
-    ("malformed-line.json", 2, Reason.MALFORMED_LINE, '"label" must be an object: type -> mention -> list of (start, end) pairs'),
-    ("offset-out-of-range.json", 2, Reason.OFFSET_OUT_OF_RANGE, "[15, 24] (end inclusive) is outside the text (length 22)"),
+    (
+        "malformed-line.json",
+        2,
+        Reason.MALFORMED_LINE,
+        '"label" must be an object: type -> mention -> list of (start, end) pairs',
+    ),
+    (
+        "offset-out-of-range.json",
+        2,
+        Reason.OFFSET_OUT_OF_RANGE,
+        "[15, 24] (end inclusive) is outside the text (length 22)",
+    ),
     ("mention-mismatch.json", 2, Reason.MENTION_MISMATCH, "'锡耶纳' span [5, 7] reads 's锡耶'"),
     ("unknown-label.json", 2, Reason.UNKNOWN_LABEL, "unknown label 'club'"),
     ("invalid-utf8.json", 2, Reason.INVALID_UTF8, "invalid UTF-8"),
     ("empty-sentence.json", 2, Reason.EMPTY_SENTENCE, "empty sentence"),
     ("invalid-json.jsonl", 2, Reason.INVALID_JSON, "invalid JSON"),
-    ("offset-out-of-range.jsonl", 2, Reason.OFFSET_OUT_OF_RANGE, "[58, 65) is empty or outside the text (length 61)"),
-    ("mention-mismatch.jsonl", 2, Reason.MENTION_MISMATCH, "'Clinton' does not match the text at [29, 36), which reads ' Clinto'"),
+    (
+        "offset-out-of-range.jsonl",
+        2,
+        Reason.OFFSET_OUT_OF_RANGE,
+        "[58, 65) is empty or outside the text (length 61)",
+    ),
+    (
+        "mention-mismatch.jsonl",
+        2,
+        Reason.MENTION_MISMATCH,
+        "'Clinton' does not match the text at [29, 36), which reads ' Clinto'",
+    ),
     ("unknown-label.jsonl", 2, Reason.UNKNOWN_LABEL, "unknown label 'POLITICIAN'"),
     ("duplicate-id.jsonl", 2, Reason.DUPLICATE_ID, "'pud-00003' appears earlier"),
     ("empty-sentence.jsonl", 2, Reason.EMPTY_SENTENCE, "empty sentence"),
@@ -72,7 +92,10 @@ def test_orphan_inside_tag_is_repaired_by_default_and_counted():
     assert report.repaired_examples[0].line == 16
     middle = kept[1]
     # I-PER I-PER after O reads as one entity, like conlleval
-    assert [(e.text, e.label) for e in middle.entities] == [("April Ferry", "PER"), ("Neeta Lulla", "PER")]
+    assert [(e.text, e.label) for e in middle.entities] == [
+        ("April Ferry", "PER"),
+        ("Neeta Lulla", "PER"),
+    ]
 
 
 def test_orphan_inside_tag_stops_strict_mode_with_file_line_and_fault():

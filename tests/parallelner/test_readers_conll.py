@@ -18,7 +18,20 @@ REPO = Path(__file__).resolve().parents[2]
 CLUENER_HEAD = REPO / "tests" / "data" / "cluener-train-head.json"
 
 # A real WikiNEuRal sentence (val, "and the costumes were designed by April Ferry ...").
-TOKENS = ["and", "the", "costumes", "were", "designed", "by", "April", "Ferry", "and", "Neeta", "Lulla", "."]
+TOKENS = [
+    "and",
+    "the",
+    "costumes",
+    "were",
+    "designed",
+    "by",
+    "April",
+    "Ferry",
+    "and",
+    "Neeta",
+    "Lulla",
+    ".",
+]
 
 
 def _write(tmp_path: Path, name: str, rows: list[str]) -> Path:
@@ -31,17 +44,39 @@ def _write(tmp_path: Path, name: str, rows: list[str]) -> Path:
     ("scheme", "tags", "chunks", "repairs"),
     [
         ("iob2", ["B-PER", "I-PER", "O", "B-PER", "I-PER"], [(0, 1, "PER"), (3, 4, "PER")], []),
-        ("iob2", ["I-PER", "I-PER", "O", "B-PER", "I-PER"], [(0, 1, "PER"), (3, 4, "PER")],
-         [Reason.ORPHAN_INSIDE_TAG]),
-        ("iob2", ["B-PER", "I-ORG", "O", "O", "O"], [(0, 0, "PER"), (1, 1, "ORG")],
-         [Reason.ORPHAN_INSIDE_TAG]),
+        (
+            "iob2",
+            ["I-PER", "I-PER", "O", "B-PER", "I-PER"],
+            [(0, 1, "PER"), (3, 4, "PER")],
+            [Reason.ORPHAN_INSIDE_TAG],
+        ),
+        (
+            "iob2",
+            ["B-PER", "I-ORG", "O", "O", "O"],
+            [(0, 0, "PER"), (1, 1, "ORG")],
+            [Reason.ORPHAN_INSIDE_TAG],
+        ),
         # IOB1: I- opens an entity; B- only splits two adjacent entities of one type
-        ("iob1", ["I-PER", "I-PER", "O", "I-PER", "B-PER"], [(0, 1, "PER"), (3, 3, "PER"), (4, 4, "PER")], []),
-        ("bioes", ["B-PER", "E-PER", "O", "S-PER", "S-LOC"], [(0, 1, "PER"), (3, 3, "PER"), (4, 4, "LOC")], []),
+        (
+            "iob1",
+            ["I-PER", "I-PER", "O", "I-PER", "B-PER"],
+            [(0, 1, "PER"), (3, 3, "PER"), (4, 4, "PER")],
+            [],
+        ),
+        (
+            "bioes",
+            ["B-PER", "E-PER", "O", "S-PER", "S-LOC"],
+            [(0, 1, "PER"), (3, 3, "PER"), (4, 4, "LOC")],
+            [],
+        ),
         ("bioes", ["B-PER", "I-PER", "E-PER", "O", "O"], [(0, 2, "PER")], []),
         ("bioes", ["B-PER", "I-PER", "O", "O", "O"], [(0, 1, "PER")], [Reason.UNCLOSED_ENTITY]),
-        ("bioes", ["O", "I-PER", "E-PER", "O", "B-LOC"], [(1, 2, "PER"), (4, 4, "LOC")],
-         [Reason.ORPHAN_INSIDE_TAG, Reason.UNCLOSED_ENTITY]),
+        (
+            "bioes",
+            ["O", "I-PER", "E-PER", "O", "B-LOC"],
+            [(1, 2, "PER"), (4, 4, "LOC")],
+            [Reason.ORPHAN_INSIDE_TAG, Reason.UNCLOSED_ENTITY],
+        ),
     ],
 )
 def test_decode_tags_reads_each_scheme_like_conlleval(scheme, tags, chunks, repairs):
@@ -58,7 +93,10 @@ def test_conll2003_style_file_with_docstart_pos_columns_and_iob1(tmp_path):
     report = ReadReport()
     (inst,) = read_instances(path, "conll", report=report, scheme="iob1")
     assert inst.text == "and the costumes were designed by April Ferry and Neeta Lulla."
-    assert [(e.text, e.label) for e in inst.entities] == [("April Ferry", "PER"), ("Neeta Lulla", "PER")]
+    assert [(e.text, e.label) for e in inst.entities] == [
+        ("April Ferry", "PER"),
+        ("Neeta Lulla", "PER"),
+    ]
     assert inst.id == "conll-eng-1" and inst.source_dataset == "conll" and inst.lang == "en"
     assert report.repaired_total == 0
 
@@ -72,7 +110,15 @@ def test_token_and_tag_columns_are_configurable(tmp_path):
 
 
 def test_comment_lines_are_skipped_but_a_hash_token_is_read(tmp_path):
-    rows = ["# sent_id = 7", "# text = We # won", "We O", "# O", "won O", "", "# trailing comment block"]
+    rows = [
+        "# sent_id = 7",
+        "# text = We # won",
+        "We O",
+        "# O",
+        "won O",
+        "",
+        "# trailing comment block",
+    ]
     path = _write(tmp_path, "comments.conll", rows)
     report = ReadReport()
     (inst,) = read_instances(path, "conll", report=report)
@@ -95,7 +141,9 @@ def test_chinese_column_file_joins_without_spaces_and_matches_the_cluener_reader
                 tags[e.start] = f"B-{e.label}"
                 tags[e.start + 1 : e.end - 1] = [f"I-{e.label}"] * (e.end - e.start - 2)
                 tags[e.end - 1] = f"E-{e.label}"
-        rows += [f"{ch}\t{tag}" for ch, tag in zip(inst.text, tags, strict=True) if ch.strip()] + [""]
+        rows += [f"{ch}\t{tag}" for ch, tag in zip(inst.text, tags, strict=True) if ch.strip()] + [
+            ""
+        ]
     path = _write(tmp_path, "cluener.bioes", rows)
     read = list(read_instances(path, "conll", lang="zh", dataset="cluener", scheme="bioes"))
     assert len(read) == len(originals)
@@ -121,7 +169,24 @@ def test_ontonotes_labels_validate_with_the_ontonotes_map(tmp_path):
 
 
 def test_detok_puts_spaces_where_english_wants_them():
-    toks = ["He", "said", ",", '"', "I", "know", '"', "(", "maybe", ")", "and", "it", "'s", "$", "5", "."]
+    toks = [
+        "He",
+        "said",
+        ",",
+        '"',
+        "I",
+        "know",
+        '"',
+        "(",
+        "maybe",
+        ")",
+        "and",
+        "it",
+        "'s",
+        "$",
+        "5",
+        ".",
+    ]
     d = tokens_to_text(toks, "en")
     assert d.text == 'He said, "I know" (maybe) and it\'s $5.'
     assert all(d.text[s:e] == t for (s, e), t in zip(d.spans, toks, strict=True))
@@ -137,8 +202,13 @@ def test_detok_joins_chinese_and_keeps_a_space_between_latin_words():
 
 @settings(max_examples=200, deadline=None)
 @given(
-    tokens=st.lists(st.text(st.characters(blacklist_categories=("Zs", "Cc", "Zl", "Zp")), min_size=1, max_size=6),
-                    min_size=1, max_size=12),
+    tokens=st.lists(
+        st.text(
+            st.characters(blacklist_categories=("Zs", "Cc", "Zl", "Zp")), min_size=1, max_size=6
+        ),
+        min_size=1,
+        max_size=12,
+    ),
     lang=st.sampled_from(["en", "de", "fr", "zh", "ja", "th"]),
 )
 def test_detok_offsets_are_exact_for_any_tokens(tokens, lang):
@@ -146,4 +216,3 @@ def test_detok_offsets_are_exact_for_any_tokens(tokens, lang):
     assert len(d.spans) == len(tokens)
     assert all(d.text[s:e] == t for (s, e), t in zip(d.spans, tokens, strict=True))
     assert len(d.text) - sum(map(len, tokens)) <= len(tokens) - 1  # only single spaces added
-
