@@ -29,7 +29,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ConfigDict
 
 from parallelner.align.cascade import Projection, _Target, project_spans
-from parallelner.align.prompts import lang_name, load_prompt
+from parallelner.align.prompts import example_block, lang_name, load_prompt
 from parallelner.errors import LLMError
 from parallelner.reasons import Reason
 from parallelner.records import Instance, ProjectedEntity
@@ -44,9 +44,9 @@ __all__ = [
     "TRANSLATE_PROMPT",
 ]
 
-MENTION_PROMPT = "repair-mention.v1"
+MENTION_PROMPT = "repair-mention.v2"
 REWRITE_PROMPT = "repair-rewrite.v1"
-TRANSLATE_PROMPT = "mention-translate.v1"
+TRANSLATE_PROMPT = "mention-translate.v2"
 REPAIR_MENTION_SCORE = 0.9  # verified substring, but the LLM chose which words
 
 # Reasons the ladder can do something about (not: empty target, wrong script, bad input).
@@ -147,19 +147,26 @@ def _values(source: Instance, tgt_text: str, tgt_lang: str) -> dict[str, str]:
 
 
 async def translate_mentions(
-    client: _Client, source: Instance, tgt_lang: str, *, model: str | None = None
+    client: _Client,
+    source: Instance,
+    tgt_lang: str,
+    *,
+    model: str | None = None,
+    tgt_text: str = "",
 ) -> dict[int, str]:
     """Translate every source mention in the context of its sentence (one call per
     sentence on chat endpoints, one short completion per mention on the local model).
 
     Returns ``{entity index: translated mention}``; a mention the LLM did not answer
-    is simply absent (the cascade then tries the source mention).
+    is simply absent (the cascade then tries the source mention). ``tgt_text``, when a
+    translation exists already, only picks the example's script (Traditional/Simplified).
     """
     if not source.entities:
         return {}
     prompt = load_prompt(TRANSLATE_PROMPT)
     values = _values(source, "", tgt_lang)
     if client.is_local:
+        values["example"] = example_block("translate", source.lang, tgt_lang, tgt_text)
         out: dict[int, str] = {}
         for i, e in enumerate(source.entities):
             try:

@@ -260,7 +260,7 @@ async def project_line_llm(
         Reason.UNEXPECTED_SCRIPT,
     ):
         return p, render_line(p, proj0, mentions={}, steps=(), needs_review=False)
-    mentions = await translate_mentions(client, p.source, p.tgt_lang)
+    mentions = await translate_mentions(client, p.source, p.tgt_lang, tgt_text=p.tgt_text)
     proj = project_spans(p.source, p.tgt_text, p.tgt_lang, mentions, threshold=threshold)
     steps: tuple[str, ...] = ()
     needs_review = False
