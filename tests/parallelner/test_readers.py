@@ -7,9 +7,11 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from parallelner.readers import ReadReport, detect_format, read_instances
-from parallelner.records import Instance
+from parallelner.records import Entity, Instance
 from parallelner.writers import QuarantineWriter, write_parquet, write_span_jsonl
 
 REPO = Path(__file__).resolve().parents[2]
@@ -223,3 +225,33 @@ def test_quarantine_writer_keeps_path_line_reason_detail_and_raw(tmp_path):
     assert row["path"] == str(bad) and row["line"] == 2 and row["reason"] == "mention_mismatch"
     assert "锡耶纳" in row["detail"]
     assert row["raw"] == bad.read_text(encoding="utf-8").splitlines()[1]
+
+
+@st.composite
+def instances(draw):
+    """Instances with arbitrary unicode text (emoji, CJK Ext. B, line separators) and spans."""
+    text = draw(st.text(st.characters(codec="utf-8"), min_size=1, max_size=40).filter(str.strip))
+    cuts = sorted(draw(st.lists(st.integers(0, len(text)), max_size=6, unique=True)))
+    entities = []
+    for start, end in zip(cuts[::2], cuts[1::2], strict=False):  # odd cut: unused
+        label = draw(st.sampled_from(["PER", "ORG", "LOC", "MISC"]))
+        entities.append(Entity(start=start, end=end, label=label, text=text[start:end]))
+    n = draw(st.integers(0, 10**6))
+    return Instance(
+        id=f"x-{n}", lang="en", text=text, entities=tuple(entities), source_dataset="conll"
+    )
+
+
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.lists(instances(), max_size=5, unique_by=lambda i: i.id),
+    st.sampled_from(["😀𠀋\u2028\x85\r", "𠀀 \u3000"]),
+)
+def test_writers_and_readers_round_trip_any_unicode(tmp_path, batch, extra):
+    batch = [i.model_copy(update={"text": i.text + extra}) for i in batch]
+    write_span_jsonl(batch, tmp_path / "p.jsonl")
+    write_parquet(batch, tmp_path / "p.parquet")
+    assert list(read_instances(tmp_path / "p.jsonl", "jsonl")) == batch
+    assert list(read_instances(tmp_path / "p.parquet", "parquet")) == batch
