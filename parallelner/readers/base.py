@@ -195,7 +195,7 @@ class Source:
     @property
     def stem(self) -> str:
         """File name without its extension, for instance ids."""
-        return self.path.name.split(".")[0] or self.path.stem
+        return self.path.stem  # only the last suffix: a.train.json and a.dev.json differ
 
     def labels(self, dataset: str | None = None) -> frozenset[str]:
         """Allowed labels of ``dataset`` (default: this source's dataset), cached."""
