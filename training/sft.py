@@ -86,6 +86,19 @@ def _dataset(rows: list[dict[str, Any]]) -> Any:
     return Dataset.from_list(rows)
 
 
+def _LogCallback(say: Any) -> Any:
+    """A Trainer callback that hands each log line to ``say``."""
+    from transformers import TrainerCallback
+
+    class LogCallback(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs:
+                shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in logs.items()}
+                say(f"step {state.global_step}: {shown}")
+
+    return LogCallback()
+
+
 def train(cfg: Config, data_dir: Path, log: Any = None) -> dict[str, Any]:
     """Train the LoRA adapter on ``data_dir/train.jsonl``; return the report (also saved)."""
     from training.build import read_examples
@@ -116,6 +129,7 @@ def train(cfg: Config, data_dir: Path, log: Any = None) -> dict[str, Any]:
         )
 
     from transformers import Trainer
+    from transformers.trainer_callback import PrinterCallback
     from transformers.trainer_utils import get_last_checkpoint
 
     out = Path(cfg.train.output_dir)
@@ -131,6 +145,9 @@ def train(cfg: Config, data_dir: Path, log: Any = None) -> dict[str, Any]:
         eval_dataset=_dataset(dev_rows) if dev_rows else None,
         processing_class=tokenizer,
     )
+    # progress lines go to `say` (stderr in the CLI), never to stdout, which --json owns
+    trainer.remove_callback(PrinterCallback)
+    trainer.add_callback(_LogCallback(say))
     last = get_last_checkpoint(str(out)) if cfg.train.resume else None
     if last:
         say(f"resuming from {last}")

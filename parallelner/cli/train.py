@@ -12,7 +12,14 @@ from typing import Annotated
 
 import typer
 
-from parallelner.cli._common import HomeOption, JsonOption, console, print_json, settings_from
+from parallelner.cli._common import (
+    HomeOption,
+    JsonOption,
+    console,
+    console_err,
+    print_json,
+    settings_from,
+)
 from parallelner.errors import ConfigError
 
 train_app = typer.Typer(
@@ -174,7 +181,7 @@ def run(
         config,
         **{"train.output_dir": output_dir, "train.max_steps": max_steps, "train.resume": resume},
     )
-    report = train(cfg, data, log=lambda m: console.print(m, highlight=False))
+    report = train(cfg, data, log=lambda m: console_err.print(m, highlight=False, markup=False))
     if json_:
         print_json(report)
         return
@@ -246,6 +253,9 @@ def eval_(
         if data is not None
         else examples_from_span_jsonl(input_, dataset)
     )
+    if not examples:
+        where = data / "dev.jsonl" if data is not None else input_
+        raise ConfigError(f"{where}: no examples to evaluate (build with build.dev_ratio > 0)")
     report = evaluate(cfg, examples, adapter, out)
     if json_:
         print_json(report)
