@@ -9,6 +9,7 @@ override them. The catalog URI may hold a password: it never appears in error te
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -50,6 +51,25 @@ def warehouse_location(settings: Settings) -> str:
     return Path(wh).absolute().as_uri()
 
 
+def _s3_properties(warehouse: str) -> dict[str, str]:
+    """pyiceberg S3 properties from the standard AWS variables (MinIO in the compose set-up).
+
+    Only for an ``s3://`` warehouse; the keys are handed to the FileIO, never printed.
+    """
+    if not warehouse.startswith(("s3://", "s3a://")):
+        return {}
+    env = os.environ
+    props = {
+        "s3.endpoint": env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL"),
+        "s3.access-key-id": env.get("AWS_ACCESS_KEY_ID"),
+        "s3.secret-access-key": env.get("AWS_SECRET_ACCESS_KEY"),
+        "s3.session-token": env.get("AWS_SESSION_TOKEN"),
+        "s3.region": env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+        or ("us-east-1" if env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") else None),
+    }
+    return {k: v for k, v in props.items() if v}
+
+
 def _local_path(uri: str) -> Path | None:
     parsed = urlparse(uri)
     return Path(parsed.path) if parsed.scheme == "file" else None
@@ -73,12 +93,20 @@ def open_catalog(settings: Settings, *, create: bool = False) -> SqlCatalog:
                 "set --home or PARALLELNER_HOME)"
             )
         else:
-            db.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                db.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"{db.parent}: cannot create the data directory "
+                                 f"({exc.strerror})") from None
     local_wh = _local_path(warehouse)
     if create and local_wh is not None:
-        local_wh.mkdir(parents=True, exist_ok=True)
+        try:
+            local_wh.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"{local_wh}: cannot create the warehouse directory "
+                             f"({exc.strerror})") from None
     try:
-        return SqlCatalog(CATALOG_NAME, uri=uri, warehouse=warehouse)
+        return SqlCatalog(CATALOG_NAME, uri=uri, warehouse=warehouse, **_s3_properties(warehouse))
     except Exception as exc:  # sqlalchemy errors: DatabaseError, OperationalError...
         raise StoreError(
             f"{_redact(uri)}: cannot open the dataset catalog ({type(exc).__name__}: "

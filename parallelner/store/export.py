@@ -140,6 +140,7 @@ def export_snapshot(
         if read_export(tmp).num_rows != rows.num_rows:
             raise StoreError(f"{out}: export read back a different number of rows")
         _check_target(out)  # still new or empty: nobody wrote there meanwhile
+        tmp.chmod(0o755)  # mkdtemp made it private; an export is meant to be shared
         if out.is_dir():
             out.rmdir()
         os.rename(tmp, out)
@@ -253,6 +254,7 @@ sentences, entity span projection, automatic and human quality filtering).
 - records in this export: {meta['records']} (status filter: {', '.join(meta['status_filter'] or ['none, all statuses'])})
 - format: {ext}; exported {meta['exported_at']} with {meta['exported_with']}
 - acceptance rate (accepted + reviewed_accepted, over the exported rows): {stats['acceptance_rate']}
+- acceptance rate of the whole snapshot: {note.get('statistics', {}).get('acceptance_rate', 'see `parallelner snapshot show`')}
 - audited precision: {audited if audited is not None else 'not known (no audited pairs reviewed)'}
 
 Rows are never dropped by the pipeline: rejected and failed pairs carry their reasons in

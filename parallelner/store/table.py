@@ -199,6 +199,9 @@ def _commit_with_retry(catalog: SqlCatalog, settings: Settings, rows: pa.Table, 
                      run_id, attempt + 2)
             time.sleep(min(2.0, 0.02 * 2**attempt) * (0.5 + rng.random()))
             continue
+        except OSError as exc:  # the warehouse refused the write (gone, read-only, S3 down)
+            raise StoreError(f"{warehouse_location(settings)}: cannot write to the warehouse "
+                             f"({_short(exc)}); nothing was committed") from None
         except Exception as exc:
             if "database is locked" in str(exc):  # SQLite busy: same as a lost race
                 log.info("run %s: catalog database busy; retrying", run_id)

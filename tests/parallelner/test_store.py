@@ -537,3 +537,22 @@ def test_hf_dataset_path(sqlite_settings):
 
 
 _ = (pa, UTC, datetime)
+
+
+def test_unwritable_warehouse_commits_nothing(sqlite_settings):
+    # a plain file where the data directory must go: every data write fails (even as root)
+    table_dir = Path(sqlite_settings.home) / "warehouse" / "parallelner" / "records"
+    table_dir.mkdir(parents=True)
+    (table_dir / "data").write_text("in the way")
+    with pytest.raises(StoreError, match="cannot write to the warehouse .*nothing was committed"):
+        store.commit(real_records("pud-en-zh.jsonl", 2, "r"), "r", settings=sqlite_settings)
+    with store.table.reading(sqlite_settings) as table:
+        assert table.current_snapshot() is None
+
+
+def test_warehouse_that_cannot_be_created(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    s = load_settings(home=tmp_path / "home", warehouse=str(blocker / "wh"))
+    with pytest.raises(StoreError, match="wh: cannot create the warehouse directory"):
+        store.commit(real_records("pud-en-zh.jsonl", 2, "r"), "r", settings=s)
