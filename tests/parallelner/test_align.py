@@ -7,6 +7,8 @@ from functools import cache
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from parallelner.align import Projection, normalize, project_spans
 from parallelner.reasons import Reason
@@ -233,3 +235,18 @@ def test_normalize_maps_back_to_exact_original_offsets(text, query, expected):
     assert i >= 0, n.text
     s, e = n.span(i, i + len(query))
     assert text[s:e] == expected
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(st.text(max_size=60), st.text(min_size=1, max_size=12), st.sampled_from(["de", "zh"]))
+def test_random_text_never_breaks_the_cascade(tgt, mention, lang):
+    src = Instance(id="h", lang="en", text="x " + mention, entities=[
+        {"start": 2, "end": 2 + len(mention), "label": "PER", "text": mention}
+    ])  # fmt: skip
+    n = normalize(tgt)
+    assert list(n.index) == sorted(n.index) and all(0 <= i < len(tgt) for i in n.index)
+    for mentions in (None, {0: mention}):
+        p = project_spans(src, tgt, lang, mentions)
+        assert len(p.entities) + len(p.unprojected) == 1
+        for e in p.entities:
+            assert tgt[e.start : e.end] == e.text and e.end > e.start
