@@ -11,6 +11,7 @@ import importlib
 import sys
 
 import typer
+from rich.markup import escape
 
 from parallelner.cli._common import console_err
 from parallelner.errors import ParallelNERError
@@ -49,7 +50,8 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except ParallelNERError as exc:
-        console_err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        console_err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False,
+                          soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         console_err.print("[yellow]interrupted[/]")
