@@ -22,6 +22,7 @@ app = typer.Typer(
     "filter the pairs, and keep the result as versioned datasets.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    add_completion=False,
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
