@@ -205,7 +205,9 @@ def test_length_ratio_bounds_are_configurable():
 # --- control characters and markup --------------------------------------------------------
 
 
-@pytest.mark.parametrize("junk", ["\x00", "\u200b", "\ufeff", "\ufffd", "\n\nNote: literal.", "\x1b[0m"])
+@pytest.mark.parametrize(
+    "junk", ["\x00", "\u200b", "\ufeff", "\ufffd", "\n\nNote: literal.", "\x1b[0m"]
+)
 def test_control_characters_are_flagged(junk):
     rec = pair("europarl-00002-it")
     rec = rec.model_copy(update={"tgt_text": rec.tgt_text + junk})
@@ -215,7 +217,9 @@ def test_control_characters_are_flagged(junk):
 def test_control_characters_pass_real_targets_and_characters_the_source_has():
     assert check_control_characters(pair("pud-00000-zh"), Q) is None
     rec = pair("europarl-00002-it")
-    rec = rec.model_copy(update={"src_text": rec.src_text + "\u200b", "tgt_text": rec.tgt_text + "\u200b"})
+    rec = rec.model_copy(
+        update={"src_text": rec.src_text + "\u200b", "tgt_text": rec.tgt_text + "\u200b"}
+    )
     assert check_control_characters(rec, Q) is None
 
 
@@ -238,7 +242,9 @@ def test_markup_passes_real_chinese_punctuation(n):
 
 def test_markup_already_in_the_source_is_not_blamed_on_the_llm():
     rec = pair("europarl-00001-de")
-    rec = rec.model_copy(update={"src_text": "<b>" + rec.src_text, "tgt_text": "<b>" + rec.tgt_text})
+    rec = rec.model_copy(
+        update={"src_text": "<b>" + rec.src_text, "tgt_text": "<b>" + rec.tgt_text}
+    )
     assert check_markup(rec, Q) is None
 
 
@@ -316,7 +322,9 @@ def test_entities_label_changed_low_score_overlap_and_mismatch():
     f = check_entities(low, Q)
     assert reasons(f) == (Reason.LOW_PROJECTION_SCORE,) and f.scores["projection_min"] == 0.5
     overlap = b.model_copy(update={"start": b.start - 1, "text": rec.tgt_text[b.start - 1 : b.end]})
-    over = rec.model_copy(update={"tgt_entities": (a, overlap, b.model_copy(update={"source_index": 2}))})
+    over = rec.model_copy(
+        update={"tgt_entities": (a, overlap, b.model_copy(update={"source_index": 2}))}
+    )
     assert Reason.OVERLAPPING_SPANS in reasons(check_entities(over, Q))
     wrong = rec.model_copy(update={"tgt_entities": (a, b, c.model_copy(update={"text": "Slat€"}))})
     assert Reason.MENTION_MISMATCH in reasons(check_entities(wrong, Q))
@@ -344,4 +352,7 @@ def test_same_source_with_a_different_translation_is_not_a_duplicate():
     seen: set[str] = set()
     de = pair("europarl-00001-de")
     assert check_duplicate(de, seen) is None
-    assert check_duplicate(pair("europarl-00001-es").model_copy(update={"tgt_lang": "de"}), seen) is None
+    assert (
+        check_duplicate(pair("europarl-00001-es").model_copy(update={"tgt_lang": "de"}), seen)
+        is None
+    )

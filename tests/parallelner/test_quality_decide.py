@@ -40,8 +40,15 @@ def test_clean_real_pair_is_accepted_with_its_scores():
     rec = rec.model_copy(update={"back_translation": rec.src_text})
     out = assess_record(rec, Q.model_copy(update={"audit_rate": 0.0}), set())
     assert out.status == Status.ACCEPTED and out.reasons == ()
-    assert set(out.scores) >= {"chrf", "bleu", "length_ratio", "tgt_script_share",
-                               "copy_similarity", "entity_coverage", "projection_min"}
+    assert set(out.scores) >= {
+        "chrf",
+        "bleu",
+        "length_ratio",
+        "tgt_script_share",
+        "copy_similarity",
+        "entity_coverage",
+        "projection_min",
+    }
     assert rec.status == Status.REVIEW  # the draft itself is not changed
 
 
@@ -67,7 +74,9 @@ def test_bad_input_gets_a_reason_and_never_crashes(update, status, reason):
             for k, v in fill.items():
                 value = value.replace(k, v)
             update[key] = value
-    out = assess_record(rec.model_copy(update=update), Q.model_copy(update={"audit_rate": 0}), set())
+    out = assess_record(
+        rec.model_copy(update=update), Q.model_copy(update={"audit_rate": 0}), set()
+    )
     assert out.status == status
     assert reason in out.reasons
 

@@ -1,0 +1,223 @@
+"""Benchmark of stage 3 (automatic quality) on the real samples, and the language check's
+false-rejection rates on real target-language text.
+
+Pairs: every projection-dev pair (Europarl en-de/es/it, PUD en-zh; human translations
+and gold spans as the projection), each with a back-translation derived from its source:
+the source itself, every other word, the first half, or another pair's source sentence
+(a bad one). Everything stage 3 does runs (all checks, routing, duplicate set); no LLM.
+langdetect's result cache is cleared before every pass, so repeated passes do not flatter.
+
+    .venv/bin/python benchmarks/bench_quality.py            # print the tables
+    .venv/bin/python benchmarks/bench_quality.py --write    # and update docs/quality.md
+
+Writes between the ``<!-- bench:start -->`` and ``<!-- bench:end -->`` markers of
+docs/quality.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import statistics
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from parallelner.quality import checks, language
+from parallelner.quality.decide import assess_record
+from parallelner.quality.samples import read_projection_drafts
+from parallelner.reasons import Status
+from parallelner.records import ParallelRecord
+from parallelner.settings import QualitySettings
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "data"
+DOC = REPO / "docs" / "quality.md"
+
+
+def bench_records() -> list[ParallelRecord]:
+    drafts = [
+        r
+        for f in sorted((DATA / "projection-dev").glob("*.jsonl"))
+        for r in read_projection_drafts(f)
+    ]
+    rng = random.Random(0)
+    sources = [r.src_text for r in drafts]
+    out = []
+    for i, r in enumerate(drafts):
+        words = r.src_text.split()
+        bt = [
+            r.src_text,
+            " ".join(words[::2]),
+            " ".join(words[: len(words) // 2]),
+            rng.choice(sources),
+        ][i % 4]
+        out.append(r.model_copy(update={"back_translation": bt}))
+    return out
+
+
+def clear_caches() -> None:
+    language._langdetect.cache_clear()
+
+
+def timed_pass(
+    records: list[ParallelRecord], q: QualitySettings
+) -> tuple[float, list[ParallelRecord]]:
+    clear_caches()
+    seen: set[str] = set()
+    t0 = time.perf_counter()
+    out = [assess_record(r, q, seen) for r in records]
+    return time.perf_counter() - t0, out
+
+
+def per_check_ms(records: list[ParallelRecord], q: QualitySettings) -> dict[str, float]:
+    out = {}
+    for check in checks.text_checks:
+        clear_caches()
+        t0 = time.perf_counter()
+        for r in records:
+            check(r, q)
+        out[check.__name__] = 1000 * (time.perf_counter() - t0) / len(records)
+    return out
+
+
+def langdetect_calls(records: list[ParallelRecord], q: QualitySettings) -> int:
+    clear_caches()
+    calls = 0
+    real = checks.langdetect_guess
+
+    def counted(text: str, seed: int = 0):
+        nonlocal calls
+        calls += 1
+        return real(text, seed)
+
+    checks.langdetect_guess = counted
+    try:
+        for r in records:
+            checks.check_language(r, q)
+    finally:
+        checks.langdetect_guess = real
+    return calls
+
+
+def langdetect_alone_per_s(texts: list[str]) -> float:
+    clear_caches()
+    t0 = time.perf_counter()
+    for t in texts:
+        language.langdetect_guess(t, 0)
+    return len(texts) / (time.perf_counter() - t0)
+
+
+# --- language false-rejection rates ----------------------------------------------------
+
+
+def _cluener() -> list[str]:
+    out = []
+    for name in ("cluener-train.json", "cluener-dev.json"):
+        with open(DATA / "sources" / name, encoding="utf-8") as fh:
+            out += [json.loads(line)["text"] for line in fh if line.strip()]
+    return out
+
+
+def _targets(name: str) -> list[str]:
+    with open(DATA / "projection-dev" / f"{name}.jsonl", encoding="utf-8") as fh:
+        return [json.loads(line)["target"]["text"] for line in fh]
+
+
+def _record(src: str, tgt: str, text: str) -> ParallelRecord:
+    return ParallelRecord(record_id="r", instance_id="i", run_id="b", src_lang=src, tgt_lang=tgt,
+                          src_text="-", tgt_text=text, status=Status.REVIEW, pipeline_version="0",
+                          prompt_version="0", model="m", config_hash="c")  # fmt: skip
+
+
+def language_rates(q: QualitySettings) -> list[tuple[str, int, int, int]]:
+    """(set, texts, rejected by our check, rejected by langdetect alone) per real set."""
+    sets = [
+        ("CLUENER train+dev (zh)", "zh", _cluener()),
+        ("PUD targets (zh, Traditional)", "zh", _targets("pud-en-zh")),
+        ("Europarl targets (de)", "de", _targets("europarl-en-de")),
+        ("Europarl targets (es)", "es", _targets("europarl-en-es")),
+        ("Europarl targets (it)", "it", _targets("europarl-en-it")),
+    ]
+    rows = []
+    for name, lang, texts in sets:
+        ours = sum(bool(checks.check_language(_record("en", lang, t), q).reasons) for t in texts)
+        alone = 0
+        for t in texts:
+            g = language.langdetect_guess(t, q.seed)
+            alone += not (g and g[0][0] == lang)
+        rows.append((name, len(texts), ours, alone))
+    return rows
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--passes", type=int, default=5)
+    ap.add_argument("--write", action="store_true", help="update docs/quality.md")
+    args = ap.parse_args()
+    q = QualitySettings()
+    records = bench_records()
+    zh = [r for r in records if r.tgt_lang == "zh"]
+    latin = [r for r in records if r.tgt_lang != "zh"]
+    timed_pass(records, q)  # warm-up (imports, regex compilation)
+    rows = []
+    for name, subset in (("all projection-dev pairs", records), ("en->zh (PUD)", zh),
+                         ("en->de/es/it (Europarl)", latin)):  # fmt: skip
+        times = [timed_pass(subset, q)[0] for _ in range(args.passes)]
+        med = statistics.median(times)
+        rows.append((name, len(subset), med, len(subset) / med))
+    _, out = timed_pass(records, q)
+    statuses = Counter(str(r.status) for r in out)
+    checks_ms = per_check_ms(records, q)
+    calls = langdetect_calls(records, q)
+    alone = langdetect_alone_per_s([r.tgt_text or "" for r in records])
+    rates = language_rates(q)
+
+    lines = [
+        f"Machine: {os.cpu_count()} cores ({platform.machine()}), Python "
+        f"{platform.python_version()}, load average {os.getloadavg()[0]:.1f} at the end (the "
+        f"machine is shared); one process, one core; median of {args.passes} passes, langdetect "
+        f"cache cleared before each. Run on {time.strftime('%Y-%m-%d')}. Reproduce: "
+        f"`.venv/bin/python benchmarks/bench_quality.py --write`.",
+        "",
+        "| pairs | n | seconds | pairs/s |",
+        "|---|---:|---:|---:|",
+    ]
+    lines += [f"| {name} | {n} | {sec:.3f} | {rate:,.0f} |" for name, n, sec, rate in rows]
+    lines += [
+        "",
+        f"Routing of the benchmark set: {dict(sorted(statuses.items()))}.",
+        f"langdetect was called for {calls} of {len(records)} pairs "
+        f"({calls / len(records):.1%}); langdetect alone runs at {alone:,.0f} sentences/s.",
+        "",
+        "| check | ms per pair |",
+        "|---|---:|",
+    ]
+    lines += [f"| `{name}` | {ms:.3f} |" for name, ms in checks_ms.items()]
+    lines += [
+        "",
+        "Language check on real target-language text (false rejections):",
+        "",
+        "| text | n | rejected (ours) | rate | rejected by langdetect alone | rate |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    lines += [f"| {name} | {n:,} | {ours} | {ours / n:.2%} | {al} | {al / n:.1%} |"
+              for name, n, ours, al in rates]  # fmt: skip
+    table = "\n".join(lines)
+    print(table)
+    if args.write:
+        doc = DOC.read_text(encoding="utf-8")
+        start, end = "<!-- bench:start -->", "<!-- bench:end -->"
+        head, rest = doc.split(start, 1)
+        _, tail = rest.split(end, 1)
+        DOC.write_text(f"{head}{start}\n{table}\n{end}{tail}", encoding="utf-8")
+        print(f"wrote {DOC.relative_to(REPO)}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
