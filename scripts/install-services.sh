@@ -22,3 +22,28 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   echo "install-services: installing postgresql"
   apt_install postgresql
 fi
+
+# --- Label Studio (issue 8): its own virtualenv, never the project's (its pins clash).
+# The tests (tests/annotation/conftest.py) start it on loopback with SQLite; the
+# template database below holds the applied migrations so each start skips them.
+LS_VENV=.services/label-studio-venv
+LS_SPEC='label-studio>=1.23,<1.24'
+if ! "$LS_VENV/bin/python" -c 'import label_studio, sys; sys.exit(not label_studio.__version__.startswith("1.23."))' 2>/dev/null; then
+  echo "install-services: installing label-studio into $LS_VENV"
+  python3 -m venv "$LS_VENV"
+  "$LS_VENV/bin/python" -m pip install --quiet --progress-bar off --upgrade pip
+  "$LS_VENV/bin/python" -m pip install --quiet --progress-bar off "$LS_SPEC"
+  rm -rf .services/label-studio-template
+fi
+if [ ! -f .services/label-studio-template/label_studio.sqlite3 ]; then
+  echo "install-services: migrating the Label Studio template database (a few minutes)"
+  mkdir -p .services/label-studio-template
+  LABEL_STUDIO_BASE_DATA_DIR="$PWD/.services/label-studio-template" \
+    "$LS_VENV/bin/label-studio" version >/dev/null
+fi
+
+# --- Chromium (issue 8): headless screenshots of the labeling interface (docs/img).
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "install-services: installing chromium"
+  apt_install chromium
+fi

@@ -1,0 +1,62 @@
+"""Push the pairs in review to Label Studio as tasks with pre-annotations (idempotent).
+
+The project is found by its title, created when missing, and its labeling config
+widened when new ontology classes arrive (labels are never removed: existing
+annotations may use them). A record already in the project (by ``data.record_id``) is
+never imported again, so pushing twice creates no duplicate.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+from annotation.client import ReviewClient
+from annotation.config import INSTRUCTIONS, config_labels, labeling_config
+from annotation.tasks import record_classes, record_to_task
+from parallelner.reasons import Status
+from parallelner.records import ParallelRecord
+
+__all__ = ["push", "ensure_project"]
+
+
+def ensure_project(client: ReviewClient, title: str, classes: set[str]) -> tuple[int, bool]:
+    """Find the project by title or create it; widen its labels to ``classes``.
+
+    Returns (project id, created).
+    """
+    pid = client.find_project(title)
+    if pid is None:
+        return client.create_project(title, labeling_config(classes), INSTRUCTIONS), True
+    current = config_labels(client.project_config(pid))
+    if not classes <= current:
+        client.update_project(pid, labeling_config(classes | current), INSTRUCTIONS)
+    return pid, False
+
+
+def push(records: Iterable[ParallelRecord], client: ReviewClient, title: str) -> dict[str, Any]:
+    """Import every record with status ``review`` that the project does not have yet.
+
+    Returns a report: project id, whether it was created, how many tasks were imported,
+    how many were already there, and the other records counted by status (not pushed).
+    """
+    review: dict[str, ParallelRecord] = {}
+    not_review: Counter[str] = Counter()
+    for r in records:
+        if r.status == Status.REVIEW:
+            review.setdefault(r.record_id, r)
+        else:
+            not_review[r.status.value] += 1
+    classes = record_classes(review.values()) or {"Miscellaneous"}
+    pid, created = ensure_project(client, title, classes)
+    existing = client.task_record_ids(pid)
+    new = [record_to_task(r) for rid, r in review.items() if rid not in existing]
+    imported = client.import_tasks(pid, new) if new else 0
+    return {
+        "project_id": pid,
+        "project_created": created,
+        "imported": imported,
+        "already_in_project": len(review) - len(new),
+        "not_in_review": dict(sorted(not_review.items())),
+    }
