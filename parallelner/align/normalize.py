@@ -8,8 +8,11 @@ what the cascade needs: spans are always reported in the original sentence.
 What is normalised, and why (each step is a way two spellings of one name differ in
 real parallel text): Unicode NFKC (full-width / half-width forms, ligatures), case
 (``casefold``), quotes (all quote marks become ``"``), dashes (all become ``-``), middle
-dots in transliterated names (``·``), whitespace runs (one space) and spacing around
-punctuation (removed: ``Millenium - Bug`` and ``Millenium-Bug`` normalise alike).
+dots in transliterated names (``·``), whitespace runs (one space), spacing around
+punctuation (removed: ``Millenium - Bug`` and ``Millenium-Bug`` normalise alike) and
+Traditional Chinese characters (folded to Simplified, one character at a time, with
+OpenCC's ``t2s`` table: a human translation in Traditional script and an LLM mention in
+Simplified then match, ``美國`` ~ ``美国``).
 """
 
 from __future__ import annotations
@@ -51,11 +54,26 @@ def is_boundary(left: str, right: str) -> bool:
     return not (left and right and is_word_char(left) and is_word_char(right))
 
 
-@lru_cache(maxsize=4096)
+def _t2s():
+    try:
+        import opencc
+    except ImportError:  # optional: without it Traditional and Simplified do not match
+        return None
+    return opencc.OpenCC("t2s")
+
+
+_T2S = _t2s()
+
+
+@lru_cache(maxsize=65536)
 def _fold_char(ch: str) -> str:
     if ch in _FOLD:
         return _FOLD[ch]
     out = unicodedata.normalize("NFKC", ch).casefold()
+    if _T2S is not None and len(out) == 1 and is_cjk(out):
+        simp = _T2S.convert(out)
+        if len(simp) == 1:
+            out = simp
     return "".join(_FOLD.get(c, c) for c in out)
 
 

@@ -101,6 +101,13 @@ CASES = [
     pytest.param(
         "pud-en-zh",
         1,
+        {0: "美国", 1: "奥巴马"},
+        {0: (3, 5, "美國", "normalized"), 1: (36, 39, "奧巴馬", "normalized")},
+        id="zh-simplified-mention-in-traditional-text",
+    ),
+    pytest.param(
+        "pud-en-zh",
+        1,
         {2: "科瑞舒爾曼"},
         {2: (44, 50, "科瑞·舒爾曼", "fuzzy")},
         id="zh-fuzzy-snapped-to-characters",

@@ -1,8 +1,8 @@
 """The repair ladder end to end against the test OpenAI server (scripted replies).
 
 Each rung is shown to fire when the one before it fails. The sentence is real (PUD
-en->zh, line 1); the mention the "translator" gave for Kori Schulman (科里·舒尔曼,
-simplified and differently transliterated) is not in the human translation (科瑞·舒爾曼)
+en->zh, line 1); the mention the "translator" gave for Kori Schulman (柯里·舒曼,
+a different transliteration) is not in the human translation (科瑞·舒爾曼)
 and too far for fuzzy matching, so the cascade leaves it to the ladder.
 """
 
@@ -28,7 +28,7 @@ with open(DEV / "pud-en-zh.jsonl", encoding="utf-8") as _fh:
     TASK = json.loads(_fh.readline())
 SOURCE = Instance(**TASK["source"])
 TARGET = TASK["target"]["text"]  # "...奧巴馬的特別助理科瑞·舒爾曼在周一發布的博客中寫道。"
-MENTIONS = {0: "美國", 1: "奧巴馬", 2: "科里·舒尔曼"}
+MENTIONS = {0: "美國", 1: "奧巴馬", 2: "柯里·舒曼"}
 ASK_A = "Mention: Kori Schulman"  # the user message of rung (a) for entity 2
 ASK_B = "must appear verbatim"  # the user message of rung (b)
 FALLBACK = "big-fallback-model"
@@ -73,13 +73,13 @@ def test_rung_a_mention_as_written_in_the_translation(server):
 
 
 def test_rung_a_answer_that_is_not_a_substring_is_refused_and_b_rewrites(server):
-    rewritten = TARGET.replace("科瑞·舒爾曼", "科里·舒尔曼")
+    rewritten = TARGET.replace("科瑞·舒爾曼", "柯里·舒曼")
     server.script(ASK_A, [reply({"mention": "舒爾曼先生"})])  # not in the translation
     server.script(ASK_B, [reply({"translation": rewritten})])
     rep = ladder(server)
     assert rep.steps == ("a:mention:failed", "b:rewrite:ok")
     assert rep.rewritten and rep.tgt_text == rewritten
-    assert placed(rep)[2] == ("科里·舒尔曼", "repair_rewrite")
+    assert placed(rep)[2] == ("柯里·舒曼", "repair_rewrite")
     assert placed(rep)[1] == ("奧巴馬", "exact")  # re-projected on the new text
     for e in rep.projection.entities:
         assert rewritten[e.start : e.end] == e.text
