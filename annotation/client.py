@@ -17,10 +17,17 @@ from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
 
 from parallelner.errors import ReviewError
+from parallelner.settings import Settings
 
-__all__ = ["ReviewClient", "IMPORT_BATCH"]
+__all__ = ["ReviewClient", "IMPORT_BATCH", "connect"]
 
 IMPORT_BATCH = 500  # tasks per import request (Label Studio accepts far more; keeps requests small)
+
+
+def connect(settings: Settings) -> ReviewClient:
+    """A client for the Label Studio server named in the settings (URL and API key)."""
+    key = settings.label_studio_api_key
+    return ReviewClient(settings.label_studio_url, key.get_secret_value() if key else None)
 
 
 class ReviewClient:
@@ -97,6 +104,15 @@ class ReviewClient:
         """The project's current labeling config."""
         with self._errors(f"reading project {project_id}"):
             return self._ls.projects.get(project_id).label_config or ""
+
+    def project_summary(self, project_id: int) -> dict[str, Any]:
+        """Counts Label Studio keeps for a project (tasks, finished, annotations...)."""
+        with self._errors(f"reading project {project_id}"):
+            p = self._ls.projects.get(project_id)
+        keys = ("task_number", "finished_task_number", "total_annotations_number",
+                "skipped_annotations_number", "total_predictions_number")  # fmt: skip
+        return {"project_id": project_id, "title": p.title,
+                **{k: getattr(p, k, None) for k in keys}}  # fmt: skip
 
     def create_project(self, title: str, label_config: str, instructions: str) -> int:
         """Create a review project; returns its id."""

@@ -10,16 +10,18 @@ annotation leaves its record as it is; so do tasks deleted in the UI (reported).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
-from annotation.client import ReviewClient
+from annotation.client import ReviewClient, connect
 from annotation.config import config_labels
 from annotation.tasks import REVIEWABLE, apply_review, decide, parse_annotation, predicted_spans
 from parallelner.errors import ReviewError
 from parallelner.reasons import Reason, Status
-from parallelner.records import ParallelRecord
+from parallelner.records import ParallelRecord, table_to_records
+from parallelner.settings import Settings
 
-__all__ = ["pull", "apply_export"]
+__all__ = ["pull", "apply_export", "pull_snapshot"]
 
 _LIST_CAP = 50  # record ids listed per category in the report
 
@@ -127,3 +129,35 @@ def pull(
     out, report = apply_export(records, export, known, client.users())
     report["project_id"] = pid
     return out, report
+
+
+def pull_snapshot(settings: Settings, snapshot: str = "main") -> dict[str, Any]:
+    """Pull the reviews into the dataset: one new snapshot with the changed rows.
+
+    Reads the reviewable rows (review, reviewed_*) of ``snapshot``, applies the export
+    and, only when some record changed, commits the changed rows as a new snapshot
+    (``replace``: same record ids, new files). A second pull with nothing new in
+    Label Studio commits nothing. Server errors raise before anything is written.
+    """
+    from parallelner.store import commit, load_snapshot
+
+    statuses = sorted(s.value for s in REVIEWABLE)
+    records = table_to_records(load_snapshot(snapshot, status=statuses, settings=settings))
+    updated, report = pull(records, connect(settings), settings.label_studio_project)
+    changed = [new for old, new in zip(records, updated, strict=True) if new != old]
+    report["snapshot"] = None
+    if changed:
+        run_id = "review-pull-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        report["snapshot"] = commit(
+            changed,
+            run_id,
+            settings=settings,
+            replace=True,
+            properties={
+                "source": "label-studio",
+                "project": settings.label_studio_project,
+                "changed": len(changed),
+                "from_snapshot": snapshot,
+            },
+        )
+    return {"from_snapshot": snapshot, "records_considered": len(records), **report}

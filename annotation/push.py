@@ -12,13 +12,14 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from annotation.client import ReviewClient
+from annotation.client import ReviewClient, connect
 from annotation.config import INSTRUCTIONS, config_labels, labeling_config
 from annotation.tasks import record_classes, record_to_task
 from parallelner.reasons import Status
-from parallelner.records import ParallelRecord
+from parallelner.records import ParallelRecord, table_to_records
+from parallelner.settings import Settings
 
-__all__ = ["push", "ensure_project"]
+__all__ = ["push", "ensure_project", "push_snapshot"]
 
 
 def ensure_project(client: ReviewClient, title: str, classes: set[str]) -> tuple[int, bool]:
@@ -60,3 +61,13 @@ def push(records: Iterable[ParallelRecord], client: ReviewClient, title: str) ->
         "already_in_project": len(review) - len(new),
         "not_in_review": dict(sorted(not_review.items())),
     }
+
+
+def push_snapshot(settings: Settings, snapshot: str = "main") -> dict[str, Any]:
+    """Push the ``review`` rows of a dataset snapshot to the project named in settings."""
+    from parallelner.store import load_snapshot
+
+    table = load_snapshot(snapshot, status=[Status.REVIEW.value], settings=settings)
+    records = table_to_records(table)
+    report = push(records, connect(settings), settings.label_studio_project)
+    return {"snapshot": snapshot, "records_in_review": len(records), **report}
