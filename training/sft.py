@@ -74,7 +74,7 @@ def training_arguments(cfg: Config, device: str, dtype: str, has_dev: bool) -> A
         data_seed=t.seed,
         report_to="none",
         remove_unused_columns=False,
-        include_num_input_tokens_seen=True,
+        include_num_input_tokens_seen="non_padding",  # tokens/s counts real tokens
         dataloader_num_workers=0,
         disable_tqdm=True,
     )
@@ -193,7 +193,7 @@ def train(cfg: Config, data_dir: Path, log: Any = None) -> dict[str, Any]:
         "dev_counts": dev_counts,
         "seconds": elapsed,
         "steps_per_second": steps_done / elapsed if elapsed else None,
-        "tokens_seen": tokens,
+        "tokens_seen": tokens,  # non-padding tokens of this run
         "tokens_per_second": tokens / elapsed if elapsed and tokens else None,
         "peak_gpu_memory_gib": peak,
         "adapter": str(adapter_dir),
