@@ -26,8 +26,9 @@ snapshot_app = typer.Typer(
     no_args_is_help=True,
 )
 
-NameArg = Annotated[str, typer.Argument(help="A tag name, a snapshot id, or 'main' (latest).",
-                                        show_default=False)]
+NameArg = Annotated[
+    str, typer.Argument(help="A tag name, a snapshot id, or 'main' (latest).", show_default=False)
+]
 
 
 class ExportFormat(StrEnum):
@@ -46,9 +47,15 @@ def list_(config: ConfigOption = None, home: HomeOption = None, json_: JsonOptio
         return
     t = Table("snapshot id", "committed at", "operation", "run", "added", "total", "tags")
     for s in snaps:
-        t.add_row(str(s["snapshot_id"]) + (" *" if s["current"] else ""), s["committed_at"],
-                  s["operation"] or "", s["run_id"] or "", str(s["added_records"]),
-                  str(s["total_records"]), ", ".join(s["tags"]))
+        t.add_row(
+            str(s["snapshot_id"]) + (" *" if s["current"] else ""),
+            s["committed_at"],
+            s["operation"] or "",
+            s["run_id"] or "",
+            str(s["added_records"]),
+            str(s["total_records"]),
+            ", ".join(s["tags"]),
+        )
     console.print(t)
     console.print("* = current (main)")
 
@@ -58,13 +65,16 @@ def _print_stats(stats: dict[str, Any]) -> None:
     for d, c in stats["by_direction"].items():
         t.add_row(d, str(c["records"]), *[str(c.get(s, 0)) for s in sorted(stats["by_status"])])
     console.print(t)
-    console.print(f"acceptance rate: {stats['acceptance_rate']}   audited precision: "
-                  f"{stats['audited_precision'] if stats['audited_precision'] is not None else 'not known'}")
+    console.print(
+        f"acceptance rate: {stats['acceptance_rate']}   audited precision: "
+        f"{stats['audited_precision'] if stats['audited_precision'] is not None else 'not known'}"
+    )
 
 
 @snapshot_app.command("show")
-def show(name: NameArg, config: ConfigOption = None, home: HomeOption = None,
-         json_: JsonOption = False) -> None:
+def show(
+    name: NameArg, config: ConfigOption = None, home: HomeOption = None, json_: JsonOption = False
+) -> None:
     """Describe a tag or snapshot: its release note (counts, acceptance, provenance)."""
     from parallelner.store import show as show_snapshot
 
@@ -72,9 +82,11 @@ def show(name: NameArg, config: ConfigOption = None, home: HomeOption = None,
     if json_:
         print_json(note)
         return
-    console.print(f"[bold]{name}[/]: snapshot {note['snapshot_id']} committed "
-                  f"{note['snapshot_committed_at']}; tags: {', '.join(note['tags']) or 'none'}",
-                  highlight=False)
+    console.print(
+        f"[bold]{name}[/]: snapshot {note['snapshot_id']} committed "
+        f"{note['snapshot_committed_at']}; tags: {', '.join(note['tags']) or 'none'}",
+        highlight=False,
+    )
     _print_stats(note["statistics"])
     prov = note["provenance"]
     for key in ("runs", "models", "prompt_versions", "pipeline_versions", "config_hashes"):
@@ -82,8 +94,13 @@ def show(name: NameArg, config: ConfigOption = None, home: HomeOption = None,
 
 
 @snapshot_app.command("diff")
-def diff(a: NameArg, b: NameArg, config: ConfigOption = None, home: HomeOption = None,
-         json_: JsonOption = False) -> None:
+def diff(
+    a: NameArg,
+    b: NameArg,
+    config: ConfigOption = None,
+    home: HomeOption = None,
+    json_: JsonOption = False,
+) -> None:
     """What changed from A to B: records added, removed, changed, and status moves."""
     from parallelner.store import diff_snapshots
 
@@ -91,21 +108,34 @@ def diff(a: NameArg, b: NameArg, config: ConfigOption = None, home: HomeOption =
     if json_:
         print_json(d)
         return
-    console.print(f"{a} ({d['a']['records']} records) -> {b} ({d['b']['records']} records): "
-                  f"+{d['added']} added, -{d['removed']} removed, {d['changed']} changed, "
-                  f"{d['unchanged']} unchanged", highlight=False)
+    console.print(
+        f"{a} ({d['a']['records']} records) -> {b} ({d['b']['records']} records): "
+        f"+{d['added']} added, -{d['removed']} removed, {d['changed']} changed, "
+        f"{d['unchanged']} unchanged",
+        highlight=False,
+    )
     for move, n in d["status_changes"].items():
         console.print(f"  {move}: {n}", highlight=False)
 
 
 @snapshot_app.command("tag")
 def tag(
-    name: Annotated[str, typer.Argument(help="New tag name: letters, digits, '.', '_', '-' "
-                                        "(e.g. v1.0). An existing tag is never moved.",
-                                        show_default=False)],
-    snapshot: Annotated[str | None, typer.Option("--snapshot", help="Snapshot id or tag to "
-                                                 "release (default: the latest).",
-                                                 show_default=False)] = None,
+    name: Annotated[
+        str,
+        typer.Argument(
+            help="New tag name: letters, digits, '.', '_', '-' "
+            "(e.g. v1.0). An existing tag is never moved.",
+            show_default=False,
+        ),
+    ],
+    snapshot: Annotated[
+        str | None,
+        typer.Option(
+            "--snapshot",
+            help="Snapshot id or tag to release (default: the latest).",
+            show_default=False,
+        ),
+    ] = None,
     config: ConfigOption = None,
     home: HomeOption = None,
     json_: JsonOption = False,
@@ -117,21 +147,32 @@ def tag(
     if json_:
         print_json(note)
         return
-    console.print(f"tagged [bold]{name}[/] -> snapshot {note['snapshot_id']} "
-                  f"({note['statistics']['records']} records)", highlight=False)
+    console.print(
+        f"tagged [bold]{name}[/] -> snapshot {note['snapshot_id']} "
+        f"({note['statistics']['records']} records)",
+        highlight=False,
+    )
     _print_stats(note["statistics"])
 
 
 @snapshot_app.command("export")
 def export(
     name: NameArg,
-    directory: Annotated[Path, typer.Argument(help="New or empty directory to write.",
-                                              show_default=False)],
-    status: Annotated[str | None, typer.Option(
-        "--status", help="Keep only these statuses, comma-separated (e.g. "
-        "accepted,reviewed_accepted) (default: all).", show_default=False)] = None,
-    format_: Annotated[ExportFormat, typer.Option("--format", help="Data file format.")]
-    = ExportFormat.parquet,
+    directory: Annotated[
+        Path, typer.Argument(help="New or empty directory to write.", show_default=False)
+    ],
+    status: Annotated[
+        str | None,
+        typer.Option(
+            "--status",
+            help="Keep only these statuses, comma-separated (e.g. "
+            "accepted,reviewed_accepted) (default: all).",
+            show_default=False,
+        ),
+    ] = None,
+    format_: Annotated[
+        ExportFormat, typer.Option("--format", help="Data file format.")
+    ] = ExportFormat.parquet,
     config: ConfigOption = None,
     home: HomeOption = None,
     json_: JsonOption = False,
@@ -139,13 +180,17 @@ def export(
     """Export a snapshot: data files, dataset card README.md, metadata.json, SHA256SUMS."""
     from parallelner.store import export_snapshot
 
-    meta = export_snapshot(name, directory, status=status, fmt=format_.value,
-                           settings=settings_from(config, home=home))
+    meta = export_snapshot(
+        name, directory, status=status, fmt=format_.value, settings=settings_from(config, home=home)
+    )
     if json_:
         print_json({k: v for k, v in meta.items() if k != "schema"})
         return
-    console.print(f"exported {meta['records']} records of {name} (snapshot "
-                  f"{meta['snapshot_id']}) to {directory}; checksums verified", highlight=False)
+    console.print(
+        f"exported {meta['records']} records of {name} (snapshot "
+        f"{meta['snapshot_id']}) to {directory}; checksums verified",
+        highlight=False,
+    )
 
 
 @snapshot_app.command("verify")
@@ -160,8 +205,7 @@ def verify(
     if json_:
         print_json(result)
         return
-    console.print(f"OK: {result['files']} files in {directory} match SHA256SUMS",
-                  highlight=False)
+    console.print(f"OK: {result['files']} files in {directory} match SHA256SUMS", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -64,7 +64,8 @@ def _s3_properties(warehouse: str) -> dict[str, str]:
         "s3.access-key-id": env.get("AWS_ACCESS_KEY_ID"),
         "s3.secret-access-key": env.get("AWS_SECRET_ACCESS_KEY"),
         "s3.session-token": env.get("AWS_SESSION_TOKEN"),
-        "s3.region": env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+        "s3.region": env.get("AWS_REGION")
+        or env.get("AWS_DEFAULT_REGION")
         or ("us-east-1" if env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") else None),
     }
     return {k: v for k, v in props.items() if v}
@@ -96,15 +97,17 @@ def open_catalog(settings: Settings, *, create: bool = False) -> SqlCatalog:
             try:
                 db.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise StoreError(f"{db.parent}: cannot create the data directory "
-                                 f"({exc.strerror})") from None
+                raise StoreError(
+                    f"{db.parent}: cannot create the data directory ({exc.strerror})"
+                ) from None
     local_wh = _local_path(warehouse)
     if create and local_wh is not None:
         try:
             local_wh.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StoreError(f"{local_wh}: cannot create the warehouse directory "
-                             f"({exc.strerror})") from None
+            raise StoreError(
+                f"{local_wh}: cannot create the warehouse directory ({exc.strerror})"
+            ) from None
     try:
         return SqlCatalog(CATALOG_NAME, uri=uri, warehouse=warehouse, **_s3_properties(warehouse))
     except Exception as exc:  # sqlalchemy errors: DatabaseError, OperationalError...

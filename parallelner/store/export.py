@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from parallelner.errors import StoreError
-from parallelner.records import arrow_schema, table_to_records
+from parallelner.records import arrow_schema
 from parallelner.settings import Settings
 from parallelner.store.api import parse_statuses, scan_snapshot
 from parallelner.store.table import reading, resolve_snapshot
@@ -45,25 +45,25 @@ ROWS_PER_FILE = 100_000
 _CREDITS: dict[str, tuple[str, str]] = {
     "wikineural": (
         "CC BY-NC-SA 4.0 (non-commercial use only)",
-        "Tedeschi, Maiorca, Campagnano, Conia, Navigli, \"WikiNEuRal: Combined Neural and "
-        "Knowledge-based Silver Data Creation for Multilingual NER\", Findings of EMNLP 2021, "
+        'Tedeschi, Maiorca, Campagnano, Conia, Navigli, "WikiNEuRal: Combined Neural and '
+        'Knowledge-based Silver Data Creation for Multilingual NER", Findings of EMNLP 2021, '
         "github.com/Babelscape/wikineural",
     ),
     "cluener": (
         "as published by the CLUENER2020 authors (see their repository)",
-        "Xu et al., \"CLUENER2020: Fine-grained Named Entity Recognition Dataset and "
-        "Benchmark for Chinese\", 2020, github.com/CLUEbenchmark/CLUENER2020",
+        'Xu et al., "CLUENER2020: Fine-grained Named Entity Recognition Dataset and '
+        'Benchmark for Chinese", 2020, github.com/CLUEbenchmark/CLUENER2020',
     ),
     "europarl": (
         "as published by the authors (see their repository)",
-        "Agerri, Chung, Aldabe, Aranberri, Labaka, Rigau, \"Building Named Entity "
-        "Recognition Taggers via Parallel Corpora\", LREC 2018, "
+        'Agerri, Chung, Aldabe, Aranberri, Labaka, Rigau, "Building Named Entity '
+        'Recognition Taggers via Parallel Corpora", LREC 2018, '
         "github.com/ixa-ehu/ner-evaluation-corpus-europarl",
     ),
     "pud": (
         "CC BY-SA 4.0",
-        "Mayhew et al., \"Universal NER: A Gold-Standard Multilingual Named Entity "
-        "Recognition Benchmark\", NAACL 2024, github.com/UniversalNER",
+        'Mayhew et al., "Universal NER: A Gold-Standard Multilingual Named Entity '
+        'Recognition Benchmark", NAACL 2024, github.com/UniversalNER',
     ),
 }
 _CREDITS["uner"] = _CREDITS["universalner"] = _CREDITS["pud"]
@@ -124,8 +124,9 @@ def export_snapshot(
         "exported_with": f"parallelner {PIPELINE_VERSION}",
         "statistics": snapshot_stats(rows),
         "release_note": note,
-        "schema": [{"name": f.name, "type": str(f.type), "nullable": f.nullable}
-                   for f in arrow_schema()],
+        "schema": [
+            {"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in arrow_schema()
+        ],
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
@@ -133,7 +134,8 @@ def export_snapshot(
         files = _write_data(rows, tmp, fmt)
         meta["files"] = files
         (tmp / "metadata.json").write_text(
-            json.dumps(meta, indent=2, sort_keys=True, ensure_ascii=False) + "\n", "utf-8")
+            json.dumps(meta, indent=2, sort_keys=True, ensure_ascii=False) + "\n", "utf-8"
+        )
         (tmp / "README.md").write_text(_card(meta, rows), "utf-8")
         _write_checksums(tmp)
         verify_export(tmp)
@@ -160,10 +162,26 @@ def _write_data(rows: pa.Table, tmp: Path, fmt: str) -> list[str]:
             pq.write_table(part, tmp / name, compression="zstd")
         else:
             with (tmp / name).open("w", encoding="utf-8") as fh:
-                for rec in table_to_records(part):
-                    fh.write(rec.model_dump_json() + "\n")
+                for row in part.to_pylist():
+                    fh.write(_json_line(row))
         names.append(name)
     return names
+
+
+_MAP_COLUMNS = {f.name for f in arrow_schema() if pa.types.is_map(f.type)}
+
+
+def _json_default(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+def _json_line(row: dict[str, Any]) -> str:
+    """One row as the JSON of its ParallelRecord (maps as objects, times as ISO 8601)."""
+    for name in _MAP_COLUMNS:
+        row[name] = dict(row[name] or ())
+    return json.dumps(row, ensure_ascii=False, default=_json_default) + "\n"
 
 
 def _write_checksums(root: Path) -> None:
@@ -220,8 +238,11 @@ def read_export(directory: str | Path) -> pa.Table:
             from parallelner.records import ParallelRecord, records_to_table
 
             with (root / name).open(encoding="utf-8") as fh:
-                parts.append(records_to_table(
-                    ParallelRecord.model_validate_json(line) for line in fh if line.strip()))
+                parts.append(
+                    records_to_table(
+                        ParallelRecord.model_validate_json(line) for line in fh if line.strip()
+                    )
+                )
     return pa.concat_tables(parts) if parts else arrow_schema().empty_table()
 
 
@@ -234,39 +255,42 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
 def _card(meta: dict[str, Any], rows: pa.Table) -> str:
     stats = meta["statistics"]
     statuses = sorted(stats["by_status"])
-    by_dir = [[d, c["records"], *[c.get(s, 0) for s in statuses]]
-              for d, c in stats["by_direction"].items()]
+    by_dir = [
+        [d, c["records"], *[c.get(s, 0) for s in statuses]]
+        for d, c in stats["by_direction"].items()
+    ]
     labels = [[d, lab, n] for d, c in stats["source_labels"].items() for lab, n in c.items()]
     sources = sorted({s for s in rows.column("source_dataset").to_pylist()})
     credits = [[s or "(not recorded)", *_credit(s)] for s in sources]
-    schema = [[f["name"], f"`{f['type']}`", "yes" if f["nullable"] else "no"]
-              for f in meta["schema"]]
+    schema = [
+        [f["name"], f"`{f['type']}`", "yes" if f["nullable"] else "no"] for f in meta["schema"]
+    ]
     note = meta["release_note"] or {}
     prov = note.get("provenance", {})
     audited = stats["audited_precision"]
     ext = meta["format"]
-    return f"""# ParallelNER dataset: `{meta['name']}`
+    return f"""# ParallelNER dataset: `{meta["name"]}`
 
 Bilingual, span-aligned NER pairs produced by ParallelNER (LLM translation of annotated
 sentences, entity span projection, automatic and human quality filtering).
 
-- snapshot id: `{meta['snapshot_id']}`
-- records in this export: {meta['records']} (status filter: {', '.join(meta['status_filter'] or ['none, all statuses'])})
-- format: {ext}; exported {meta['exported_at']} with {meta['exported_with']}
-- acceptance rate (accepted + reviewed_accepted, over the exported rows): {stats['acceptance_rate']}
-- acceptance rate of the whole snapshot: {note.get('statistics', {}).get('acceptance_rate', 'see `parallelner snapshot show`')}
-- audited precision: {audited if audited is not None else 'not known (no audited pairs reviewed)'}
+- snapshot id: `{meta["snapshot_id"]}`
+- records in this export: {meta["records"]} (status filter: {", ".join(meta["status_filter"] or ["none, all statuses"])})
+- format: {ext}; exported {meta["exported_at"]} with {meta["exported_with"]}
+- acceptance rate (accepted + reviewed_accepted, over the exported rows): {stats["acceptance_rate"]}
+- acceptance rate of the whole snapshot: {note.get("statistics", {}).get("acceptance_rate", "see `parallelner snapshot show`")}
+- audited precision: {audited if audited is not None else "not known (no audited pairs reviewed)"}
 
 Rows are never dropped by the pipeline: rejected and failed pairs carry their reasons in
 `reasons`; this export contains the statuses given by the filter above.
 
 ## Statistics
 
-{_table(['direction', 'records', *statuses], by_dir) if by_dir else '(no rows)'}
+{_table(["direction", "records", *statuses], by_dir) if by_dir else "(no rows)"}
 
 Source-side entities by label:
 
-{_table(['direction', 'label', 'entities'], labels) if labels else '(no entities)'}
+{_table(["direction", "label", "entities"], labels) if labels else "(no entities)"}
 
 ## How to load
 
@@ -277,7 +301,7 @@ table = pq.read_table("data")                      # or pandas.read_parquet("dat
 # from parallelner.records import ParallelRecord
 # records = [ParallelRecord.model_validate_json(l) for l in open("data/records-00000.jsonl")]
 # with ParallelNER and the store at hand:
-# import parallelner; table = parallelner.load_snapshot("{meta['name']}")
+# import parallelner; table = parallelner.load_snapshot("{meta["name"]}")
 ```
 
 Check the files first: `sha256sum -c SHA256SUMS` or `parallelner snapshot verify DIR`.
@@ -286,19 +310,19 @@ Offsets are Python string indices (Unicode code points), end exclusive:
 
 ## Schema
 
-{_table(['field', 'Arrow type', 'nullable'], schema)}
+{_table(["field", "Arrow type", "nullable"], schema)}
 
 ## Provenance
 
-- prompt versions: {', '.join(prov.get('prompt_versions', [])) or 'see rows (prompt_version)'}
-- models: {', '.join(prov.get('models', [])) or 'see rows (model)'}
-- pipeline versions: {', '.join(prov.get('pipeline_versions', [])) or 'see rows (pipeline_version)'}
-- configuration hashes: {', '.join(prov.get('config_hashes', [])) or 'see rows (config_hash)'}
+- prompt versions: {", ".join(prov.get("prompt_versions", [])) or "see rows (prompt_version)"}
+- models: {", ".join(prov.get("models", [])) or "see rows (model)"}
+- pipeline versions: {", ".join(prov.get("pipeline_versions", [])) or "see rows (pipeline_version)"}
+- configuration hashes: {", ".join(prov.get("config_hashes", [])) or "see rows (config_hash)"}
 
 ## Licences and credits of the source corpora
 
 Each source corpus keeps its own licence; it applies to the sentences and their
 translations in this dataset.
 
-{_table(['source_dataset', 'licence', 'credit'], credits) if credits else '(no rows)'}
+{_table(["source_dataset", "licence", "credit"], credits) if credits else "(no rows)"}
 """

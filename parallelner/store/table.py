@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.exceptions import (
     CommitFailedException,
@@ -145,9 +146,11 @@ def commit(
 ) -> int:
     """Commit rows as one new snapshot of the dataset; return its snapshot id.
 
-    ``replace=False`` appends (a synthesize run). ``replace=True`` (a review pull)
-    replaces the rows whose ``record_id`` appears in ``data`` and appends the rest;
-    Iceberg writes new files for that, never edits old ones. ``properties`` go into the
+    ``replace=False`` appends (a synthesize run) and refuses records whose
+    ``record_id`` is already in the table (StoreError: a row would be duplicated, or a
+    reviewed row silently superseded). ``replace=True`` (a review pull) replaces the rows
+    whose ``record_id`` appears in ``data`` and appends the rest; Iceberg writes new
+    files for that, never edits old ones. ``properties`` go into the
     snapshot summary as ``parallelner.<key>`` (provenance: config hash, prompt...).
     On a concurrent commit the table is reloaded and the commit retried.
     """
@@ -181,27 +184,47 @@ def commit_run(
     return commit(data, run_id, settings=settings, replace=replace, properties=summary)
 
 
-def _commit_with_retry(catalog: SqlCatalog, settings: Settings, rows: pa.Table, ids: list[str],
-                       run_id: str, replace: bool, props: dict[str, str],
-                       rng: random.Random) -> int:
+def _commit_with_retry(
+    catalog: SqlCatalog,
+    settings: Settings,
+    rows: pa.Table,
+    ids: list[str],
+    run_id: str,
+    replace: bool,
+    props: dict[str, str],
+    rng: random.Random,
+) -> int:
     for attempt in range(MAX_ATTEMPTS):
         table = load_table(catalog, settings, create=True)
+        existing = _existing_ids(table, rows.column("record_id"))
+        if existing and not replace:
+            raise StoreError(
+                f"run {run_id}: {len(existing)} of {len(ids)} records are already in the "
+                f"table (e.g. {sorted(existing)[0]!r}); nothing was committed. Commit them "
+                "with replace=True to supersede those rows (a review pull does)"
+            )
         try:
-            if replace and ids:
-                table.overwrite(rows, overwrite_filter=In("record_id", ids),
-                                snapshot_properties=props)
+            if existing:
+                table.overwrite(
+                    rows,
+                    overwrite_filter=In("record_id", sorted(existing)),
+                    snapshot_properties=props,
+                )
             else:
                 table.append(rows, snapshot_properties=props)
         except (CommitFailedException, ValidationException):
             # pyiceberg already retried a few times on the same data files; past that
             # (or when a concurrent replace touched the same files) redo it on a fresh table
-            log.info("run %s: another writer committed first; retrying (attempt %d)",
-                     run_id, attempt + 2)
+            log.info(
+                "run %s: another writer committed first; retrying (attempt %d)", run_id, attempt + 2
+            )
             time.sleep(min(2.0, 0.02 * 2**attempt) * (0.5 + rng.random()))
             continue
         except OSError as exc:  # the warehouse refused the write (gone, read-only, S3 down)
-            raise StoreError(f"{warehouse_location(settings)}: cannot write to the warehouse "
-                             f"({_short(exc)}); nothing was committed") from None
+            raise StoreError(
+                f"{warehouse_location(settings)}: cannot write to the warehouse "
+                f"({_short(exc)}); nothing was committed"
+            ) from None
         except Exception as exc:
             if "database is locked" in str(exc):  # SQLite busy: same as a lost race
                 log.info("run %s: catalog database busy; retrying", run_id)
@@ -211,7 +234,23 @@ def _commit_with_retry(catalog: SqlCatalog, settings: Settings, rows: pa.Table, 
         snap = table.current_snapshot()
         assert snap is not None
         return snap.snapshot_id
-    raise StoreError(f"run {run_id}: commit failed {MAX_ATTEMPTS} times (too many concurrent writers)")
+    raise StoreError(
+        f"run {run_id}: commit failed {MAX_ATTEMPTS} times (too many concurrent writers)"
+    )
+
+
+def _existing_ids(table: Table, ids: pa.ChunkedArray) -> set[str]:
+    """The ids among ``ids`` that the table's current snapshot already holds."""
+    if table.current_snapshot() is None or len(ids) == 0:
+        return set()
+    try:
+        present = table.scan(selected_fields=("record_id",)).to_arrow().column("record_id")
+    except (FileNotFoundError, OSError) as exc:
+        raise StoreError(
+            f"a data file of the current snapshot is missing or damaged "
+            f"({_short(exc)}); nothing was committed"
+        ) from None
+    return set(ids.filter(pc.is_in(ids, value_set=present.combine_chunks())).to_pylist())
 
 
 def resolve_snapshot(table: Table, name_or_id: str | int) -> Snapshot:
@@ -247,17 +286,20 @@ def _describe_snapshots(table: Table) -> list[dict[str, Any]]:
     out = []
     for snap in table.snapshots():
         summary = snap.summary.additional_properties if snap.summary else {}
-        out.append({
-            "snapshot_id": snap.snapshot_id,
-            "parent_id": snap.parent_snapshot_id,
-            "committed_at": datetime.fromtimestamp(snap.timestamp_ms / 1000, UTC).isoformat(
-                timespec="seconds"),
-            "operation": str(snap.summary.operation.value) if snap.summary else None,
-            "run_id": summary.get(f"{PROP_PREFIX}run-id"),
-            "added_records": int(summary.get("added-records", 0)),
-            "deleted_records": int(summary.get("deleted-records", 0)),
-            "total_records": int(summary.get("total-records", 0)),
-            "tags": sorted(tags.get(snap.snapshot_id, [])),
-            "current": current is not None and current.snapshot_id == snap.snapshot_id,
-        })
+        out.append(
+            {
+                "snapshot_id": snap.snapshot_id,
+                "parent_id": snap.parent_snapshot_id,
+                "committed_at": datetime.fromtimestamp(snap.timestamp_ms / 1000, UTC).isoformat(
+                    timespec="seconds"
+                ),
+                "operation": str(snap.summary.operation.value) if snap.summary else None,
+                "run_id": summary.get(f"{PROP_PREFIX}run-id"),
+                "added_records": int(summary.get("added-records", 0)),
+                "deleted_records": int(summary.get("deleted-records", 0)),
+                "total_records": int(summary.get("total-records", 0)),
+                "tags": sorted(tags.get(snap.snapshot_id, [])),
+                "current": current is not None and current.snapshot_id == snap.snapshot_id,
+            }
+        )
     return out

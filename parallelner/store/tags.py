@@ -48,15 +48,26 @@ _ACCEPTED = (Status.ACCEPTED.value, Status.REVIEWED_ACCEPTED.value)
 def validate_tag_name(name: str) -> str:
     """Return ``name`` if it is a usable tag name, else raise StoreError saying why."""
     if not _TAG_RE.fullmatch(name or ""):
-        why = ("contains a path separator" if "/" in name or "\\" in name
-               else "contains whitespace" if any(c.isspace() for c in name)
-               else "is empty" if not name else "has characters other than letters, digits, . _ -"
-               if name[0].isalnum() else "must start with a letter or digit")
-        raise StoreError(f"{name!r}: not a valid tag name: it {why} "
-                         "(use letters, digits, '.', '_' and '-', e.g. v1.0)")
+        why = (
+            "contains a path separator"
+            if "/" in name or "\\" in name
+            else "contains whitespace"
+            if any(c.isspace() for c in name)
+            else "is empty"
+            if not name
+            else "has characters other than letters, digits, . _ -"
+            if name[0].isalnum()
+            else "must start with a letter or digit"
+        )
+        raise StoreError(
+            f"{name!r}: not a valid tag name: it {why} "
+            "(use letters, digits, '.', '_' and '-', e.g. v1.0)"
+        )
     if name == "main" or name.isdigit():
-        raise StoreError(f"{name!r}: not a valid tag name: it would be confused with "
-                         f"{'the main branch' if name == 'main' else 'a snapshot id'}")
+        raise StoreError(
+            f"{name!r}: not a valid tag name: it would be confused with "
+            f"{'the main branch' if name == 'main' else 'a snapshot id'}"
+        )
     return name
 
 
@@ -84,20 +95,26 @@ def snapshot_stats(rows: pa.Table) -> dict[str, Any]:
     by_dir: dict[str, Counter] = {}
     for d, s in zip(direction.to_pylist(), status, strict=True):
         by_dir.setdefault(d, Counter())[s] += 1
-    audit = [s for s, reasons in zip(status, rows.column("reasons").to_pylist(), strict=True)
-             if Reason.AUDIT_SAMPLE.value in reasons]
+    audit = [
+        s
+        for s, reasons in zip(status, rows.column("reasons").to_pylist(), strict=True)
+        if Reason.AUDIT_SAMPLE.value in reasons
+    ]
     audited = Counter(audit)
     judged = audited[Status.REVIEWED_ACCEPTED.value] + audited[Status.REVIEWED_REJECTED.value]
     return {
         "records": total,
-        "by_direction": {d: {"records": sum(c.values()), **dict(sorted(c.items()))}
-                         for d, c in sorted(by_dir.items())},
+        "by_direction": {
+            d: {"records": sum(c.values()), **dict(sorted(c.items()))}
+            for d, c in sorted(by_dir.items())
+        },
         "by_status": dict(sorted(by_status.items())),
         "source_labels": _label_counts(rows, "src_entities", direction),
         "target_labels": _label_counts(rows, "tgt_entities", direction),
         "acceptance_rate": round(accepted / total, 4) if total else None,
-        "audited_precision": (round(audited[Status.REVIEWED_ACCEPTED.value] / judged, 4)
-                              if judged else None),
+        "audited_precision": (
+            round(audited[Status.REVIEWED_ACCEPTED.value] / judged, 4) if judged else None
+        ),
         "audited_pairs": judged,
     }
 
@@ -113,8 +130,9 @@ def release_note(table: Table, snapshot: Snapshot, name: str) -> dict[str, Any]:
     return {
         "tag": name,
         "snapshot_id": snapshot.snapshot_id,
-        "snapshot_committed_at": datetime.fromtimestamp(snapshot.timestamp_ms / 1000, UTC)
-        .isoformat(timespec="seconds"),
+        "snapshot_committed_at": datetime.fromtimestamp(
+            snapshot.timestamp_ms / 1000, UTC
+        ).isoformat(timespec="seconds"),
         "tagged_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "statistics": snapshot_stats(rows),
         "provenance": {
@@ -124,8 +142,11 @@ def release_note(table: Table, snapshot: Snapshot, name: str) -> dict[str, Any]:
             "pipeline_versions": _distinct(rows, "pipeline_version"),
             "models": _distinct(rows, "model"),
             "source_datasets": _distinct(rows, "source_dataset"),
-            "snapshot_properties": {k.removeprefix(PROP_PREFIX): v for k, v in summary.items()
-                                    if k.startswith(PROP_PREFIX)},
+            "snapshot_properties": {
+                k.removeprefix(PROP_PREFIX): v
+                for k, v in summary.items()
+                if k.startswith(PROP_PREFIX)
+            },
             "tagged_with": f"parallelner {PIPELINE_VERSION}",
         },
     }
@@ -133,8 +154,9 @@ def release_note(table: Table, snapshot: Snapshot, name: str) -> dict[str, Any]:
 
 def list_tags(table: Table) -> dict[str, int]:
     """Tag name -> snapshot id."""
-    return {n: r.snapshot_id for n, r in sorted(table.refs().items())
-            if r.snapshot_ref_type == "tag"}
+    return {
+        n: r.snapshot_id for n, r in sorted(table.refs().items()) if r.snapshot_ref_type == "tag"
+    }
 
 
 def read_release_note(table: Table, name: str) -> dict[str, Any] | None:
@@ -180,8 +202,10 @@ def create_tag(
 def _exists(table: Table, name: str) -> None:
     ref = table.refs()[name]
     kind = "branch" if ref.snapshot_ref_type == "branch" else "tag"
-    raise StoreError(f"{name}: a {kind} with this name already exists (snapshot "
-                     f"{ref.snapshot_id}); tags are immutable, choose a new name")
+    raise StoreError(
+        f"{name}: a {kind} with this name already exists (snapshot "
+        f"{ref.snapshot_id}); tags are immutable, choose a new name"
+    )
 
 
 def _write_note_file(path: Path, note: dict[str, Any]) -> None:
@@ -197,8 +221,9 @@ def show(name_or_id: str | int, *, settings: Settings | None = None) -> dict[str
     """Describe a tag or snapshot: its release note when tagged, else fresh statistics."""
     with reading(settings) as table:
         snap = resolve_snapshot(table, name_or_id)
-        note = read_release_note(table, str(name_or_id)) if str(name_or_id) in table.refs() \
-            else None
+        note = (
+            read_release_note(table, str(name_or_id)) if str(name_or_id) in table.refs() else None
+        )
         if note is None:
             note = release_note(table, snap, str(name_or_id))
             note.pop("tagged_at")

@@ -21,8 +21,9 @@ def cli(*args: str, home: Path | None = None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PARALLELNER_")}
     env["COLUMNS"] = "200"
     extra = ["--home", str(home)] if home is not None else []
-    return subprocess.run([CLI, "snapshot", *args, *extra], capture_output=True, text=True,
-                          env=env, timeout=120)
+    return subprocess.run(
+        [CLI, "snapshot", *args, *extra], capture_output=True, text=True, env=env, timeout=120
+    )
 
 
 def fails_cleanly(res: subprocess.CompletedProcess, message: str) -> None:
@@ -35,8 +36,9 @@ def fails_cleanly(res: subprocess.CompletedProcess, message: str) -> None:
 def home(tmp_path) -> Path:
     """A data directory with one synthesize run committed (25 real en->zh pairs)."""
     h = tmp_path / "home"
-    store.commit(real_records("pud-en-zh.jsonl", 25, "run-1"), "run-1",
-                 settings=load_settings(home=h))
+    store.commit(
+        real_records("pud-en-zh.jsonl", 25, "run-1"), "run-1", settings=load_settings(home=h)
+    )
     return h
 
 
@@ -47,8 +49,9 @@ def test_release_then_export_then_verify(home, tmp_path):
     assert note["tag"] == "v1" and note["statistics"]["records"] == 25
 
     records = real_records("pud-en-zh.jsonl", 25, "run-1")
-    store.commit(reviewed(records, "pull-1"), "pull-1", settings=load_settings(home=home),
-                 replace=True)
+    store.commit(
+        reviewed(records, "pull-1"), "pull-1", settings=load_settings(home=home), replace=True
+    )
 
     snaps = json.loads(cli("list", "--json", home=home).stdout)
     assert [s["run_id"] for s in snaps if s["operation"] == "append"][-1] == "pull-1"
@@ -63,8 +66,16 @@ def test_release_then_export_then_verify(home, tmp_path):
     assert diff["status_changes"] == {"review -> reviewed_accepted": n_review}
 
     out = tmp_path / "release-v1"
-    res = cli("export", "v1", str(out), "--status", "accepted,reviewed_accepted",
-              "--format", "jsonl", home=home)
+    res = cli(
+        "export",
+        "v1",
+        str(out),
+        "--status",
+        "accepted,reviewed_accepted",
+        "--format",
+        "jsonl",
+        home=home,
+    )
     assert res.returncode == 0, res.stderr
     assert "checksums verified" in res.stdout
     lines = (out / "data" / "records-00000.jsonl").read_text("utf-8").splitlines()
@@ -85,14 +96,17 @@ def test_human_output(home):
     assert res.returncode == 0 and "acceptance rate" in res.stdout and "en->zh" in res.stdout
 
 
-@pytest.mark.parametrize("args,message", [
-    (("tag", "v 1"), "'v 1': not a valid tag name: it contains whitespace"),
-    (("tag", "rel/v1"), "'rel/v1': not a valid tag name: it contains a path separator"),
-    (("show", "v9"), "v9: no such tag or snapshot"),
-    (("tag", "v2", "--snapshot", "42"), "42: no snapshot with this id"),
-    (("export", "v9", "/nonexistent-dir-x"), "v9: no such tag or snapshot"),
-    (("export", "main", "OUT", "--status", "acepted"), "unknown status acepted"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (("tag", "v 1"), "'v 1': not a valid tag name: it contains whitespace"),
+        (("tag", "rel/v1"), "'rel/v1': not a valid tag name: it contains a path separator"),
+        (("show", "v9"), "v9: no such tag or snapshot"),
+        (("tag", "v2", "--snapshot", "42"), "42: no snapshot with this id"),
+        (("export", "v9", "/nonexistent-dir-x"), "v9: no such tag or snapshot"),
+        (("export", "main", "OUT", "--status", "acepted"), "unknown status acepted"),
+    ],
+)
 def test_bad_input_is_one_clear_line(home, tmp_path, args, message):
     args = tuple(str(tmp_path / "out") if a == "OUT" else a for a in args)
     fails_cleanly(cli(*args, home=home), message)
@@ -101,8 +115,11 @@ def test_bad_input_is_one_clear_line(home, tmp_path, args, message):
 
 def test_existing_tag_is_never_moved(home):
     assert cli("tag", "v1", home=home).returncode == 0
-    store.commit(real_records("pud-en-zh.jsonl", 5, "run-2", offset=25), "run-2",
-                 settings=load_settings(home=home))
+    store.commit(
+        real_records("pud-en-zh.jsonl", 5, "run-2", offset=25),
+        "run-2",
+        settings=load_settings(home=home),
+    )
     fails_cleanly(cli("tag", "v1", home=home), "v1: a tag with this name already exists")
     assert json.loads(cli("show", "v1", "--json", home=home).stdout)["statistics"]["records"] == 25
 

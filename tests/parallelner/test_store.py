@@ -39,7 +39,7 @@ _STATUSES = [Status.ACCEPTED, Status.REVIEW, Status.REJECTED, Status.ACCEPTED, S
 
 def real_records(file: str, n: int, run_id: str, *, offset: int = 0) -> list[ParallelRecord]:
     """``n`` records from a projection-dev file: source, gold target spans, mixed statuses."""
-    lines = (DATA / file).read_text("utf-8").splitlines()[offset:offset + n]
+    lines = (DATA / file).read_text("utf-8").splitlines()[offset : offset + n]
     out = []
     for i, line in enumerate(lines):
         task = json.loads(line)
@@ -47,50 +47,69 @@ def real_records(file: str, n: int, run_id: str, *, offset: int = 0) -> list[Par
         gold = task["gold"]
         status = _STATUSES[(i + offset) % len(_STATUSES)]
         tgt = tuple(
-            ProjectedEntity(**g, source_index=min(j, len(src) - 1) if src else 0,
-                            method="exact", score=1.0 - 0.01 * j)
+            ProjectedEntity(
+                **g,
+                source_index=min(j, len(src) - 1) if src else 0,
+                method="exact",
+                score=1.0 - 0.01 * j,
+            )
             for j, g in enumerate(gold)
         )
         unprojected = tuple(
             UnprojectedEntity(source_index=j, label=e.label, text=e.text, reason=Reason.NOT_FOUND)
-            for j, e in enumerate(src) if j >= len(gold)
+            for j, e in enumerate(src)
+            if j >= len(gold)
         )
-        out.append(ParallelRecord(
-            record_id=f"{task['id']}",
-            instance_id=task["source"]["id"],
-            run_id=run_id,
-            source_dataset="pud-en-zh" if "pud" in file else "europarl",
-            src_lang=task["source"]["lang"],
-            tgt_lang=task["target"]["lang"],
-            src_text=task["source"]["text"],
-            src_entities=tuple(src),
-            tgt_text=None if status is Status.FAILED else task["target"]["text"],
-            mention_translations=tuple(MentionTranslation(id=j, source=e.text, target=e.text)
-                                       for j, e in enumerate(src)),
-            tgt_entities=() if status is Status.FAILED else tgt,
-            unprojected=unprojected,
-            back_translation=task["source"]["text"] if i % 2 else None,
-            repair_steps=("annotation_rephrase",) if unprojected else (),
-            scores={"chrf": 40.0 + i, "projection": 0.9} if i % 3 else {},
-            status=status,
-            reasons=(Reason.AUDIT_SAMPLE,) if status is Status.ACCEPTED and i % 2 else
-            ((Reason.REPLY_INVALID_JSON,) if status is Status.FAILED else ()),
-            pipeline_version="0.1.0",
-            prompt_version="translate.v1",
-            model="gemma-3-270m",
-            config_hash="0123456789abcdef",
-            created_at=datetime(2026, 11, 25, 8, i % 60, 1, 123456, tzinfo=UTC),
-            raw_reply="{not json" if status is Status.FAILED else None,
-        ))
+        out.append(
+            ParallelRecord(
+                record_id=f"{task['id']}",
+                instance_id=task["source"]["id"],
+                run_id=run_id,
+                source_dataset="pud-en-zh" if "pud" in file else "europarl",
+                src_lang=task["source"]["lang"],
+                tgt_lang=task["target"]["lang"],
+                src_text=task["source"]["text"],
+                src_entities=tuple(src),
+                tgt_text=None if status is Status.FAILED else task["target"]["text"],
+                mention_translations=tuple(
+                    MentionTranslation(id=j, source=e.text, target=e.text)
+                    for j, e in enumerate(src)
+                ),
+                tgt_entities=() if status is Status.FAILED else tgt,
+                unprojected=unprojected,
+                back_translation=task["source"]["text"] if i % 2 else None,
+                repair_steps=("annotation_rephrase",) if unprojected else (),
+                scores={"chrf": 40.0 + i, "projection": 0.9} if i % 3 else {},
+                status=status,
+                reasons=(Reason.AUDIT_SAMPLE,)
+                if status is Status.ACCEPTED and i % 2
+                else ((Reason.REPLY_INVALID_JSON,) if status is Status.FAILED else ()),
+                pipeline_version="0.1.0",
+                prompt_version="translate.v1",
+                model="gemma-3-270m",
+                config_hash="0123456789abcdef",
+                created_at=datetime(2026, 11, 25, 8, i % 60, 1, 123456, tzinfo=UTC),
+                raw_reply="{not json" if status is Status.FAILED else None,
+            )
+        )
     return out
 
 
 def reviewed(records: list[ParallelRecord], run_id: str) -> list[ParallelRecord]:
     """The review pull's version of the rows waiting for review: accepted by an annotator."""
-    return [r.model_copy(update={
-        "status": Status.REVIEWED_ACCEPTED, "annotator": "ann1", "run_id": run_id,
-        "reviewed_at": datetime(2026, 11, 25, 9, 30, tzinfo=UTC), "review_comment": "ok ✓",
-    }) for r in records if r.status is Status.REVIEW]
+    return [
+        r.model_copy(
+            update={
+                "status": Status.REVIEWED_ACCEPTED,
+                "annotator": "ann1",
+                "run_id": run_id,
+                "reviewed_at": datetime(2026, 11, 25, 9, 30, tzinfo=UTC),
+                "review_comment": "ok ✓",
+            }
+        )
+        for r in records
+        if r.status is Status.REVIEW
+    ]
 
 
 def by_id(records: list[ParallelRecord]) -> list[ParallelRecord]:
@@ -103,8 +122,9 @@ def settings(request, tmp_path) -> Settings:
     if request.param == "sqlite":
         return load_settings(home=tmp_path / "home")
     url = request.getfixturevalue("postgres_database")
-    return load_settings(home=tmp_path / "home", catalog_uri=url,
-                         warehouse=str(tmp_path / "warehouse"))
+    return load_settings(
+        home=tmp_path / "home", catalog_uri=url, warehouse=str(tmp_path / "warehouse")
+    )
 
 
 @pytest.fixture
@@ -115,8 +135,7 @@ def sqlite_settings(tmp_path) -> Settings:
 def data_files(settings: Settings) -> dict[str, str]:
     """Every Parquet data file in the warehouse -> its SHA-256."""
     root = Path(settings.warehouse) if settings.warehouse else Path(settings.home) / "warehouse"
-    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in root.rglob("*.parquet")}
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*.parquet")}
 
 
 # ---------------------------------------------------------------------------------------
@@ -136,8 +155,7 @@ def test_every_commit_is_a_new_snapshot_and_old_files_stay_unchanged(settings):
     first = real_records("pud-en-zh.jsonl", 20, "run-1")
     s1 = store.commit(first, "run-1", settings=settings)
     files_before = data_files(settings)
-    s2 = store.commit(real_records("europarl-en-de.jsonl", 10, "run-2"), "run-2",
-                      settings=settings)
+    s2 = store.commit(real_records("europarl-en-de.jsonl", 10, "run-2"), "run-2", settings=settings)
     s3 = store.commit(reviewed(first, "pull-1"), "pull-1", settings=settings, replace=True)
     assert len({s1, s2, s3}) == 3
     after = data_files(settings)
@@ -153,8 +171,12 @@ def test_every_commit_is_a_new_snapshot_and_old_files_stay_unchanged(settings):
 
 
 def test_commit_properties_land_in_the_snapshot_summary(sqlite_settings):
-    sid = store.commit_run(sqlite_settings, real_records("pud-en-zh.jsonl", 3, "r"),
-                           run_id="r", summary={"config_hash": "abc"})
+    sid = store.commit_run(
+        sqlite_settings,
+        real_records("pud-en-zh.jsonl", 3, "r"),
+        run_id="r",
+        summary={"config_hash": "abc"},
+    )
     with store.table.reading(sqlite_settings) as table:
         props = table.snapshot_by_id(sid).summary.additional_properties
     assert props["parallelner.config_hash"] == "abc"
@@ -165,6 +187,18 @@ def test_duplicate_record_ids_in_one_commit_are_refused(sqlite_settings):
     rec = real_records("pud-en-zh.jsonl", 1, "r")
     with pytest.raises(StoreError, match="appears twice"):
         store.commit(rec + rec, "r", settings=sqlite_settings)
+
+
+def test_appending_records_already_in_the_table_is_refused(settings):
+    first = real_records("pud-en-zh.jsonl", 10, "run-1")
+    sid = store.commit(first, "run-1", settings=settings)
+    rerun = real_records("pud-en-zh.jsonl", 12, "run-2")  # same instances + 2 new ones
+    with pytest.raises(StoreError, match="run run-2: 10 of 12 records are already in the table"):
+        store.commit(rerun, "run-2", settings=settings)
+    assert [s["snapshot_id"] for s in store.list_snapshots(settings)] == [sid]
+    # superseding them is explicit
+    store.commit(rerun, "run-2", settings=settings, replace=True)
+    assert table_to_records(store.load_snapshot("main", settings=settings)) == by_id(rerun)
 
 
 # ---------------------------------------------------------------------------------------
@@ -188,8 +222,9 @@ def test_tag_returns_the_same_rows_after_later_commits(settings):
 def test_tags_are_immutable(settings):
     store.commit(real_records("pud-en-zh.jsonl", 5, "run-1"), "run-1", settings=settings)
     first = store.create_tag("v1", settings=settings)
-    later = store.commit(real_records("pud-en-zh.jsonl", 5, "run-2", offset=5), "run-2",
-                         settings=settings)
+    later = store.commit(
+        real_records("pud-en-zh.jsonl", 5, "run-2", offset=5), "run-2", settings=settings
+    )
     with pytest.raises(StoreError, match="v1: a tag with this name already exists"):
         store.create_tag("v1", snapshot=later, settings=settings)
     assert store.show("v1", settings=settings)["snapshot_id"] == first["snapshot_id"]
@@ -212,8 +247,10 @@ def test_release_note_counts_directions_statuses_labels_and_audit(sqlite_setting
     store.commit(zh + de, "run-1", settings=sqlite_settings)
     # annotators judge two audit samples: one confirmed, one rejected
     audit = [r for r in zh if Reason.AUDIT_SAMPLE in r.reasons][:2]
-    judged = [audit[0].model_copy(update={"status": Status.REVIEWED_ACCEPTED, "run_id": "pull-1"}),
-              audit[1].model_copy(update={"status": Status.REVIEWED_REJECTED, "run_id": "pull-1"})]
+    judged = [
+        audit[0].model_copy(update={"status": Status.REVIEWED_ACCEPTED, "run_id": "pull-1"}),
+        audit[1].model_copy(update={"status": Status.REVIEWED_REJECTED, "run_id": "pull-1"}),
+    ]
     store.commit(judged, "pull-1", settings=sqlite_settings, replace=True)
     note = store.create_tag("v1", settings=sqlite_settings)
     st = note["statistics"]
@@ -236,8 +273,9 @@ def test_release_note_counts_directions_statuses_labels_and_audit(sqlite_setting
     assert prov["runs"] == ["pull-1", "run-1"]
 
 
-@pytest.mark.parametrize("name", ["a/b", "../v1", "v 1", "v1\\x", "", " v1", "main", "-v1",
-                                  "12345", "v1;rm"])
+@pytest.mark.parametrize(
+    "name", ["a/b", "../v1", "v 1", "v1\\x", "", " v1", "main", "-v1", "12345", "v1;rm"]
+)
 def test_bad_tag_names_are_refused(sqlite_settings, name):
     store.commit(real_records("pud-en-zh.jsonl", 2, "r"), "r", settings=sqlite_settings)
     with pytest.raises(StoreError, match="not a valid tag name"):
@@ -246,8 +284,10 @@ def test_bad_tag_names_are_refused(sqlite_settings, name):
         assert [n for n, r in table.refs().items() if r.snapshot_ref_type == "tag"] == []
 
 
-@pytest.mark.parametrize("name,match", [("v9", "v9: no such tag or snapshot"),
-                                        ("123456789", "123456789: no snapshot with this id")])
+@pytest.mark.parametrize(
+    "name,match",
+    [("v9", "v9: no such tag or snapshot"), ("123456789", "123456789: no snapshot with this id")],
+)
 def test_unknown_tag_or_snapshot_id(sqlite_settings, name, match):
     store.commit(real_records("pud-en-zh.jsonl", 2, "r"), "r", settings=sqlite_settings)
     with pytest.raises(StoreError, match=match):
@@ -277,6 +317,32 @@ def test_load_snapshot_by_home_and_to_pandas(sqlite_settings):
     assert sorted(df["record_id"]) == sorted(r.record_id for r in records)
 
 
+def test_diff_matches_a_row_by_row_comparison(settings):
+    first = real_records("pud-en-zh.jsonl", 30, "run-1")
+    store.commit(first, "run-1", settings=settings)
+    store.create_tag("v1", settings=settings)
+    store.commit(real_records("europarl-en-it.jsonl", 7, "run-2"), "run-2", settings=settings)
+    store.commit(reviewed(first, "pull-1"), "pull-1", settings=settings, replace=True)
+    d = store.diff_snapshots("v1", "main", settings=settings)
+    old = {r.record_id: r for r in table_to_records(store.load_snapshot("v1", settings=settings))}
+    new = {r.record_id: r for r in table_to_records(store.load_snapshot("main", settings=settings))}
+    changed = [k for k in old.keys() & new.keys() if old[k] != new[k]]
+    assert (d["added"], d["removed"], d["changed"]) == (
+        len(new.keys() - old.keys()),
+        0,
+        len(changed),
+    )
+    assert d["unchanged"] == len(old) - len(changed)
+    assert d["status_changes"] == {
+        "(new) -> accepted": 3,
+        "(new) -> failed": 1,
+        "(new) -> rejected": 1,
+        "(new) -> review": 2,
+        "review -> reviewed_accepted": len(changed),
+    }
+    assert store.diff_snapshots("v1", "v1", settings=settings)["changed"] == 0
+
+
 # ---------------------------------------------------------------------------------------
 # concurrency: a synthesize run and review pulls committing at the same moment
 
@@ -284,8 +350,10 @@ def test_load_snapshot_by_home_and_to_pandas(sqlite_settings):
 def test_concurrent_writers_all_land(settings):
     base = real_records("pud-en-zh.jsonl", 30, "run-0")
     store.commit(base, "run-0", settings=settings)
-    batches = {f"run-{i}": real_records("europarl-en-it.jsonl", 10, f"run-{i}", offset=10 * i)
-               for i in range(1, 4)}
+    batches = {
+        f"run-{i}": real_records("europarl-en-it.jsonl", 10, f"run-{i}", offset=10 * i)
+        for i in range(1, 4)
+    }
     pull = reviewed(base, "pull-1")
     barrier = threading.Barrier(len(batches) + 1)
     errors: list[BaseException] = []
@@ -306,8 +374,9 @@ def test_concurrent_writers_all_land(settings):
         t.join(timeout=300)
     assert errors == []
     assert len(set(ids)) == 4
-    final = {r.record_id: r for r in table_to_records(store.load_snapshot("main",
-                                                                          settings=settings))}
+    final = {
+        r.record_id: r for r in table_to_records(store.load_snapshot("main", settings=settings))
+    }
     assert len(final) == 30 + 30
     for run_id, data in batches.items():
         assert all(final[r.record_id] == r for r in data), run_id
@@ -317,8 +386,9 @@ def test_concurrent_writers_all_land(settings):
 
 
 @pytest.mark.parametrize("pyiceberg_retries", [None, "0"])
-def test_a_commit_that_loses_the_race_reloads_and_lands(settings, monkeypatch, caplog,
-                                                        pyiceberg_retries):
+def test_a_commit_that_loses_the_race_reloads_and_lands(
+    settings, monkeypatch, caplog, pyiceberg_retries
+):
     """Deterministic race: another writer commits between our read and our commit.
 
     With pyiceberg's own retries switched off, our reload-and-redo loop must do it.
@@ -372,7 +442,10 @@ def test_tag_export_load_round_trip(settings, tmp_path, fmt):
     loaded = store.load_snapshot("v1", settings=settings)
     assert exported.equals(loaded)
     assert table_to_records(exported) == by_id(records)
-    assert meta["records"] == 30 and meta["snapshot_id"] == store.show("v1", settings=settings)["snapshot_id"]
+    assert (
+        meta["records"] == 30
+        and meta["snapshot_id"] == store.show("v1", settings=settings)["snapshot_id"]
+    )
     card = (out / "README.md").read_text("utf-8")
     assert "CC BY-SA 4.0" in card and "Universal NER" in card  # credits of the source corpus
     assert "| src_entities |" in card and "en->zh" in card
@@ -385,11 +458,11 @@ def test_export_status_filter_and_parquet_is_plain(sqlite_settings, tmp_path):
     store.commit(records, "r", settings=sqlite_settings)
     store.create_tag("v1", settings=sqlite_settings)
     out = tmp_path / "x"
-    store.export_snapshot("v1", out, status="accepted,reviewed_accepted",
-                          settings=sqlite_settings)
+    store.export_snapshot("v1", out, status="accepted,reviewed_accepted", settings=sqlite_settings)
     plain = pq.read_table(out / "data")  # no ParallelNER needed to read it
     assert sorted(plain.column("record_id").to_pylist()) == sorted(
-        r.record_id for r in records if r.status is Status.ACCEPTED)
+        r.record_id for r in records if r.status is Status.ACCEPTED
+    )
     assert set(plain.column("status").to_pylist()) == {"accepted"}
 
 
