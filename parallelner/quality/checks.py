@@ -130,8 +130,8 @@ def _language_verdict(
     agrees; then the language's own script (Chinese, Korean...) or its function words
     settle it, else langdetect, and rejection needs langdetect to agree with the function
     words, or be ``langdetect_reject_prob`` sure of a text of at least ``lang_min_words``
-    words: short sentences ("Vielen Dank , Herr  .") get the benefit of the doubt. In between, only langdetect naming the
-    language accepts.
+    words: short sentences ("Vielen Dank , Herr  .") get the benefit of the doubt. In
+    between, only langdetect naming the language accepts.
     """
     lang = primary(lang)
     script = script_of(lang)
@@ -143,10 +143,11 @@ def _language_verdict(
         return bool(guesses) and guesses[0][0] == lang
     if script in _OWN_SCRIPT and lang != "ja":  # Japanese shares Han: langdetect decides
         return True
-    words = function_word_guess(text) if script == "LATIN" else None
-    if words == lang:
+    if script == "LATIN" and function_word_guess(text) == lang:
         return True
-    if words is None and n_tokens < q.lang_min_words:
+    # another language's function words count against only with two hits or more
+    other = function_word_guess(text, min_hits=2) if script == "LATIN" else None
+    if other is None and n_tokens < q.lang_min_words:
         return True  # langdetect is overconfident on a handful of words
     guesses = langdetect_guess(text, q.seed)
     if not guesses:
@@ -154,7 +155,7 @@ def _language_verdict(
     top, prob = guesses[0]
     if top == lang:
         return True
-    return not (words is not None or prob >= q.langdetect_reject_prob)
+    return not (other is not None or prob >= q.langdetect_reject_prob)
 
 
 def check_language(record: ParallelRecord, q: QualitySettings) -> Finding | None:

@@ -29,14 +29,17 @@ FUNCTION_WORDS: dict[str, frozenset[str]] = {
     for lang, words in {
         "en": "the of and to is that for it with as was on are be this by have from which "
         "not but at has were will would an they their we you he she his her been there or "
-        "who its what can should these those i our also in a",
+        "who its what can should these those i our also in a thank you mr very there",
         "de": "der die das und ist nicht ein eine zu den dem des mit sich auf für von auch "
         "es im sie wir ich wird werden sind dass daß hat haben noch nach bei aus wie aber "
-        "oder einer einen über uns diese dieser zum zur was an in",
+        "oder einer einen über uns diese dieser zum zur was an in vielen dank herr frau "
+        "sehr ihnen können muss",
         "es": "el la los las de del que y en un una es por con para se no lo al como más "
-        "pero sus su este esta ha son ser también muy sobre fue hay nos esto entre",
+        "pero sus su este esta ha son ser también muy sobre fue hay nos esto entre señor "
+        "señora señoría gracias qué está todo todos puede nuestro desde porque cuando",
         "it": "il lo la gli le di del della che e è un una per non con sono da dei delle "
-        "nel nella si ha anche come più questo questa alla al ma essere stato ci degli",
+        "nel nella si ha anche come più questo questa alla al ma essere stato ci degli "
+        "onorevole signor signora ringrazio sarà dell mia cui ed dal dalla tale molto tutti",
         "fr": "le la les de des du et est un une que qui pour dans en pas sur au aux avec "
         "ce cette sont nous vous il elle mais ont été être ne",
         "pt": "o a os as de do da dos das que e é um uma para com não em no na por mais "
@@ -57,11 +60,11 @@ def primary(lang: str) -> str:
     return lang.split("-")[0].lower()
 
 
-def function_word_guess(text: str, min_hits: int = 2) -> str | None:
+def function_word_guess(text: str, min_hits: int = 1) -> str | None:
     """The language whose function words clearly dominate ``text``, or None.
 
     Counts the words that belong to one language only; clear means at least
-    ``min_hits`` of them and at least twice as many as the runner-up.
+    ``min_hits`` of them and more than twice as many as the runner-up.
     """
     hits: dict[str, int] = {}
     for word in _WORD.findall(text.lower()):
@@ -73,7 +76,7 @@ def function_word_guess(text: str, min_hits: int = 2) -> str | None:
     ranked = sorted(hits.items(), key=lambda kv: -kv[1])
     best, h1 = ranked[0]
     h2 = ranked[1][1] if len(ranked) > 1 else 0
-    if h1 >= min_hits and h1 >= 2 * h2:
+    if h1 >= min_hits and h1 > 2 * h2:
         return best
     return None
 
