@@ -6,11 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from parallelner.quality import assess_record, assess_stream, is_audit_sample
 from parallelner.quality.samples import draft_from_projection_pair, read_projection_drafts
 from parallelner.reasons import Reason, Status
-from parallelner.records import ParallelRecord
+from parallelner.records import ParallelRecord, ProjectedEntity
 from parallelner.settings import QualitySettings, Settings
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "projection-dev"
@@ -139,3 +141,26 @@ def test_audit_sample_sends_accepted_pairs_to_review():
     default = [assess_record(r, Q, set()) for r in records]
     again = [assess_record(r, Q, set()) for r in reversed(records)][::-1]
     assert [r.status for r in default] == [r.status for r in again]
+
+
+_BASE = first("pud-en-zh.jsonl")
+
+
+@given(
+    tgt=st.one_of(st.none(), st.text(max_size=120)),
+    bt=st.one_of(st.none(), st.text(max_size=120)),
+    spans=st.lists(st.tuples(st.integers(-3, 130), st.integers(-3, 130), st.integers(0, 4)),
+                   max_size=4),
+)  # fmt: skip
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_any_text_and_spans_get_a_status_and_never_crash(tgt, bt, spans):
+    ents = tuple(
+        ProjectedEntity(start=a, end=b, label="PER", text=(tgt or "")[max(a, 0) : max(b, 0)],
+                        source_index=i, method="fuzzy", score=0.9)
+        for a, b, i in spans
+    )  # fmt: skip
+    rec = _BASE.model_copy(update={"tgt_text": tgt, "back_translation": bt, "tgt_entities": ents})
+    out = assess_record(rec, Q, set())
+    assert out.status in (Status.ACCEPTED, Status.REVIEW, Status.REJECTED)
+    if out.status != Status.ACCEPTED:
+        assert out.reasons
