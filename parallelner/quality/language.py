@@ -15,6 +15,7 @@ reruns agree, with its codes mapped to ours (``zh-cn``/``zh-tw`` -> ``zh``).
 from __future__ import annotations
 
 import re
+import threading
 from functools import lru_cache
 
 from langdetect import DetectorFactory, detect_langs
@@ -81,13 +82,19 @@ def function_word_guess(text: str, min_hits: int = 1) -> str | None:
     return None
 
 
+# langdetect keeps its profiles and seed in module globals: one caller at a time, so that
+# shards assessed in threads neither load the profiles twice nor mix seeds.
+_LANGDETECT_LOCK = threading.Lock()
+
+
 @lru_cache(maxsize=4096)
 def _langdetect(text: str, seed: int) -> tuple[tuple[str, float], ...]:
-    DetectorFactory.seed = seed
-    try:
-        found = detect_langs(text)
-    except LangDetectException:  # no letters at all
-        return ()
+    with _LANGDETECT_LOCK:
+        DetectorFactory.seed = seed
+        try:
+            found = detect_langs(text)
+        except LangDetectException:  # no letters at all
+            return ()
     return tuple((primary(x.lang), x.prob) for x in found)
 
 

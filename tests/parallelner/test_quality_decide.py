@@ -164,3 +164,20 @@ def test_any_text_and_spans_get_a_status_and_never_crash(tgt, bt, spans):
     assert out.status in (Status.ACCEPTED, Status.REVIEW, Status.REJECTED)
     if out.status != Status.ACCEPTED:
         assert out.reasons
+
+
+def test_threads_give_the_same_results_as_one_loop():
+    # shards may be assessed in a thread pool; langdetect's globals must not leak
+    from concurrent.futures import ThreadPoolExecutor
+
+    from parallelner.quality.language import _langdetect
+
+    records = drafts()
+    _langdetect.cache_clear()
+    one = [assess_record(r, Q, set()) for r in records]
+    _langdetect.cache_clear()
+    with ThreadPoolExecutor(4) as pool:
+        many = list(pool.map(lambda r: assess_record(r, Q, set()), records))
+    assert [(r.status, r.reasons, r.scores) for r in many] == [
+        (r.status, r.reasons, r.scores) for r in one
+    ]
