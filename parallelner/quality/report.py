@@ -81,6 +81,8 @@ class QualityReport:
     scores: dict[str, dict[str, float]]  # score -> n, mean, p05, p50, p95
     audit_sample: int
     precision: PrecisionEstimate | None
+    # "pipeline_version|prompt_version|model|config_hash" -> records: what produced them
+    provenance: dict[str, int] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -116,6 +118,7 @@ def summarize(
     by_reason: Counter[str] = Counter()
     values: dict[str, list[tuple[float, str]]] = {}
     audit = reviewed = good = 0
+    provenance: Counter[str] = Counter()
     total = 0
     for record in records:
         total += 1
@@ -126,6 +129,9 @@ def summarize(
         for name, value in record.scores.items():
             if math.isfinite(value):
                 values.setdefault(name, []).append((value, status))
+        provenance[
+            f"{record.pipeline_version}|{record.prompt_version}|{record.model}|{record.config_hash}"
+        ] += 1
         if Reason.AUDIT_SAMPLE in record.reasons:
             audit += 1
             if record.status in (Status.REVIEWED_ACCEPTED, Status.REVIEWED_REJECTED):
@@ -152,6 +158,7 @@ def summarize(
         by_reason=dict(by_reason.most_common()),
         scores=scores,
         audit_sample=audit,
+        provenance=dict(provenance.most_common()),
         precision=precision,
     )
     return report, values
@@ -251,6 +258,10 @@ def _markdown(report: QualityReport, title: str, plot_name: str) -> str:
             f"{p.good} judged good: precision {p.precision:.1%} "
             f"(95% Wilson interval {p.low:.1%} to {p.high:.1%})."
         )
+    lines += ["", "## Provenance", "", "| pipeline | prompt | model | config hash | pairs |",
+              "|---|---|---|---|---:|"]  # fmt: skip
+    for key, n in report.provenance.items():
+        lines.append("| " + " | ".join(key.split("|", 3)) + f" | {n} |")
     return "\n".join(lines) + "\n"
 
 

@@ -42,6 +42,7 @@ def test_counts_add_up_to_the_number_of_input_pairs(tmp_path):
     rep = write_report(records, tmp_path)
     assert rep.total == len(records) == 696
     assert sum(rep.by_status.values()) == rep.total
+    assert sum(rep.provenance.values()) == rep.total
     for status, n in rep.by_status.items():
         assert sum(rep.deciding_reason[status].values()) == n
     assert rep.by_status["failed"] == 1
