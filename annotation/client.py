@@ -114,8 +114,14 @@ class ReviewClient:
         return {"project_id": project_id, "title": p.title,
                 **{k: getattr(p, k, None) for k in keys}}  # fmt: skip
 
-    def create_project(self, title: str, label_config: str, instructions: str) -> int:
-        """Create a review project; returns its id."""
+    def create_project(
+        self, title: str, label_config: str, instructions: str, model_version: str | None = None
+    ) -> int:
+        """Create a review project; returns its id.
+
+        ``model_version`` selects the predictions that pre-fill an annotator's new
+        annotation (Label Studio pre-labels only from the project's model version).
+        """
         with self._errors(f"creating project {title!r}"):
             p = self._ls.projects.create(
                 title=title,
@@ -124,15 +130,20 @@ class ReviewClient:
                 show_instruction=True,
                 show_skip_button=True,
                 enable_empty_annotation=False,
+                show_collab_predictions=True,
+                **({"model_version": model_version} if model_version else {}),
             )
         return int(p.id)
 
-    def update_project(self, project_id: int, label_config: str, instructions: str) -> None:
-        """Replace the labeling config and instructions of a project."""
+    def update_project(self, project_id: int, **fields: Any) -> None:
+        """Change project fields (label_config, expert_instruction, model_version...)."""
         with self._errors(f"updating project {project_id}"):
-            self._ls.projects.update(
-                project_id, label_config=label_config, expert_instruction=instructions
-            )
+            self._ls.projects.update(project_id, **fields)
+
+    def project_model_version(self, project_id: int) -> str | None:
+        """The model version whose predictions pre-fill new annotations."""
+        with self._errors(f"reading project {project_id}"):
+            return self._ls.projects.get(project_id).model_version or None
 
     def task_record_ids(self, project_id: int) -> dict[str, int]:
         """record_id -> task id of every task in the project."""

@@ -49,7 +49,7 @@ REJECT_REASONS: dict[str, str] = {
 }
 
 INSTRUCTIONS = (
-    "Compare the translation with the source. Fix the coloured spans in the TARGET "
+    "How to review: compare the translation with the source. Fix the coloured spans in the TARGET "
     "sentence: drag to select a span, pick its type above; click a span and press "
     "Backspace to delete it. Accept when the translation is faithful and every source "
     "entity is marked once with the right type; otherwise Reject and say why."
@@ -58,6 +58,10 @@ INSTRUCTIONS = (
 _STYLE = """
   .pn-box { padding: 8px 12px; margin-bottom: 8px; border-radius: 6px; }
   .pn-help { background: #f4f6fb; border: 1px solid #d9deea; }
+  .pn-help h1, .pn-help h2, .pn-help h3, .pn-help h4, .pn-help h5, .pn-help h6 {
+    font-size: 13px !important; font-weight: 400 !important; margin: 2px 0 !important; }
+  .pn-box > h1, .pn-box > h2, .pn-box > h3, .pn-box > h4, .pn-box > h5, .pn-box > h6 {
+    font-size: 14px !important; margin: 2px 0 6px !important; }
   .pn-src { background: #fafafa; border: 1px solid #e3e3e3; }
   .pn-tgt { background: #ffffff; border: 2px solid #4a78d6; }
   .pn-src mark { padding: 1px 3px; border-radius: 3px; }
@@ -89,15 +93,14 @@ def labeling_config(classes: Iterable[str]) -> str:
     return f"""<View>
   <Style>{_STYLE}</Style>
   <View className="pn-box pn-help">
-    <Header value="How to review" size="5"/>
     <Header value="{_attr(INSTRUCTIONS)}" size="6" underline="false"/>
   </View>
   <View className="pn-box pn-src">
-    <Header value="Source ($src_lang) - read only: $why" size="6"/>
+    <Header value="Source ($src_lang), read only. In review because: $why" size="6"/>
     <HyperText name="src" value="$src_html" inline="true" selectionEnabled="false"/>
   </View>
   <View className="pn-box pn-tgt">
-    <Header value="Target ($tgt_lang) - correct the spans" size="6"/>
+    <Header value="Target ($tgt_lang): correct the spans" size="6"/>
     <Labels name="{LABELS}" toName="{TARGET}" showInline="true">
 {labels}
     </Labels>

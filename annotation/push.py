@@ -14,7 +14,7 @@ from typing import Any
 
 from annotation.client import ReviewClient, connect
 from annotation.config import INSTRUCTIONS, config_labels, labeling_config
-from annotation.tasks import record_classes, record_to_task
+from annotation.tasks import model_version, record_classes, record_to_task
 from parallelner.reasons import Status
 from parallelner.records import ParallelRecord, table_to_records
 from parallelner.settings import Settings
@@ -22,17 +22,25 @@ from parallelner.settings import Settings
 __all__ = ["push", "ensure_project", "push_snapshot"]
 
 
-def ensure_project(client: ReviewClient, title: str, classes: set[str]) -> tuple[int, bool]:
+def ensure_project(
+    client: ReviewClient, title: str, classes: set[str], version: str | None = None
+) -> tuple[int, bool]:
     """Find the project by title or create it; widen its labels to ``classes``.
 
-    Returns (project id, created).
+    ``version`` becomes the project's model version, so that new annotations start from
+    the predictions of the records being pushed. Returns (project id, created).
     """
     pid = client.find_project(title)
     if pid is None:
-        return client.create_project(title, labeling_config(classes), INSTRUCTIONS), True
+        config = labeling_config(classes)
+        return client.create_project(title, config, INSTRUCTIONS, version), True
     current = config_labels(client.project_config(pid))
     if not classes <= current:
-        client.update_project(pid, labeling_config(classes | current), INSTRUCTIONS)
+        client.update_project(
+            pid, label_config=labeling_config(classes | current), expert_instruction=INSTRUCTIONS
+        )
+    if version and client.project_model_version(pid) != version:
+        client.update_project(pid, model_version=version)
     return pid, False
 
 
@@ -50,13 +58,16 @@ def push(records: Iterable[ParallelRecord], client: ReviewClient, title: str) ->
         else:
             not_review[r.status.value] += 1
     classes = record_classes(review.values()) or {"Miscellaneous"}
-    pid, created = ensure_project(client, title, classes)
+    versions = Counter(model_version(r) for r in review.values())
+    version = versions.most_common(1)[0][0] if versions else None
+    pid, created = ensure_project(client, title, classes, version)
     existing = client.task_record_ids(pid)
     new = [record_to_task(r) for rid, r in review.items() if rid not in existing]
     imported = client.import_tasks(pid, new) if new else 0
     return {
         "project_id": pid,
         "project_created": created,
+        "model_version": version,
         "imported": imported,
         "already_in_project": len(review) - len(new),
         "not_in_review": dict(sorted(not_review.items())),

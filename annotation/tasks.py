@@ -1,7 +1,8 @@
 """ParallelRecord <-> Label Studio task, prediction and annotation (pure functions).
 
 A task carries the record id in ``data.record_id``; its prediction holds the projected
-target spans (UTF-16 offsets, the ontology class as label) with
+target spans (offsets as Label Studio's <Text> tag counts them, see
+``annotation.offsets``; the ontology class as label) with
 ``model_version = pipeline:<version>|prompt:<version>``. Back from Label Studio, one
 annotation becomes a ``Vote``; ``decide`` combines the votes of several annotators and
 ``apply_review`` turns the outcome into the updated record.
@@ -31,7 +32,7 @@ from annotation.config import (
     TARGET,
     label_colour,
 )
-from annotation.offsets import from_utf16, to_utf16
+from annotation.offsets import resolve_span, to_label_studio
 from parallelner.reasons import Reason, Status
 from parallelner.records import ParallelRecord, ProjectedEntity
 from parallelner.version import signature
@@ -126,8 +127,8 @@ def record_to_task(record: ParallelRecord) -> dict[str, Any]:
                 "type": "labels",
                 "origin": "prediction",
                 "value": {
-                    "start": to_utf16(tgt, e.start),
-                    "end": to_utf16(tgt, e.end),
+                    "start": to_label_studio(tgt, e.start),
+                    "end": to_label_studio(tgt, e.end),
                     "text": e.text,
                     "labels": [class_of(record.source_dataset, e.label)],
                 },
@@ -265,16 +266,9 @@ def _span(item: Mapping[str, Any], text: str, known: set[str]) -> tuple[Span | N
     value = item.get("value") or {}
     labels = value.get("labels") or []
     try:
-        start = from_utf16(text, int(value["start"]))
-        end = from_utf16(text, int(value["end"]))
+        start, end = resolve_span(text, int(value["start"]), int(value["end"]), value.get("text"))
     except (KeyError, TypeError, ValueError) as exc:
         return None, f"span {value.get('start')}-{value.get('end')}: {exc}"
-    if end <= start:
-        return None, f"span {start}-{end} is empty"
-    if "text" in value and value["text"] != text[start:end]:
-        return None, (
-            f"span {start}-{end} reads {text[start:end]!r} in the target, not {value['text']!r}"
-        )
     if len(labels) != 1 or labels[0] not in known:
         return None, f"span {start}-{end} has label {labels!r}, not one known class"
     return Span(start, end, labels[0], str(item.get("id", ""))), None

@@ -86,8 +86,16 @@ def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStud
     }
     log = (data_dir / "server.log").open("wb")
     proc = subprocess.Popen(
-        [str(LS_BIN), "start", "--no-browser", "--internal-host", "127.0.0.1",
-         "--port", str(port), "--enable-legacy-api-token"],  # fmt: skip
+        [
+            str(LS_BIN),
+            "start",
+            "--no-browser",
+            "--internal-host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--enable-legacy-api-token",
+        ],  # fmt: skip
         cwd=data_dir,
         env=env,
         stdout=log,

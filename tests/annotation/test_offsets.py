@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from annotation.offsets import from_utf16, to_utf16, utf16_len
+from annotation.offsets import from_utf16, resolve_span, to_label_studio, to_utf16, utf16_len
 
 # (text, code-point index, UTF-16 index)
 CASES = [
@@ -49,3 +49,24 @@ def test_round_trip_for_any_text(text: str, data: st.DataObject) -> None:
     assert from_utf16(text, unit) == cp
     # the JavaScript view of the prefix has exactly `unit` code units
     assert len(text[:cp].encode("utf-16-le")) // 2 == unit
+
+
+TGT = '🎉𠮷 "雖然美國的許多'  # 美國 = code points 6-8, UTF-16 units 8-10
+
+
+def test_label_studio_text_offsets_are_code_points() -> None:
+    assert to_label_studio(TGT, 6) == 6
+    assert resolve_span(TGT, 6, 8, "美國") == (6, 8)
+
+
+def test_span_sent_in_utf16_units_is_read_by_its_text() -> None:
+    assert resolve_span(TGT, 8, 10, "美國") == (6, 8)
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "surface", "message"),
+    [(6, 8, "美国", "reads"), (6, 99, None, "outside"), (8, 6, None, "outside")],
+)
+def test_span_that_fits_no_reading_is_refused(start, end, surface, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        resolve_span(TGT, start, end, surface)

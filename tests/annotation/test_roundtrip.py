@@ -1,9 +1,9 @@
 """Full round trip against a real Label Studio: push, annotate through the API, pull.
 
 The annotator's side is played through the REST API the way the labeling page sends
-it: results start from the task's prediction (same region ids) and offsets are
-JavaScript UTF-16 code units, computed here with the UTF-16 encoder, not with the code
-under test.
+it: results start from the task's prediction (same region ids) and offsets are code
+points, as Label Studio 1.23's labeling page stores them (tests/annotation/test_ui.py
+checks that in a real browser).
 """
 
 from __future__ import annotations
@@ -18,11 +18,6 @@ from annotation.push import push
 from parallelner.errors import ReviewError
 from parallelner.reasons import Reason, Status
 from tests.annotation.conftest import LabelStudioServer, with_prefix
-
-
-def u16(text: str) -> int:
-    """JavaScript's ``text.length``."""
-    return len(text.encode("utf-16-le")) // 2
 
 
 def decision(choice: str) -> dict:
@@ -72,15 +67,14 @@ def test_push_annotate_pull_round_trip(client: ReviewClient, title: str, pud_rec
     ls.annotations.create(tasks[r_ok.record_id],
                           result=[*_prediction(client, tasks[r_ok.record_id]), decision("Accept")])  # fmt: skip
     # emoji pair: shorten the last span to its family name and accept
-    tgt = emoji.tgt_text
     last = emoji.tgt_entities[-1]
     keep = last.text[-3:]  # e.g. 科瑞·舒爾曼 -> 舒爾曼
     start_cp = last.end - 3
     pred = _prediction(client, tasks[emoji.record_id])
     fixed = [dict(p) for p in pred]
     fixed[-1] = {**fixed[-1], "origin": "prediction-changed",
-                 "value": {**fixed[-1]["value"], "start": u16(tgt[:start_cp]),
-                           "end": u16(tgt[:last.end]), "text": keep}}  # fmt: skip
+                 "value": {**fixed[-1]["value"], "start": start_cp, "end": last.end,
+                           "text": keep}}  # fmt: skip
     ls.annotations.create(tasks[emoji.record_id], result=[*fixed, decision("Accept")])
     # reject with a reason and a comment
     ls.annotations.create(tasks[r_bad.record_id], result=[
