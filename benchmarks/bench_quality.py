@@ -155,6 +155,40 @@ def language_rates(q: QualitySettings) -> list[tuple[str, int, int, int]]:
     return rows
 
 
+def _wikineural(limit: int) -> list[str]:
+    sentences, tokens = [], []
+    with open(DATA / "sources" / "wikineural-en-val.conllu", encoding="utf-8") as fh:
+        for line in fh:
+            if not line.strip():
+                if tokens:
+                    sentences.append(" ".join(tokens))
+                    tokens = []
+            elif not line.startswith("#"):
+                tokens.append(line.split("\t")[1])
+    return sentences[:limit]
+
+
+def _sources(name: str) -> list[str]:
+    with open(DATA / "projection-dev" / f"{name}.jsonl", encoding="utf-8") as fh:
+        return [json.loads(line)["source"]["text"] for line in fh]
+
+
+def catch_rates(q: QualitySettings) -> list[tuple[str, int, int]]:
+    """(case, texts, caught) for real text put where another language belongs."""
+    cases = [
+        ("WikiNEuRal English as the zh target (en->zh copy)", "en", "zh", _wikineural(3000)),
+        ("CLUENER Chinese as the en target (zh->en copy)", "zh", "en", _cluener()[:3000]),
+        ("Europarl English sources as the de target", "en", "de", _sources("europarl-en-de")),
+        ("Europarl Italian as the es target", "en", "es", _targets("europarl-en-it")),
+        ("Europarl German as the it target", "en", "it", _targets("europarl-en-de")),
+    ]
+    return [
+        (name, len(texts),
+         sum(bool(checks.check_language(_record(src, tgt, t), q).reasons) for t in texts))
+        for name, src, tgt, texts in cases
+    ]  # fmt: skip
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--passes", type=int, default=5)
@@ -178,6 +212,7 @@ def main() -> int:
     calls = langdetect_calls(records, q)
     alone = langdetect_alone_per_s([r.tgt_text or "" for r in records])
     rates = language_rates(q)
+    caught = catch_rates(q)
 
     lines = [
         f"Machine: {os.cpu_count()} cores ({platform.machine()}), Python "
@@ -212,6 +247,14 @@ def main() -> int:
     ]
     lines += [f"| {name} | {n:,} | {ours} | {ours / n:.2%} | {al} | {al / n:.1%} |"
               for name, n, ours, al in rates]  # fmt: skip
+    lines += [
+        "",
+        "Language check on real text in the wrong place (detection):",
+        "",
+        "| text | n | caught | rate |",
+        "|---|---:|---:|---:|",
+    ]
+    lines += [f"| {name} | {n:,} | {c} | {c / n:.1%} |" for name, n, c in caught]
     table = "\n".join(lines)
     print(table)
     if args.write:
