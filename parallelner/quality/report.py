@@ -25,8 +25,16 @@ from typing import Any
 from parallelner.quality.decide import REJECT_REASONS, REVIEW_REASONS
 from parallelner.reasons import Reason, Status
 from parallelner.records import ParallelRecord
+from parallelner.settings import QualitySettings
 
-__all__ = ["PrecisionEstimate", "QualityReport", "wilson_interval", "summarize", "write_report"]
+__all__ = [
+    "PrecisionEstimate",
+    "QualityReport",
+    "wilson_interval",
+    "summarize",
+    "thresholds_signature",
+    "write_report",
+]
 
 # Scores plotted, in this order (see parallelner.quality.checks for their meaning).
 PLOTTED_SCORES = (
@@ -83,6 +91,8 @@ class QualityReport:
     precision: PrecisionEstimate | None
     # "pipeline_version|prompt_version|model|config_hash" -> records: what produced them
     provenance: dict[str, int] = field(default_factory=dict)
+    # the quality settings the run used (given to write_report), as "name:value|..."
+    thresholds: str = ""
     files: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -262,16 +272,35 @@ def _markdown(report: QualityReport, title: str, plot_name: str) -> str:
               "|---|---|---|---|---:|"]  # fmt: skip
     for key, n in report.provenance.items():
         lines.append("| " + " | ".join(key.split("|", 3)) + f" | {n} |")
+    if report.thresholds:
+        lines += ["", f"Quality settings: `{report.thresholds}`"]
     return "\n".join(lines) + "\n"
 
 
+def thresholds_signature(quality: QualitySettings) -> str:
+    """The quality settings as one readable line (``min_chrf:25.0|review_chrf:40.0|...``)."""
+    data = quality.model_dump(mode="json")
+    return "|".join(
+        f"{k}:{json.dumps(v, sort_keys=True, separators=(',', ':'))}" for k, v in data.items()
+    )
+
+
 def write_report(
-    records: Iterable[ParallelRecord], out_dir: Path, *, title: str = "Quality report"
+    records: Iterable[ParallelRecord],
+    out_dir: Path,
+    *,
+    title: str = "Quality report",
+    quality: QualitySettings | None = None,
 ) -> QualityReport:
-    """Summarize ``records`` and write ``report.json``, ``report.md`` and ``scores.png``."""
+    """Summarize ``records`` and write ``report.json``, ``report.md`` and ``scores.png``.
+
+    Pass ``quality`` (the settings the run used) to record its thresholds in the report.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     report, values = summarize(records)
+    if quality is not None:
+        report.thresholds = thresholds_signature(quality)
     plot = out_dir / "scores.png"
     _plot(values, plot, f"{title}: {report.total} pairs")
     md = out_dir / "report.md"

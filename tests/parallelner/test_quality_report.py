@@ -57,7 +57,9 @@ def test_counts_add_up_to_the_number_of_input_pairs(tmp_path):
 
 
 def test_plot_is_a_png_with_the_score_panels(tmp_path):
-    rep = write_report(assessed(), tmp_path)
+    rep = write_report(assessed(), tmp_path, quality=Settings().quality)
+    assert "min_chrf:25.0|review_chrf:40.0|" in rep.thresholds
+    assert rep.thresholds in (tmp_path / "report.md").read_text(encoding="utf-8")
     png = Path(rep.files["plot"]).read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
     assert set(rep.scores) >= {"chrf", "bleu", "length_ratio", "tgt_script_share"}
