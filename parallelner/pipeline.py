@@ -392,7 +392,8 @@ def finalize_run(
                             "sources": json.dumps(plan.sources)},
             )  # fmt: skip
     report_dir = Path(settings.home) / "reports" / plan.run_id
-    write_report(records, report_dir)
+    write_report(records, report_dir, title=f"Quality report: {plan.run_id}",
+                 quality=settings.quality)
     files = []
     if output_dir is not None:
         output_dir.mkdir(parents=True, exist_ok=True)
