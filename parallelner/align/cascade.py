@@ -14,12 +14,17 @@ The cascade, per entity, from the most to the least certain way of finding it:
 With ``mentions=None`` (no translation of the mentions, ``--llm none``) the source
 mention is the query and its matches are reported as exact/normalized/fuzzy.
 
-Assignment is global, not per entity: all exact matches are placed first (in source
-order), then normalised, then fuzzy, then source copies, so a fuzzy guess never takes a
-span that another entity matches exactly. A target span is given to at most one entity
-and output spans never overlap. When a string occurs several times, the occurrence whose
-relative position in the target is closest to the entity's relative position in the
-source wins, which keeps repeated mentions in source order.
+Assignment is global, not per entity, tier by tier from the most certain evidence to
+the least: verbatim source mentions (observed, not guessed: a name kept as it is), then
+exact translated mentions, normalised translated mentions, normalised source mentions,
+fuzzy translated mentions, fuzzy source mentions. Within a tier entities go in source
+order. So a fuzzy guess never takes a span that another entity matches exactly, and an
+LLM's wrong guess (``Lynne`` -> ``lei``) does not win over the name found verbatim. A
+source match is reported as ``source_copy`` unless the translated mention is the source
+string itself (then it is ``exact``/``normalized``/``fuzzy``). A target span is given to
+at most one entity and output spans never overlap. When a string occurs several times,
+the occurrence whose relative position in the target is closest to the entity's
+relative position in the source wins, which keeps repeated mentions in source order.
 """
 
 from __future__ import annotations
@@ -246,11 +251,11 @@ def _tiers(has_mentions: bool) -> list[tuple[str, str, str]]:
     """(query kind, level, method) in the order they are assigned."""
     if has_mentions:
         return [
+            ("source", "exact", "source_copy"),
             ("mention", "exact", "exact"),
             ("mention", "normalized", "normalized"),
-            ("mention", "fuzzy", "fuzzy"),
-            ("source", "exact", "source_copy"),
             ("source", "normalized", "source_copy"),
+            ("mention", "fuzzy", "fuzzy"),
             ("source", "fuzzy", "source_copy"),
         ]
     return [
@@ -321,13 +326,16 @@ def project_spans(
     taken: list[tuple[int, int]] = []
     norm_cache: dict[str, str] = {}
 
-    for kind, level, method in _tiers(has_mentions):
+    for kind, level, tier_method in _tiers(has_mentions):
         for job in jobs:
             if job.done:
                 continue
             query = next((q for k, q in job.queries if k == kind), None)
             if query is None:
                 continue
+            method = tier_method
+            if kind == "source" and job.queries[0] == ("mention", query):
+                method = level  # the translated mention is the source string itself
             if level == "exact":
                 cands = target.exact(query)
             else:

@@ -99,6 +99,13 @@ CASES = [
         id="zh-repeated-names",
     ),
     pytest.param(
+        "europarl-en-it",
+        23,
+        {0: "lei"},  # a weak model's "translation" of the name: a pronoun of the sentence
+        {0: (10, 15, "Lynne", "source_copy")},
+        id="verbatim-name-beats-a-wrong-translated-mention",
+    ),
+    pytest.param(
         "pud-en-zh",
         1,
         {0: "美国", 1: "奥巴马"},
