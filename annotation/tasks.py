@@ -34,7 +34,7 @@ from annotation.config import (
 )
 from annotation.offsets import resolve_span, to_label_studio
 from parallelner.reasons import Reason, Status
-from parallelner.records import ParallelRecord, ProjectedEntity
+from parallelner.records import ParallelRecord, ProjectedEntity, UnprojectedEntity
 from parallelner.version import signature
 
 __all__ = [
@@ -373,10 +373,20 @@ def apply_review(
             )
         corrected = {(s.start, s.end, s.cls) for s in deciding.spans} != predicted
         projected = {e.source_index for e in entities}
+        kept_out = {u.source_index: u for u in record.unprojected}
+        # every source entity without a span stays listed, the annotator's removals too
+        unprojected = tuple(
+            kept_out.get(i)
+            or UnprojectedEntity(
+                source_index=i, label=e.label, text=e.text, reason=Reason.REVIEW_CORRECTED
+            )
+            for i, e in enumerate(record.src_entities)
+            if i not in projected
+        )
         update = {
             "status": Status.REVIEWED_ACCEPTED,
             "tgt_entities": tuple(entities),
-            "unprojected": tuple(u for u in record.unprojected if u.source_index not in projected),
+            "unprojected": unprojected,
             "reasons": base_reasons + ((Reason.REVIEW_CORRECTED,) if corrected else ()),
         }
     if problems:
