@@ -51,6 +51,10 @@ def _need_training() -> None:
         ) from None
 
 
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
 def _config(path: Path | None, **overrides):
     from training.config import load_config
 
@@ -187,7 +191,7 @@ def run(
         return
     console.print(
         f"steps {report['global_step']}  train loss {report['train_loss']:.4f}  "
-        f"dev loss {report['dev_loss']}  adapter [bold]{report['adapter']}[/]"
+        f"dev loss {_fmt(report['dev_loss'])}  adapter [bold]{report['adapter']}[/]"
     )
 
 

@@ -57,9 +57,9 @@ def test_build_train_eval_from_a_snapshot_tag(tagged_home, tmp_path):
         "build: {dev_ratio: 0.3, negatives: 2, max_classes: 4}\n"
         "model: {base_model: ./tiny, device: cpu, max_seq_length: 1024, overlong: truncate}\n"
         "lora: {r: 8, alpha: 16}\n"
-        "train: {output_dir: run, max_steps: 16, per_device_batch_size: 4, "
+        "train: {output_dir: run, max_steps: 12, per_device_batch_size: 4, "
         "gradient_accumulation: 1, learning_rate: 1.0e-2, warmup: 0, logging_steps: 4, "
-        "save_steps: 8, gradient_checkpointing: false}\n"
+        "save_steps: 6, gradient_checkpointing: false}\n"
         "eval: {backend: transformers, max_new_tokens: 24, batch_size: 8}\n"
     )
     res = cli(
@@ -114,7 +114,7 @@ def test_build_train_eval_from_a_snapshot_tag(tagged_home, tmp_path):
     )
     assert res.returncode == 0, res.stderr
     report = json.loads(res.stdout)
-    assert report["snapshot"] == "pud-v1" and report["global_step"] == 16
+    assert report["snapshot"] == "pud-v1" and report["global_step"] == 12
     assert report["losses"][-1] < report["losses"][0]
     adapter = tmp_path / "run" / "adapter"
     assert (adapter / "adapter_config.json").exists()
