@@ -16,9 +16,11 @@ the project's schema (Iceberg names list items ``element``, the project ``item``
 
 from __future__ import annotations
 
+import itertools
 import logging
 import random
 import time
+import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
@@ -34,7 +36,7 @@ from pyiceberg.exceptions import (
     TableAlreadyExistsError,
     ValidationException,
 )
-from pyiceberg.expressions import In
+from pyiceberg.expressions import AlwaysTrue, In
 from pyiceberg.table import Table
 from pyiceberg.table.snapshots import Snapshot
 
@@ -205,11 +207,7 @@ def _commit_with_retry(
             )
         try:
             if existing:
-                table.overwrite(
-                    rows,
-                    overwrite_filter=In("record_id", sorted(existing)),
-                    snapshot_properties=props,
-                )
+                _replace_rows(table, rows, existing, props)
             else:
                 table.append(rows, snapshot_properties=props)
         except (CommitFailedException, ValidationException):
@@ -237,6 +235,39 @@ def _commit_with_retry(
     raise StoreError(
         f"run {run_id}: commit failed {MAX_ATTEMPTS} times (too many concurrent writers)"
     )
+
+
+def _replace_rows(table: Table, rows: pa.Table, existing: set[str], props: dict[str, str]) -> None:
+    """One OVERWRITE snapshot: rewrite the files holding ``existing`` ids without them, add ``rows``.
+
+    pyiceberg's ``Table.overwrite`` would commit a delete snapshot and an append snapshot;
+    the first is a table state missing the replaced rows that someone could tag. This
+    builds the same copy-on-write rewrite as a single snapshot (new files only).
+    """
+    from pyiceberg.io.pyarrow import ArrowScan, _dataframe_to_data_files
+
+    gone = pa.array(sorted(existing), pa.string())
+    tasks = table.scan(row_filter=In("record_id", sorted(existing))).plan_files()
+    commit_uuid, counter = uuid.uuid4(), itertools.count(0)
+
+    def write(df: pa.Table) -> list:
+        if df.num_rows == 0:  # a file whose every row is replaced is only deleted
+            return []
+        return list(_dataframe_to_data_files(table.metadata, df, table.io, commit_uuid, counter))
+
+    tx = table.transaction()
+    with tx.update_snapshot(snapshot_properties=props).overwrite(commit_uuid) as snapshot:
+        for task in tasks:
+            old = ArrowScan(table.metadata, table.io, table.schema(), AlwaysTrue()).to_table([task])
+            keep = old.filter(pc.invert(pc.is_in(old.column("record_id"), value_set=gone)))
+            if keep.num_rows == old.num_rows:
+                continue  # the file's statistics matched, none of its rows is replaced
+            snapshot.delete_data_file(task.file)
+            for data_file in write(keep):
+                snapshot.append_data_file(data_file)
+        for data_file in write(rows):
+            snapshot.append_data_file(data_file)
+    tx.commit_transaction()
 
 
 def _existing_ids(table: Table, ids: pa.ChunkedArray) -> set[str]:

@@ -54,7 +54,10 @@ def test_release_then_export_then_verify(home, tmp_path):
     )
 
     snaps = json.loads(cli("list", "--json", home=home).stdout)
-    assert [s["run_id"] for s in snaps if s["operation"] == "append"][-1] == "pull-1"
+    assert [(s["run_id"], s["operation"]) for s in snaps] == [
+        ("run-1", "append"),
+        ("pull-1", "overwrite"),
+    ]
     assert any(s["tags"] == ["v1"] for s in snaps)
 
     shown = json.loads(cli("show", "v1", "--json", home=home).stdout)

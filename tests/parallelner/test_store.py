@@ -161,7 +161,8 @@ def test_every_commit_is_a_new_snapshot_and_old_files_stay_unchanged(settings):
     after = data_files(settings)
     assert {p: after[p] for p in files_before} == files_before  # never rewritten in place
     snaps = store.list_snapshots(settings)
-    assert {s["run_id"] for s in snaps} == {"run-1", "run-2", "pull-1"}
+    assert [s["run_id"] for s in snaps] == ["run-1", "run-2", "pull-1"]  # one snapshot each
+    assert [s["operation"] for s in snaps] == ["append", "append", "overwrite"]
     assert snaps[-1]["snapshot_id"] == s3 and snaps[-1]["current"]
     latest = {r.record_id: r for r in table_to_records(store.load_snapshot(s3, settings=settings))}
     assert len(latest) == 30  # replaced rows are not duplicated
@@ -381,8 +382,8 @@ def test_concurrent_writers_all_land(settings):
     for run_id, data in batches.items():
         assert all(final[r.record_id] == r for r in data), run_id
     assert all(final[r.record_id] == r for r in pull)
-    runs = {s["run_id"] for s in store.list_snapshots(settings)}
-    assert runs == {"run-0", "run-1", "run-2", "run-3", "pull-1"}
+    runs = [s["run_id"] for s in store.list_snapshots(settings)]
+    assert sorted(runs) == ["pull-1", "run-0", "run-1", "run-2", "run-3"]  # one snapshot each
 
 
 @pytest.mark.parametrize("pyiceberg_retries", [None, "0"])
@@ -423,6 +424,39 @@ def test_a_commit_that_loses_the_race_reloads_and_lands(
     assert {r.run_id for r in rows} == {"run-0", "run-other", "run-mine"}
     with store.table.reading(settings) as table:
         assert table.snapshot_by_id(sid).parent_snapshot_id == raced[0]
+
+
+@pytest.mark.parametrize("pyiceberg_retries", [None, "0"])
+def test_two_review_pulls_rewriting_the_same_file_both_land(
+    settings, monkeypatch, pyiceberg_retries
+):
+    """Two replaces of different rows that live in one data file, racing."""
+    base = real_records("pud-en-zh.jsonl", 30, "run-0")
+    store.commit(base, "run-0", settings=settings)  # one data file holds all 30 rows
+    if pyiceberg_retries is not None:
+        with store.table.reading(settings) as table, table.transaction() as tx:
+            tx.set_properties({"commit.retry.num-retries": pyiceberg_retries})
+    pending = reviewed(base, "pull")
+    pull_a = [r.model_copy(update={"run_id": "pull-a"}) for r in pending[:3]]
+    pull_b = [r.model_copy(update={"run_id": "pull-b"}) for r in pending[3:]]
+    real_load = store.table.load_table
+    started: list[bool] = []
+
+    def load_then_lose_the_race(catalog, s, *, create=False):
+        table = real_load(catalog, s, create=create)
+        if not started:
+            started.append(True)
+            store.commit(pull_b, "pull-b", settings=settings, replace=True)
+        return table
+
+    monkeypatch.setattr(store.table, "load_table", load_then_lose_the_race)
+    store.commit(pull_a, "pull-a", settings=settings, replace=True)
+    monkeypatch.undo()
+    final = table_to_records(store.load_snapshot("main", settings=settings))
+    assert len(final) == 30 and len({r.record_id for r in final}) == 30
+    expected = {r.record_id: r for r in base} | {r.record_id: r for r in pull_a + pull_b}
+    assert final == by_id(list(expected.values()))
+    assert [s["run_id"] for s in store.list_snapshots(settings)] == ["run-0", "pull-b", "pull-a"]
 
 
 # ---------------------------------------------------------------------------------------
