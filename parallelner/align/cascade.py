@@ -36,7 +36,8 @@ from dataclasses import dataclass, field
 
 from rapidfuzz import fuzz
 
-from parallelner.align.normalize import Normalized, is_boundary, is_cjk, normalize
+from parallelner.align.normalize import Normalized, is_boundary, normalize
+from parallelner.langid import script_of, script_share
 from parallelner.reasons import Reason
 from parallelner.records import Instance, ProjectedEntity, UnprojectedEntity
 
@@ -82,56 +83,16 @@ class Projection:
         return not self.unprojected
 
 
-# Scripts of the letters a target language is expected to be written in.
-_SCRIPT_OF_LANG = {
-    "zh": "cjk",
-    "ja": "cjk",
-    "ko": "cjk",
-    "ru": "cyrillic",
-    "uk": "cyrillic",
-    "bg": "cyrillic",
-    "ar": "arabic",
-    "fa": "arabic",
-    "el": "greek",
-    "he": "hebrew",
-    "hi": "devanagari",
-}
-
-
-def _script(ch: str) -> str:
-    if is_cjk(ch):
-        return "cjk"
-    o = ord(ch)
-    if o < 0x250 or 0x1E00 <= o <= 0x1EFF:
-        return "latin"
-    if 0x370 <= o <= 0x3FF:
-        return "greek"
-    if 0x400 <= o <= 0x52F:
-        return "cyrillic"
-    if 0x590 <= o <= 0x5FF:
-        return "hebrew"
-    if 0x600 <= o <= 0x6FF:
-        return "arabic"
-    if 0x900 <= o <= 0x97F:
-        return "devanagari"
-    return "other"
-
-
 def script_ok(text: str, lang: str) -> bool:
     """False when ``text`` is clearly not written in the script of ``lang``.
 
-    CJK languages need at least one CJK character; alphabetic languages need at least
-    half of their letters in their own script (names in Latin script are common in all
-    of them, so the test is deliberately loose). Text without letters passes.
+    Looser than ``langid.looks_like`` on purpose: a human translation is only refused
+    when it has no CJK character at all for a CJK language, or fewer than half of its
+    letters in the language's script otherwise (names in Latin script are common in
+    every language). Text without letters passes.
     """
-    expected = _SCRIPT_OF_LANG.get(lang.split("-")[0].lower(), "latin")
-    letters = [c for c in text if c.isalpha()]
-    if not letters:
-        return True
-    if expected == "cjk":
-        return any(is_cjk(c) for c in letters)
-    own = sum(1 for c in letters if _script(c) == expected)
-    return own * 2 >= len(letters)
+    share = script_share(text, lang)
+    return share > 0 if script_of(lang) in ("CJK", "HANGUL") else share >= 0.5
 
 
 # --------------------------------------------------------------------------------------
