@@ -244,7 +244,8 @@ def project_spans(
     ``mentions`` maps a source entity index (its position in ``source.entities``) to its
     translated mention; ``None`` when only string matching of the source mention is
     possible. Every source entity ends either in ``entities`` (with method and score)
-    or in ``unprojected`` (with a reason).
+    or in ``unprojected`` (with a reason). ``threshold`` is the minimum fuzzy score
+    (0..1); 0 turns fuzzy matching off.
     """
     ents = source.entities
     if not ents:

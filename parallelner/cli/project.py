@@ -69,7 +69,7 @@ def project(
             "--threshold",
             min=0.0,
             max=1.0,
-            help="Minimum fuzzy score 0..1 \\[setting project.fuzzy_threshold, default 0.8].",
+            help="Minimum fuzzy score 0..1; 0 turns fuzzy matching off \\[setting project.fuzzy_threshold, default 0.8].",
             show_default=False,
         ),
     ] = None,
