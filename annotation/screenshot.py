@@ -21,6 +21,8 @@ import subprocess
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from websockets.sync.client import connect as ws_connect
@@ -46,6 +48,9 @@ class _Page:
                     raise RuntimeError(f"{method}: {msg['error']}")
                 return msg.get("result", {})
 
+    def close(self) -> None:
+        self._ws.close()
+
     def js(self, expression: str) -> object:
         res = self.call("Runtime.evaluate", expression=expression, returnByValue=True)
         return res.get("result", {}).get("value")
@@ -64,12 +69,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def capture(url: str, user: str, password: str, project: int, task: int, out: Path,
-            width: int = 1400, height: int = 1100, chromium: str = "chromium") -> Path:  # fmt: skip
-    """Log in, open ``task`` of ``project`` for labeling and save a PNG screenshot."""
+@contextmanager
+def labeling_page(url: str, user: str, password: str, project: int, task: int,
+                  width: int = 1400, height: int = 1100,
+                  chromium: str = "chromium") -> Iterator[_Page]:  # fmt: skip
+    """Headless Chromium logged in to Label Studio, showing ``task`` ready to label."""
     exe = shutil.which(chromium)
     if exe is None:
-        raise SystemExit("chromium not found: run `make services` (apt-get install chromium)")
+        raise RuntimeError("chromium not found: run `make services` (apt-get install chromium)")
     port = _free_port()
     with tempfile.TemporaryDirectory() as profile:
         proc = subprocess.Popen(
@@ -84,6 +91,7 @@ def capture(url: str, user: str, password: str, project: int, task: int, out: Pa
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+        page: _Page | None = None
         try:
             deadline = time.monotonic() + 60
             while True:
@@ -111,18 +119,28 @@ def capture(url: str, user: str, password: str, project: int, task: int, out: Pa
             )
             page.wait_for("!location.pathname.startsWith('/user/login')")
             page.call("Page.navigate", url=f"{url}/projects/{project}/data?task={task}")
-            page.wait_for("!!document.querySelector('.lsf-main-view, [class*=main-view]')", 90)
-            time.sleep(4)  # let fonts, regions and the side panels settle
-            shot = page.call("Page.captureScreenshot", format="png", captureBeyondViewport=False)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_bytes(base64.b64decode(shot["data"]))
-            return out
+            page.wait_for("!!document.querySelector('.lsf-richtext__container .htx-highlight, "
+                          ".lsf-richtext__line')", 120)  # fmt: skip
+            time.sleep(3)  # let fonts, regions and the side panels settle
+            yield page
         finally:
+            if page is not None:
+                page.close()
             proc.terminate()
             try:
                 proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def capture(url: str, user: str, password: str, project: int, task: int, out: Path,
+            width: int = 1400, height: int = 1100) -> Path:  # fmt: skip
+    """Log in, open ``task`` of ``project`` for labeling and save a PNG screenshot."""
+    with labeling_page(url, user, password, project, task, width, height) as page:
+        shot = page.call("Page.captureScreenshot", format="png", captureBeyondViewport=False)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(base64.b64decode(shot["data"]))
+    return out
 
 
 def main() -> None:

@@ -1,0 +1,71 @@
+"""The labeling page in a real browser (Debian's headless Chromium): pre-annotations
+are drawn on the right characters and a span the annotator selects comes back with the
+offsets pull expects, with an emoji and a CJK Extension B character before the spans."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+from annotation.client import ReviewClient
+from annotation.offsets import resolve_span
+from annotation.push import push
+from annotation.screenshot import labeling_page
+from tests.annotation.conftest import LabelStudioServer, with_prefix
+
+# Selects `needle` in the target text as a user's drag would, then releases the mouse.
+SELECT = """(() => {
+  const c = [...document.querySelectorAll('.lsf-richtext__container')]
+    .find(el => el.textContent.includes(%(anchor)s));
+  const w = document.createTreeWalker(c, NodeFilter.SHOW_TEXT);
+  const nodes = []; let n, full = '';
+  while ((n = w.nextNode())) { nodes.push([n, full.length]); full += n.data; }
+  const at = full.indexOf(%(needle)s), end = at + %(needle)s.length;
+  const pos = i => nodes.find(([node, off]) => i >= off && i <= off + node.data.length);
+  const [sn, so] = pos(at), [en, eo] = pos(end);
+  const r = document.createRange(); r.setStart(sn, at - so); r.setEnd(en, end - eo);
+  const s = window.getSelection(); s.removeAllRanges(); s.addRange(r);
+  const chosen = s.toString();
+  sn.parentElement.dispatchEvent(new MouseEvent('mouseup', {bubbles: true}));
+  return chosen;
+})()"""
+
+
+def test_labeling_page_draws_and_records_code_point_spans(
+    label_studio: LabelStudioServer, pud_records
+) -> None:
+    record = with_prefix(pud_records[0], "🎉𠮷 ")
+    client = ReviewClient(label_studio.url, label_studio.token)
+    title = f"ui {uuid.uuid4().hex[:8]}"
+    pid = push([record], client, title)["project_id"]
+    task_id = client.task_record_ids(pid)[record.record_id]
+    with labeling_page(label_studio.url, label_studio.user, label_studio.password,
+                       pid, task_id) as page:  # fmt: skip
+        drawn = page.js(
+            "[...document.querySelectorAll('.lsf-richtext__container .htx-highlight')]"
+            ".map(e => e.textContent)"
+        )
+        # every projected span is highlighted on exactly its own characters
+        assert sorted(drawn) == sorted(e.text for e in record.tgt_entities)
+
+        target = record.tgt_entities[0]
+        page.js("[...document.querySelectorAll('.lsf-label')]"
+                ".find(e => e.textContent.startsWith('Organization')).click()")  # fmt: skip
+        selected = page.js(SELECT % {"anchor": json.dumps(record.tgt_text[-6:]),
+                                     "needle": json.dumps(target.text)})  # fmt: skip
+        assert selected == target.text
+        time.sleep(1)
+        result = json.loads(page.js(
+            "JSON.stringify(window.Htx.annotationStore.selected.serializeAnnotation())"
+        ))  # fmt: skip
+    manual = [r for r in result if r.get("origin") == "manual"]
+    assert len(manual) == 1
+    value = manual[0]["value"]
+    assert value["labels"] == ["Organization"] and value["text"] == target.text
+    # the browser stores code points: exactly the record's own offsets
+    assert (value["start"], value["end"]) == (target.start, target.end)
+    assert resolve_span(record.tgt_text, value["start"], value["end"], value["text"]) == (
+        target.start,
+        target.end,
+    )
