@@ -21,7 +21,6 @@ from prefect.artifacts import (
 )
 from prefect.cache_policies import NONE as NO_CACHE
 from prefect.context import TaskRunContext
-from prefect.filesystems import LocalFileSystem
 
 from parallelner import pipeline
 from parallelner.settings import Settings, load_settings
@@ -120,7 +119,8 @@ def synthesize(
     logger.info("run %s: %d instances in %d shards -> %s", plan.run_id, plan.instances,
                 len(plan.shards), tgt_lang)
     progress = create_progress_artifact(progress=0.0, description=f"{plan.run_id}: shards done")
-    storage = LocalFileSystem(basepath=str(Path(settings.home).resolve() / "prefect-results"))
+    # a Path, not an unsaved LocalFileSystem block: Prefect 3.9 refuses unsaved blocks
+    storage = Path(settings.home).resolve() / "prefect-results"
     runner_task = shard_task.with_options(result_storage=storage)
     futures = [runner_task.submit(shard, plan, settings) for shard in plan.shards]
     results = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Annotated
@@ -72,7 +73,10 @@ def run(
     pipeline.check_endpoint(settings)
 
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no egress noise
     from flows.synthesize import make_task_runner, synthesize
+
+    _quiet_user_errors()
 
     overrides = {k: v for k, v in {
         "home": str(settings.home), "llm_base_url": settings.llm_base_url,
@@ -97,12 +101,42 @@ def run(
             summary = flow(sources=[str(p) for p in sources], tgt_lang=to, src_lang=src_lang,
                            fmt=fmt, config=_config_dict(config, overrides),
                            output_dir=str(output) if output else None)
+        except BaseException:
+            progress.update(bar, visible=False)  # the error line alone says what happened
+            raise
         finally:
             remove()
     if json_:
         print_json(summary)
         return
     _print_summary(summary)
+
+
+class _UserErrorFilter(logging.Filter):
+    """Drop Prefect's logs (with tracebacks) of a user's error: main() prints it as one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from parallelner.errors import ParallelNERError
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, ParallelNERError):
+            return False
+        if record.levelno >= logging.ERROR:
+            msg = record.getMessage()
+            names = {c.__name__ for c in (ParallelNERError, *ParallelNERError.__subclasses__())}
+            return not any(f"{n}(" in msg or f"{n}:" in msg for n in names)
+        return True
+
+
+def _quiet_user_errors() -> None:
+    """Attach the filter to the console handlers Prefect's logging set-up installed."""
+    loggers = [logging.getLogger()] + [logging.getLogger(n) for n in
+                                       list(logging.Logger.manager.loggerDict)
+                                       if n.startswith("prefect")]
+    for lg in loggers:
+        for handler in lg.handlers:
+            if not any(isinstance(f, _UserErrorFilter) for f in handler.filters):
+                handler.addFilter(_UserErrorFilter())
 
 
 def _config_dict(config: Path | None, overrides: dict) -> dict:
