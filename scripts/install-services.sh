@@ -42,8 +42,9 @@ if [ ! -f .services/label-studio-template/label_studio.sqlite3 ]; then
     "$LS_VENV/bin/label-studio" version >/dev/null
 fi
 
-# --- Chromium (issue 8): headless screenshots of the labeling interface (docs/img).
-if ! command -v chromium >/dev/null 2>&1; then
-  echo "install-services: installing chromium"
-  apt_install chromium
+# --- Chromium (issue 8): the labeling page in a real browser (tests/annotation/test_ui.py)
+# and its screenshot (docs/img); CJK and emoji fonts so the sentences render.
+if ! command -v chromium >/dev/null 2>&1 || ! fc-list 2>/dev/null | grep -qi "Noto Sans CJK"; then
+  echo "install-services: installing chromium and fonts"
+  apt_install chromium fonts-noto-cjk fonts-noto-color-emoji
 fi
