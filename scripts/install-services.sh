@@ -44,7 +44,7 @@ fi
 
 # --- Chromium (issue 8): the labeling page in a real browser (tests/annotation/test_ui.py)
 # and its screenshot (docs/img); CJK and emoji fonts so the sentences render.
-if ! command -v chromium >/dev/null 2>&1 || ! fc-list 2>/dev/null | grep -qi "Noto Sans CJK"; then
+if ! command -v chromium >/dev/null 2>&1 || ! dpkg -s fonts-noto-cjk fonts-noto-color-emoji >/dev/null 2>&1; then
   echo "install-services: installing chromium and fonts"
   apt_install chromium fonts-noto-cjk fonts-noto-color-emoji
 fi
