@@ -15,13 +15,16 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyiceberg.expressions import AlwaysTrue, In
 from pyiceberg.table import Table
 from pyiceberg.table.snapshots import Snapshot
 
 from parallelner.errors import ConfigError, StoreError
 from parallelner.reasons import Status
+from parallelner.records import arrow_schema
 from parallelner.settings import Settings, load_settings
 from parallelner.store.table import reading, resolve_snapshot, to_records_table
 
@@ -133,21 +136,53 @@ def _read(fn: Any, snapshot: Snapshot) -> pa.Table:
         ) from None
 
 
-def _rows_outside(table: Table, snapshot: Snapshot, shared: set[str]) -> dict[str, dict]:
-    """Full rows of ``snapshot`` that live in data files not in ``shared``, by record_id."""
+def _rows_outside(table: Table, snapshot: Snapshot, shared: set[str]) -> pa.Table:
+    """Rows of ``snapshot`` in data files not in ``shared``, sorted by record_id."""
     from pyiceberg.io.pyarrow import ArrowScan
 
     scan = table.scan(snapshot_id=snapshot.snapshot_id)
     tasks = [t for t in scan.plan_files() if t.file.file_path not in shared]
     if not tasks:
-        return {}
+        return arrow_schema().empty_table()
     rows = _read(
         lambda: ArrowScan(table.metadata, table.io, scan.projection(), AlwaysTrue()).to_table(
             tasks
         ),
         snapshot,
     )
-    return {r["record_id"]: r for r in to_records_table(rows).to_pylist()}
+    return to_records_table(rows).sort_by("record_id")
+
+
+def rows_differ(a: pa.Array, b: pa.Array) -> np.ndarray:
+    """Element-wise "a[i] != b[i]" for Arrow arrays of any nesting (lists, structs, maps)."""
+    a = a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a
+    b = b.combine_chunks() if isinstance(b, pa.ChunkedArray) else b
+    null_a = a.is_null().to_numpy(zero_copy_only=False)
+    null_b = b.is_null().to_numpy(zero_copy_only=False)
+    out = null_a != null_b
+    typ = a.type
+    if pa.types.is_struct(typ):
+        for k in range(typ.num_fields):
+            out |= rows_differ(pc.struct_field(a, [k]), pc.struct_field(b, [k]))
+    elif pa.types.is_list(typ) or pa.types.is_large_list(typ) or pa.types.is_map(typ):
+        if pa.types.is_map(typ):  # a map compares as its list of (key, value) entries
+            entries = pa.list_(pa.struct([typ.key_field, typ.item_field]))
+            a, b = a.cast(entries), b.cast(entries)
+        len_a = pc.fill_null(pc.list_value_length(a), -1).to_numpy(zero_copy_only=False)
+        len_b = pc.fill_null(pc.list_value_length(b), -1).to_numpy(zero_copy_only=False)
+        out |= len_a != len_b
+        same = np.flatnonzero(len_a == len_b)
+        if len(same):
+            sub_a, sub_b = a.take(pa.array(same)), b.take(pa.array(same))
+            inner = rows_differ(pc.list_flatten(sub_a), pc.list_flatten(sub_b))
+            per_row = np.zeros(len(same), dtype=bool)
+            np.logical_or.at(per_row, pc.list_parent_indices(sub_a).to_numpy(), inner)
+            out[same] |= per_row
+    else:
+        equal = pc.equal(a, b).to_numpy(zero_copy_only=False)
+        both = ~null_a & ~null_b
+        out |= both & ~equal.astype(bool, copy=False)
+    return out
 
 
 def _files(table: Table, snapshot: Snapshot) -> set[str]:
@@ -164,36 +199,48 @@ def diff_snapshots(
     """
     with reading(settings) as table:
         snap_a, snap_b = resolve_snapshot(table, a), resolve_snapshot(table, b)
-        ids_a = _ids(table, snap_a).column("record_id").to_pylist()
-        ids_b = _ids(table, snap_b).column("record_id").to_pylist()
+        ids_a = set(_ids(table, snap_a).column("record_id").to_pylist())
+        ids_b = set(_ids(table, snap_b).column("record_id").to_pylist())
         shared = _files(table, snap_a) & _files(table, snap_b)
         rows_a = _rows_outside(table, snap_a, shared)
         rows_b = _rows_outside(table, snap_b, shared)
-    set_a, set_b = set(ids_a), set(ids_b)
-    added = sorted(set_b - set_a)
-    removed = sorted(set_a - set_b)
+    added = sorted(ids_b - ids_a)
+    removed = sorted(ids_a - ids_b)
     # a record present in both whose row changed has its old row outside the shared files
     # in a and its new row outside them in b (record ids are unique in a snapshot)
-    changed = sorted(k for k in rows_a.keys() & rows_b.keys() if rows_a[k] != rows_b[k])
+    both = pa.array(sorted(ids_a & ids_b), pa.string())
+    old = rows_a.filter(pc.is_in(rows_a.column("record_id"), value_set=both))
+    new = rows_b.filter(pc.is_in(rows_b.column("record_id"), value_set=both))
+    keys = old.column("record_id").to_pylist()
+    if keys != new.column("record_id").to_pylist():  # pragma: no cover - duplicate ids
+        raise StoreError(f"{a} / {b}: a record id appears twice in one snapshot")
+    differs = np.zeros(old.num_rows, dtype=bool)
+    for name in old.column_names:
+        differs |= rows_differ(old.column(name), new.column(name))
+    changed = [k for k, d in zip(keys, differs, strict=True) if d]
     transitions: dict[str, int] = {}
-    for k in changed:
-        sa, sb = rows_a[k]["status"], rows_b[k]["status"]
-        if sa != sb:
-            key = f"{sa} -> {sb}"
-            transitions[key] = transitions.get(key, 0) + 1
-    for k in added:
-        key = f"(new) -> {rows_b[k]['status']}"
+
+    def count(key: str) -> None:
         transitions[key] = transitions.get(key, 0) + 1
-    for k in removed:
-        key = f"{rows_a[k]['status']} -> (removed)"
-        transitions[key] = transitions.get(key, 0) + 1
+
+    status_old = old.column("status").to_pylist()
+    status_new = new.column("status").to_pylist()
+    for sa, sb, d in zip(status_old, status_new, differs, strict=True):
+        if d and sa != sb:
+            count(f"{sa} -> {sb}")
+    for rows, ids, fmt in ((rows_b, added, "(new) -> {}"), (rows_a, removed, "{} -> (removed)")):
+        picked = rows.filter(
+            pc.is_in(rows.column("record_id"), value_set=pa.array(ids, pa.string()))
+        )
+        for st in picked.column("status").to_pylist():
+            count(fmt.format(st))
     return {
-        "a": {"name": str(a), "snapshot_id": snap_a.snapshot_id, "records": len(set_a)},
-        "b": {"name": str(b), "snapshot_id": snap_b.snapshot_id, "records": len(set_b)},
+        "a": {"name": str(a), "snapshot_id": snap_a.snapshot_id, "records": len(ids_a)},
+        "b": {"name": str(b), "snapshot_id": snap_b.snapshot_id, "records": len(ids_b)},
         "added": len(added),
         "removed": len(removed),
         "changed": len(changed),
-        "unchanged": len(set_a & set_b) - len(changed),
+        "unchanged": len(both) - len(changed),
         "status_changes": dict(sorted(transitions.items())),
         "examples": {
             "added": added[:examples],

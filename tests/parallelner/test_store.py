@@ -344,6 +344,41 @@ def test_diff_matches_a_row_by_row_comparison(settings):
     assert store.diff_snapshots("v1", "v1", settings=settings)["changed"] == 0
 
 
+def _edits(r: ParallelRecord) -> list[ParallelRecord]:
+    """Small changes anywhere in a record, nested fields included, and no change at all."""
+    e = r.tgt_entities[0]
+    return [
+        r,
+        r.model_copy(update={"scores": {**r.scores, "chrf": 12.5}}),
+        r.model_copy(update={"scores": {**r.scores, "extra": 1.0}}),
+        r.model_copy(update={"scores": {}}),
+        r.model_copy(
+            update={"tgt_entities": (e.model_copy(update={"score": 0.5}), *r.tgt_entities[1:])}
+        ),
+        r.model_copy(update={"tgt_entities": r.tgt_entities[1:]}),
+        r.model_copy(
+            update={"tgt_entities": (e.model_copy(update={"method": "fuzzy"}), *r.tgt_entities[1:])}
+        ),
+        r.model_copy(update={"reasons": (Reason.AUDIT_SAMPLE, Reason.DUPLICATE)}),
+        r.model_copy(update={"reviewed_at": datetime(2026, 1, 1, tzinfo=UTC)}),
+        r.model_copy(update={"tgt_text": None}),
+        r.model_copy(update={"repair_steps": ("sentence_rephrase",)}),
+    ]
+
+
+def test_rows_differ_agrees_with_record_equality():
+    from parallelner.records import records_to_table
+    from parallelner.store.api import rows_differ
+
+    base = [r for r in real_records("pud-en-zh.jsonl", 12, "r") if len(r.tgt_entities) > 1]
+    pairs = [(r, edited) for r in base for edited in _edits(r)]
+    old = records_to_table([a for a, _ in pairs])
+    new = records_to_table([b for _, b in pairs])
+    differs = sum(rows_differ(old.column(n), new.column(n)) for n in old.column_names) > 0
+    assert list(differs) == [a != b for a, b in pairs]
+    assert sum(differs) >= len(base) * 8  # (an edit can be a no-op, e.g. scores already {})
+
+
 # ---------------------------------------------------------------------------------------
 # concurrency: a synthesize run and review pulls committing at the same moment
 
