@@ -9,8 +9,10 @@ Only complete HTTP replies are stored; transport failures are never cached.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import queue
 import sqlite3
 import threading
 import time
@@ -32,6 +34,9 @@ CREATE TABLE IF NOT EXISTS replies (
     created_at REAL NOT NULL
 )
 """
+
+
+_INSERT = "INSERT OR REPLACE INTO replies VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 
 
 def cache_key(request: dict[str, Any], prompt_version: str) -> str:
@@ -60,50 +65,121 @@ class CachedReply:
 
 
 class ReplyCache:
-    """SQLite-backed reply cache, safe to share between threads of one process."""
+    """SQLite-backed reply cache, safe to share between threads of one process.
+
+    Reads use their own connection; writes go through one writer thread that commits
+    whatever has queued up in one transaction (group commit), so an event loop calling
+    ``aput`` never blocks on the disk (a WAL checkpoint can take 100+ ms on a busy
+    machine) and ``aput`` returns only once its row is committed.
+    """
 
     def __init__(self, path: Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=30000")
+        self._read_lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._db = self._connect()
         self._db.execute(_SCHEMA)
+        self._reader = self._connect()
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._writer = threading.Thread(target=self._write_loop, name="reply-cache", daemon=True)
+        self._writer.start()
+        self._closed = False
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA busy_timeout=30000")
+        return db
 
     def get(self, key: str) -> CachedReply | None:
         """The stored reply for ``key``, or None."""
-        with self._lock:
-            row = self._db.execute(
+        with self._read_lock:
+            row = self._reader.execute(
                 "SELECT content, finish_reason, prompt_tokens, completion_tokens "
                 "FROM replies WHERE key = ?",
                 (key,),
             ).fetchone()
         return CachedReply(*row) if row else None
 
+    @staticmethod
+    def _row(key: str, model: str, prompt_version: str, reply: CachedReply) -> tuple:
+        return (
+            key,
+            model,
+            prompt_version,
+            reply.content,
+            reply.finish_reason,
+            reply.prompt_tokens,
+            reply.completion_tokens,
+            time.time(),
+        )
+
+    def _write(self, rows: list[tuple]) -> None:
+        with self._write_lock:
+            self._db.execute("BEGIN")
+            try:
+                self._db.executemany(_INSERT, rows)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
     def put(self, key: str, model: str, prompt_version: str, reply: CachedReply) -> None:
-        """Store one reply now (committed immediately)."""
-        with self._lock:
-            self._db.execute(
-                "INSERT OR REPLACE INTO replies VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    key,
-                    model,
-                    prompt_version,
-                    reply.content,
-                    reply.finish_reason,
-                    reply.prompt_tokens,
-                    reply.completion_tokens,
-                    time.time(),
-                ),
-            )
+        """Store one reply now (committed before returning)."""
+        self._write([self._row(key, model, prompt_version, reply)])
+
+    async def aput(self, key: str, model: str, prompt_version: str, reply: CachedReply) -> None:
+        """Store one reply from async code without blocking the loop; returns once committed."""
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._queue.put((self._row(key, model, prompt_version, reply), loop, fut))
+        await fut
+
+    def _write_loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            while True:  # group commit: everything that queued up meanwhile
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._queue.put(None)
+                    break
+                batch.append(nxt)
+            error: BaseException | None = None
+            try:
+                self._write([row for row, _, _ in batch])
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting callers
+                error = exc
+            for _, loop, fut in batch:
+                loop.call_soon_threadsafe(_settle, fut, error)
 
     def __len__(self) -> int:
-        with self._lock:
-            return self._db.execute("SELECT COUNT(*) FROM replies").fetchone()[0]
+        with self._read_lock:
+            return self._reader.execute("SELECT COUNT(*) FROM replies").fetchone()[0]
 
     def close(self) -> None:
-        """Close the database."""
-        with self._lock:
+        """Flush pending writes and close the database."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(None)
+        self._writer.join()
+        with self._write_lock, self._read_lock:
+            self._reader.close()
             self._db.close()
+
+
+def _settle(fut: asyncio.Future, error: BaseException | None) -> None:
+    if fut.done():
+        return
+    if error is None:
+        fut.set_result(None)
+    else:
+        fut.set_exception(error)

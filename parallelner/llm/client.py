@@ -466,6 +466,7 @@ class LLMClient:
         failure: _Failure | None = None
         for attempt in range(self.max_retries + 1):
             retry_after: float | None = None
+            failure = None
             async with self._sem:
                 self.usage.requests += 1
                 t0 = time.perf_counter()
@@ -516,14 +517,19 @@ class LLMClient:
                     )
                     self.usage.prompt_tokens += reply.prompt_tokens
                     self.usage.completion_tokens += reply.completion_tokens
-                    if self._cache is not None:
-                        self._cache.put(key, str(body["model"]), prompt_version, reply)
-                    return _Reply(content, choice.finish_reason, cached=False)
+            if failure is None:
+                # the slot is free again; the reply is returned once it is on disk
+                if self._cache is not None:
+                    await self._cache.aput(key, str(body["model"]), prompt_version, reply)
+                return _Reply(reply.content, reply.finish_reason, cached=False)
             if attempt == self.max_retries:
                 break
             self.usage.retries += 1
             backoff = random.uniform(0, min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2**attempt))
-            delay = backoff if retry_after is None else min(retry_after, _RETRY_AFTER_CAP_S)
+            if retry_after is None:
+                delay = backoff
+            else:  # what the server asked for, plus up to 10% so callers do not stampede
+                delay = min(retry_after, _RETRY_AFTER_CAP_S) * random.uniform(1.0, 1.1)
             log.info(
                 "LLM request failed (%s); retry %d/%d in %.2f s",
                 failure.detail if failure else "?",
