@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -81,6 +82,9 @@ def postgres_url():
         shutil.rmtree(root, ignore_errors=True)
 
 
+_DB_SEQ = itertools.count(1)
+
+
 @pytest.fixture
 def postgres_database(postgres_url, request):
     """A fresh, empty database on the session's PostgreSQL server; yields its URL."""
@@ -88,7 +92,7 @@ def postgres_database(postgres_url, request):
 
     import sqlalchemy as sa
 
-    name = "t_" + re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:50] + f"_{id(request) % 10**6}"
+    name = "t_" + re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:50] + f"_{next(_DB_SEQ)}"
     admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
