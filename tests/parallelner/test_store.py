@@ -494,6 +494,46 @@ def test_two_review_pulls_rewriting_the_same_file_both_land(
     assert [s["run_id"] for s in store.list_snapshots(settings)] == ["run-0", "pull-b", "pull-a"]
 
 
+def _commit_in_process(args: tuple) -> int:
+    """Worker for the two-process test: wait for the common start instant, then commit."""
+    import time
+
+    home, uri, warehouse, start_at, kind = args
+    s = load_settings(home=home, catalog_uri=uri, warehouse=warehouse)
+    base = real_records("pud-en-zh.jsonl", 30, "run-0")
+    if kind == "pull":
+        data, run_id, replace = reviewed(base, "pull-1"), "pull-1", True
+    else:
+        data, run_id, replace = real_records("europarl-en-de.jsonl", 40, "run-1"), "run-1", False
+    time.sleep(max(0.0, start_at - time.time()))
+    return store.commit(data, run_id, settings=s, replace=replace)
+
+
+def test_a_synthesize_run_and_a_review_pull_in_two_processes_both_land(settings):
+    import multiprocessing
+    import time
+
+    base = real_records("pud-en-zh.jsonl", 30, "run-0")
+    store.commit(base, "run-0", settings=settings)
+    uri = settings.catalog_uri.get_secret_value() if settings.catalog_uri else None
+    start_at = time.time() + 5  # both processes are up and have imported by then
+    jobs = [(settings.home, uri, settings.warehouse, start_at, kind) for kind in ("run", "pull")]
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        ids = pool.map(_commit_in_process, jobs)
+    assert len(set(ids)) == 2
+    final = {
+        r.record_id: r for r in table_to_records(store.load_snapshot("main", settings=settings))
+    }
+    assert len(final) == 70
+    for r in reviewed(base, "pull-1") + real_records("europarl-en-de.jsonl", 40, "run-1"):
+        assert final[r.record_id] == r
+    assert sorted(s["run_id"] for s in store.list_snapshots(settings)) == [
+        "pull-1",
+        "run-0",
+        "run-1",
+    ]
+
+
 # ---------------------------------------------------------------------------------------
 # exports
 
