@@ -215,7 +215,10 @@ def _time(value: Any) -> datetime:
 
 
 def parse_annotation(
-    ann: Mapping[str, Any], tgt_text: str, known: set[str], users: Mapping[int, str] = {}
+    ann: Mapping[str, Any],
+    tgt_text: str,
+    known: set[str],
+    users: Mapping[int, str] | None = None,
 ) -> Vote:
     """One exported annotation -> Vote; offsets converted and checked (problems listed).
 
@@ -252,7 +255,7 @@ def parse_annotation(
         problems.append(f"no Accept/Reject decision (got {decision!r})")
         decision = None
     return Vote(
-        annotator=_annotator(ann, users),
+        annotator=_annotator(ann, users or {}),
         decision=decision,
         reasons=tuple(dict.fromkeys(reasons)),
         comment=comment,
