@@ -125,6 +125,24 @@ def _check_sqlite_file(db: Path) -> None:
         raise StoreError(f"{db}: cannot read the catalog file ({exc.strerror})") from None
     if head and head != _SQLITE_MAGIC:
         raise StoreError(f"{db}: not a catalog (the file is not an SQLite database)")
+    if head:
+        tables = _sqlite_tables(db)
+        if tables and "iceberg_tables" not in tables:
+            raise StoreError(
+                f"{db}: not a catalog (an SQLite database with other tables: "
+                f"{', '.join(sorted(tables)[:5])})"
+            )
+
+
+def _sqlite_tables(db: Path) -> set[str]:
+    import sqlite3
+
+    try:
+        with sqlite3.connect(f"{db.absolute().as_uri()}?mode=ro", uri=True) as conn:
+            rows = conn.execute("select name from sqlite_master where type = 'table'").fetchall()
+    except sqlite3.Error as exc:
+        raise StoreError(f"{db}: not a catalog (unreadable SQLite database: {exc})") from None
+    return {r[0] for r in rows}
 
 
 def _first_line(exc: Exception, secret: str) -> str:

@@ -658,13 +658,19 @@ def test_catalog_file_that_is_not_a_catalog(tmp_path):
     assert not (home / "warehouse").exists()
 
 
-def test_sqlite_database_that_is_not_a_catalog_for_reading(tmp_path):
+def test_sqlite_database_of_something_else_is_not_a_catalog(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
     with sqlite3.connect(home / "catalog.db") as db:
         db.execute("create table notes (x text)")
-    with pytest.raises(StoreError, match="no such table"):
-        store.load_snapshot("v1", settings=load_settings(home=home))
+    s = load_settings(home=home)
+    with pytest.raises(StoreError, match="catalog.db: not a catalog .*other tables: notes"):
+        store.load_snapshot("v1", settings=s)
+    with pytest.raises(StoreError, match="catalog.db: not a catalog"):
+        store.commit(real_records("pud-en-zh.jsonl", 1, "r"), "r", settings=s)
+    with sqlite3.connect(home / "catalog.db") as db:  # untouched
+        tables = {r[0] for r in db.execute("select name from sqlite_master where type='table'")}
+    assert tables == {"notes"}
 
 
 def test_no_catalog_yet(tmp_path):
