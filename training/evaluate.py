@@ -1,8 +1,8 @@
 """Evaluate a (LoRA-tuned) model: generate code, parse it with ``ast``, score strictly.
 
-Inputs: the held-out ``dev.jsonl`` of a build (both tasks, both languages), or any
-span-JSONL NER file (rendered as extraction prompts over the classes of its dataset's
-label map). Generation uses vLLM offline when it is installed and a GPU is present
+Inputs: the held-out ``dev.jsonl`` of a build (both tasks, both languages), or any NER
+file the project reads (span JSONL, CoNLL, CLUENER...; rendered as extraction prompts
+over the classes of its dataset's label map). Generation uses vLLM offline when it is installed and a GPU is present
 (``eval.backend: auto``), transformers ``generate`` otherwise; decoding is greedy.
 Replies are read by ``schemas.parse.parse_results`` (never ``eval``) and scored by
 ``training.metrics.score``; the report counts malformed replies and overlong prompts.
@@ -19,79 +19,75 @@ from typing import Any
 from training.config import Config
 from training.instructions import Example
 
-__all__ = ["examples_from_span_jsonl", "generate", "evaluate_examples", "evaluate"]
+__all__ = ["examples_from_file", "generate", "evaluate_examples", "evaluate"]
 
 
-def examples_from_span_jsonl(path: Path, dataset: str) -> list[Example]:
-    """Extraction examples for every sentence of a span-JSONL file (all of its classes shown).
+def examples_from_file(
+    path: Path, dataset: str | None = None, fmt: str | None = None, lang: str | None = None
+) -> tuple[list[Example], dict[str, Any]]:
+    """Extraction examples for every sentence of an NER file, and the read counts.
 
-    ``dataset`` names the label map (``wikineural``, ``cluener``...); a label without a
-    class raises TrainingDataError naming it.
+    Any format the project reads (span JSONL, CoNLL / WikiNEuRal, CLUENER, Parquet;
+    ``parallelner.readers``). Every class of the dataset's label map is shown in the
+    prompt. ``dataset`` names the label map; default: each sentence's own dataset.
+    Quarantined lines (bad offsets, labels outside the map...) are counted, not scored;
+    a file with nothing left, or a label with no ontology class, stops with
+    TrainingDataError (before any model is loaded).
     """
-    from parallelner.errors import InputError
-    from parallelner.reasons import Reason
-    from parallelner.records import Instance
+    from parallelner.readers import ReadReport, read_instances
+    from schemas.label_maps import known_datasets
     from schemas.render import render_prompt, render_results
     from training.errors import TrainingDataError
     from training.instructions import LabelResolver
 
+    report = ReadReport()
+    instances = list(read_instances(path, fmt, report=report, dataset=dataset, lang=lang))
     resolver = LabelResolver()
-    mapping = resolver.map_for(dataset)
-    if mapping is None:
-        from schemas.label_maps import known_datasets
-
-        raise TrainingDataError(
-            f"{path}: no label map for dataset {dataset!r}; known: {', '.join(known_datasets())}"
-        )
-    schema = list(dict.fromkeys(mapping.values()))
-    out = []
-    if not Path(path).is_file():
-        raise TrainingDataError(f"{path}: file not found")
-    with Path(path).open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                row.setdefault("source_dataset", dataset)
-                inst = Instance.model_validate(row)
-            except json.JSONDecodeError as exc:
-                raise InputError(str(path), n, Reason.INVALID_JSON, exc.msg) from None
-            except ValueError as exc:
-                msg = str(exc).splitlines()
-                raise InputError(
-                    str(path),
-                    n,
-                    Reason.MALFORMED_LINE,
-                    f"not a span-JSONL instance ({msg[-1].strip() if msg else exc})",
-                ) from None
-            gold = []
-            for e in inst.entities:
-                cls = mapping.get(e.label)
-                if cls is None:
-                    raise InputError(
-                        str(path),
-                        n,
-                        Reason.UNKNOWN_LABEL,
-                        f"label {e.label!r} has no class in the {dataset} map",
-                    )
-                gold.append((cls, e.text))
-            out.append(
-                Example(
-                    id=inst.id,
-                    task="ner",
-                    split="dev",
-                    instance_id=inst.id,
-                    record_id=inst.id,
-                    dataset=dataset,
-                    lang=inst.lang,
-                    classes=tuple(schema),
-                    prompt=render_prompt(inst.text, schema),
-                    completion=render_results(gold),
-                    gold=tuple(gold),
-                )
+    unknown: Counter[str] = Counter()
+    for inst in instances:
+        name = dataset or inst.source_dataset
+        if resolver.map_for(name) is None:
+            raise TrainingDataError(
+                f"{path}: no label map for dataset {name!r}; pass --dataset "
+                f"({', '.join(known_datasets())})"
             )
-    return out
+        unknown.update(
+            f"{name}:{e.label}" for e in inst.entities if resolver.resolve(name, e.label) is None
+        )
+    if unknown:
+        listed = ", ".join(f"{k} ({n})" for k, n in unknown.most_common())
+        raise TrainingDataError(f"{path}: labels missing from the ontology: {listed}")
+    out = []
+    for inst in instances:
+        name = dataset or inst.source_dataset
+        schema = list(dict.fromkeys(resolver.map_for(name).values()))
+        gold = tuple((resolver.resolve(name, e.label), e.text) for e in inst.entities)
+        out.append(
+            Example(
+                id=inst.id,
+                task="ner",
+                split="dev",
+                instance_id=inst.id,
+                record_id=inst.id,
+                dataset=name,
+                lang=inst.lang,
+                classes=tuple(schema),
+                prompt=render_prompt(inst.text, schema),
+                completion=render_results(gold),
+                gold=gold,
+            )
+        )
+    counts = {
+        "sentences_read": report.sentences,
+        "quarantined": dict(sorted(report.quarantined.items())),
+        "repaired": dict(sorted(report.repaired.items())),
+    }
+    if not out:
+        raise TrainingDataError(
+            f"{path}: no sentence to evaluate ({report.sentences} read; "
+            f"quarantined: {counts['quarantined'] or 'none'})"
+        )
+    return out, counts
 
 
 def _use_vllm(cfg: Config, device: str) -> bool:
@@ -190,8 +186,11 @@ def evaluate(
     examples: Sequence[Example],
     adapter: Path | None,
     out_dir: Path | None = None,
+    counts: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Generate for ``examples``, score, and (with ``out_dir``) save replies and report.
+
+    ``counts`` (e.g. the read counts of the input file) are added to ``report["counts"]``.
 
     Prompts that leave no room for ``max_new_tokens`` within ``model.max_seq_length``
     are skipped and counted (``skipped_overlong``), never silently cut.
@@ -210,7 +209,7 @@ def evaluate(
         else:
             kept.append(ex)
     replies = generate(cfg, [e.prompt for e in kept], adapter) if kept else []
-    report = evaluate_examples(kept, replies, dict(skipped))
+    report = evaluate_examples(kept, replies, {**(counts or {}), **skipped})
     report["adapter"] = str(adapter) if adapter else None
     report["base_model"] = cfg.model.base_model
     report["config_hash"] = cfg.config_hash()

@@ -49,15 +49,21 @@ def main(argv: list[str] | None = None) -> dict:
     work = args.work.resolve()
     shutil.rmtree(work, ignore_errors=True)
     model_dir = Path(args.base_model) if args.base_model else work / "model"
-    cfg = load_config(args.config, **{
-        "model.base_model": str(model_dir), "model.device": args.device,
-        "train.max_steps": args.steps, "train.output_dir": str(work / "sft"),
-    })
+    cfg = load_config(
+        args.config,
+        **{
+            "model.base_model": str(model_dir),
+            "model.device": args.device,
+            "train.max_steps": args.steps,
+            "train.output_dir": str(work / "sft"),
+        },
+    )
     settings = load_settings(home=work / "home")
     records = []
     for name, dataset in PAIRS.items():
-        records += records_from_projection_gold(REPO / "data/projection-dev" / name, dataset,
-                                                run_id=f"smoke-{name.split('.')[0]}")
+        records += records_from_projection_gold(
+            REPO / "data/projection-dev" / name, dataset, run_id=f"smoke-{name.split('.')[0]}"
+        )
     store.commit(records, "smoke", settings=settings)
     store.create_tag("smoke-v1", settings=settings)
     t0 = time.perf_counter()
@@ -65,27 +71,37 @@ def main(argv: list[str] | None = None) -> dict:
     build_s = time.perf_counter() - t0
     if not args.base_model:
         texts = [e.prompt + e.completion for e in read_examples(work / "data/train.jsonl")]
-        make_tiny_model(model_dir, texts, vocab_size=args.vocab_size, hidden=args.hidden,
-                        layers=args.layers, heads=max(1, args.hidden // 64),
-                        max_positions=cfg.model.max_seq_length)
+        make_tiny_model(
+            model_dir,
+            texts,
+            vocab_size=args.vocab_size,
+            hidden=args.hidden,
+            layers=args.layers,
+            heads=max(1, args.hidden // 64),
+            max_positions=cfg.model.max_seq_length,
+        )
     report = train(cfg, work / "data")
     dev = read_examples(work / "data/dev.jsonl")
     t0 = time.perf_counter()
     scores = evaluate(cfg, dev, Path(report["adapter"]), work / "eval")
     eval_s = time.perf_counter() - t0
     figures = {
-        "device": report["device"], "dtype": report["dtype"],
+        "device": report["device"],
+        "dtype": report["dtype"],
         "base_model": "small Llama from config" if not args.base_model else args.base_model,
         "parameters": report["total_parameters"],
         "trainable_parameters": report["trainable_parameters"],
-        "pairs": manifest["records"]["used"], "train_examples": manifest["examples"]["train"],
+        "pairs": manifest["records"]["used"],
+        "train_examples": manifest["examples"]["train"],
         "build_seconds": round(build_s, 2),
         "steps": report["steps_this_run"],
         "steps_per_second": round(report["steps_per_second"], 3),
         "tokens_per_second": round(report["tokens_per_second"] or 0, 1),
         "peak_gpu_memory_gib": report["peak_gpu_memory_gib"],
-        "first_loss": report["losses"][0], "last_loss": report["losses"][-1],
-        "eval_examples": scores["overall"]["examples"], "eval_seconds": round(eval_s, 2),
+        "first_loss": report["losses"][0],
+        "last_loss": report["losses"][-1],
+        "eval_examples": scores["overall"]["examples"],
+        "eval_seconds": round(eval_s, 2),
         "eval_f1": round(scores["overall"]["f1"], 4),
         "eval_malformed": scores["overall"]["malformed"],
     }

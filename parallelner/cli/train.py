@@ -217,13 +217,25 @@ def eval_(
     input_: Annotated[
         Path | None,
         typer.Option(
-            "--input", help="Span-JSONL NER file to evaluate on instead.", show_default=False
+            "--input",
+            help="NER file to evaluate on instead: span JSONL, CoNLL / WikiNEuRal, CLUENER, "
+            "Parquet.",
+            show_default=False,
         ),
     ] = None,
+    format_: Annotated[
+        str | None,
+        typer.Option("--format", help="Format of --input (default: detected).", show_default=False),
+    ] = None,
     dataset: Annotated[
-        str,
-        typer.Option("--dataset", help="Label map of --input (wikineural, cluener, ontonotes...)."),
-    ] = "wikineural",
+        str | None,
+        typer.Option(
+            "--dataset",
+            help="Label map of --input (wikineural, cluener, ontonotes...); default: the "
+            "file's own dataset.",
+            show_default=False,
+        ),
+    ] = None,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -245,22 +257,20 @@ def eval_(
     """
     _need_training()
     from training.build import read_examples
-    from training.evaluate import evaluate, examples_from_span_jsonl
+    from training.evaluate import evaluate, examples_from_file
 
     if (data is None) == (input_ is None):
-        raise ConfigError(
-            "give exactly one of --data (a build directory) or --input (a span-JSONL file)"
-        )
+        raise ConfigError("give exactly one of --data (a build directory) or --input (an NER file)")
     cfg = _config(config, **{"eval.limit": limit})
-    examples = (
-        read_examples(data / "dev.jsonl")
-        if data is not None
-        else examples_from_span_jsonl(input_, dataset)
-    )
+    counts: dict = {}
+    if data is not None:
+        examples = read_examples(data / "dev.jsonl")
+    else:
+        examples, counts = examples_from_file(input_, dataset, format_)
     if not examples:
         where = data / "dev.jsonl" if data is not None else input_
         raise ConfigError(f"{where}: no examples to evaluate (build with build.dev_ratio > 0)")
-    report = evaluate(cfg, examples, adapter, out)
+    report = evaluate(cfg, examples, adapter, out, counts)
     if json_:
         print_json(report)
         return

@@ -21,6 +21,7 @@ from tests.training.conftest import PUD
 from training.samples import records_from_projection_gold
 
 REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO / "examples"
 
 
 def cli(*args: str, home: Path, cwd: Path) -> subprocess.CompletedProcess:
@@ -170,6 +171,60 @@ def test_eval_on_a_span_jsonl_file(tmp_path, tiny_model):
     assert report["overall"]["tp"] + report["overall"]["fn"] == sum(
         len(r["entities"]) for r in rows
     )
+    assert report["counts"]["sentences_read"] == 3
+
+
+def test_eval_files_of_other_formats_use_their_own_label_maps(tmp_path, tiny_model):
+    from training.evaluate import examples_from_file
+
+    wiki, counts = examples_from_file(EXAMPLES / "wikineural-en-sample.conllu")
+    assert len(wiki) == 20 and counts["sentences_read"] == 20
+    assert wiki[0].dataset == "wikineural" and "Location" in wiki[0].classes
+    assert ("Location", "Tuvalu") in wiki[0].gold  # "Her visit to Tuvalu ..."
+    zh, _ = examples_from_file(EXAMPLES / "cluener-zh-sample.jsonl")
+    assert zh[0].dataset == "cluener" and zh[0].lang == "zh"
+    assert set(zh[0].gold) == {("Address", "台湾"), ("Person", "彭小军")}
+    assert {"Address", "Game", "GovernmentAgency", "Scene"} <= set(zh[0].classes)
+
+
+def test_eval_file_lines_with_labels_outside_the_map_are_quarantined_and_counted(tmp_path):
+    from training.errors import TrainingDataError
+    from training.evaluate import examples_from_file
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(
+        json.dumps(
+            {
+                "id": "x1",
+                "lang": "en",
+                "text": "Obama visited Paris .",
+                "entities": [{"start": 0, "end": 5, "label": "POLITICIAN"}],
+            }
+        )
+        + "\n"
+    )
+    with pytest.raises(
+        TrainingDataError,
+        match=r"bad\.jsonl: no sentence to evaluate "
+        r"\(0 read; quarantined: \{'unknown_label': 1\}\)",
+    ):
+        examples_from_file(bad, dataset="wikineural")
+    good = tmp_path / "mixed.jsonl"
+    good.write_text(
+        bad.read_text()
+        + json.dumps(
+            {
+                "id": "x2",
+                "lang": "en",
+                "text": "Obama visited Paris .",
+                "entities": [{"start": 0, "end": 5, "label": "PER", "text": "Obama"}],
+            }
+        )
+        + "\n"
+    )
+    examples, counts = examples_from_file(good, dataset="wikineural")
+    assert [e.id for e in examples] == ["x2"]
+    assert counts == {"sentences_read": 1, "quarantined": {"unknown_label": 1}, "repaired": {}}
 
 
 @pytest.mark.parametrize(
