@@ -30,8 +30,8 @@ def _redact(uri: str) -> str:
         from sqlalchemy.engine import make_url
 
         return make_url(uri).render_as_string(hide_password=True)
-    except Exception:  # not a SQLAlchemy URL at all: say only its scheme
-        return uri.split("://", 1)[0] + "://..."
+    except Exception:  # not a SQLAlchemy URL at all: don't echo it, it may hold a secret
+        return "catalog URI (PARALLELNER_CATALOG_URI)"
 
 
 def catalog_location(settings: Settings) -> str:
