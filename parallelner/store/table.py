@@ -126,6 +126,9 @@ def _short(exc: BaseException) -> str:
 def to_records_table(table: pa.Table) -> pa.Table:
     """Cast a scanned Arrow table to the project's exact record schema."""
     schema = arrow_schema()
+    extra = [n for n in table.column_names if n not in schema.names]
+    if extra:  # never drop data silently
+        raise StoreError(f"columns not in the ParallelRecord schema: {', '.join(extra)}")
     try:
         return table.select(schema.names).cast(schema)
     except (KeyError, pa.ArrowInvalid, pa.ArrowTypeError, ValueError) as exc:

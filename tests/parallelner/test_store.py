@@ -202,6 +202,20 @@ def test_appending_records_already_in_the_table_is_refused(settings):
     assert table_to_records(store.load_snapshot("main", settings=settings)) == by_id(rerun)
 
 
+def test_a_table_with_other_columns_is_refused_not_trimmed(sqlite_settings):
+    from parallelner.records import records_to_table
+
+    table = records_to_table(real_records("pud-en-zh.jsonl", 3, "r"))
+    extra = table.append_column("note", pa.array(["x", "y", "z"]))
+    with pytest.raises(StoreError, match="columns not in the ParallelRecord schema: note"):
+        store.commit(extra, "r", settings=sqlite_settings)
+    missing = table.drop_columns(["status"])
+    with pytest.raises(StoreError, match="rows do not match the ParallelRecord schema"):
+        store.commit(missing, "r", settings=sqlite_settings)
+    sid = store.commit(table, "r", settings=sqlite_settings)  # a plain Arrow table is fine
+    assert store.load_snapshot(sid, settings=sqlite_settings).equals(table.sort_by("record_id"))
+
+
 # ---------------------------------------------------------------------------------------
 # tags
 
@@ -722,9 +736,6 @@ def test_hf_dataset_path(sqlite_settings):
     assert ds[1]["record_id"] == "pud-00001-zh"
     assert ds[1]["scores"] == [{"key": "chrf", "value": 41.0}, {"key": "projection", "value": 0.9}]
     assert ds[1]["tgt_entities"][0]["text"] == "國會山"
-
-
-_ = (pa, UTC, datetime)
 
 
 def test_unwritable_warehouse_commits_nothing(sqlite_settings):
