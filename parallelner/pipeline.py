@@ -327,15 +327,17 @@ def process_shard(
     return ShardResult(shard.id, shard.index, str(path), counts, reasons, usage)
 
 
-def mark_duplicates(records: Iterable[ParallelRecord], settings: Settings) -> list[ParallelRecord]:
+def mark_duplicates(records: Iterable[ParallelRecord], settings: Settings,
+                    seen: set[str] | None = None) -> list[ParallelRecord]:
     """Re-assess, in run order, the records whose pair already occurred earlier in the run.
 
     Shards are assessed independently (in parallel), so duplicates across shards are
     found here; the first occurrence keeps its status, later ones get ``duplicate``.
+    ``seen`` carries the keys of earlier records across calls (one call per shard).
     """
     from parallelner.quality import assess_record, duplicate_key
 
-    seen: set[str] = set()
+    seen = set() if seen is None else seen
     out = []
     for rec in records:
         if rec.status == Status.FAILED or rec.tgt_text is None:
@@ -376,10 +378,27 @@ def finalize_run(
     from parallelner.quality.report import write_report
 
     ordered = sorted(results, key=lambda r: r.index)
-    tables = [pq.read_table(r.path) for r in ordered]
+    seen: set[str] = set()
+    tables: list[pa.Table] = []
+    counts: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
+
+    def marked() -> Iterable[ParallelRecord]:
+        # one shard's records as objects at a time: at 257k rows, holding every record
+        # as a pydantic object would take several GB; Arrow tables take a fraction
+        for r in ordered:
+            records = mark_duplicates(table_to_records(pq.read_table(r.path)), settings, seen)
+            tables.append(records_to_table(records))
+            c, rs = _summarize(records)
+            counts.update(c)
+            reasons.update(rs)
+            yield from records
+
+    report_dir = Path(settings.home) / "reports" / plan.run_id
+    write_report(marked(), report_dir, title=f"Quality report: {plan.run_id}",
+                 quality=settings.quality)
     table = pa.concat_tables(tables) if tables else records_to_table([])
-    records = mark_duplicates(table_to_records(table), settings)
-    table = records_to_table(records)
+    del tables[:]
     snapshot_id = None
     if commit:
         from parallelner.store.table import commit as commit_rows
@@ -391,16 +410,12 @@ def finalize_run(
                 properties={"config-hash": plan.config_hash, "tgt-lang": plan.tgt_lang,
                             "sources": json.dumps(plan.sources)},
             )  # fmt: skip
-    report_dir = Path(settings.home) / "reports" / plan.run_id
-    write_report(records, report_dir, title=f"Quality report: {plan.run_id}",
-                 quality=settings.quality)
     files = []
     if output_dir is not None:
         output_dir.mkdir(parents=True, exist_ok=True)
         out = output_dir / f"{plan.run_id}.parquet"
         _write_parquet_atomic(table, out)
         files.append(str(out))
-    counts, reasons = _summarize(records)
     usage: Counter[str] = Counter()
     for r in ordered:
         usage.update({k: v for k, v in r.usage.items() if isinstance(v, int | float)})
@@ -408,8 +423,8 @@ def finalize_run(
         run_id=plan.run_id,
         snapshot_id=snapshot_id,
         instances=plan.instances,
-        counts=counts,
-        reasons=reasons,
+        counts=dict(counts),
+        reasons=dict(reasons),
         read_counts=plan.read_counts,
         usage=dict(usage),
         report_dir=str(report_dir),
