@@ -9,9 +9,11 @@ and copied to ``<home>/releases/NAME.json`` for people browsing the data directo
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import tempfile
+import time
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,6 +42,7 @@ from parallelner.version import PIPELINE_VERSION
 
 __all__ = ["create_tag", "validate_tag_name", "snapshot_stats", "release_note", "list_tags"]
 
+log = logging.getLogger(__name__)
 _TAG_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _NOTE_PROP = f"{PROP_PREFIX}release."
 _ACCEPTED = (Status.ACCEPTED.value, Status.REVIEWED_ACCEPTED.value)
@@ -190,12 +193,20 @@ def create_tag(
                 tx.commit_transaction()
             except CommitFailedException:
                 continue  # a concurrent commit or tag: reload, re-check, retry
+            except Exception as exc:
+                if "database is locked" in str(exc):  # SQLite busy: same as a lost race
+                    time.sleep(0.1)
+                    continue
+                raise
             break
         else:
             raise StoreError(f"{name}: could not create the tag (too many concurrent commits)")
     finally:
         close_catalog(catalog)
-    _write_note_file(Path(settings.home) / "releases" / f"{name}.json", note)
+    try:
+        _write_note_file(Path(settings.home) / "releases" / f"{name}.json", note)
+    except OSError as exc:  # the table property is the record; the file is a convenience
+        log.warning("release note of %s not copied to %s: %s", name, settings.home, exc)
     return note
 
 

@@ -246,6 +246,29 @@ def test_tags_are_immutable(settings):
     assert store.load_snapshot("v1", settings=settings).num_rows == 5
 
 
+def test_two_people_tagging_the_same_name_at_once(settings):
+    store.commit(real_records("pud-en-zh.jsonl", 5, "run-1"), "run-1", settings=settings)
+    barrier = threading.Barrier(2)
+    results: list[object] = []
+
+    def tag():
+        barrier.wait(timeout=30)
+        try:
+            results.append(store.create_tag("v1", settings=settings)["snapshot_id"])
+        except StoreError as exc:
+            results.append(str(exc))
+
+    threads = [threading.Thread(target=tag) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    wins = [r for r in results if isinstance(r, int)]
+    losses = [r for r in results if isinstance(r, str)]
+    assert len(wins) == 1 and len(losses) == 1, results
+    assert "v1: a tag with this name already exists" in losses[0]
+
+
 def test_tag_an_older_snapshot_by_id(sqlite_settings):
     s1 = store.commit(real_records("pud-en-zh.jsonl", 4, "a"), "a", settings=sqlite_settings)
     store.commit(real_records("pud-en-zh.jsonl", 4, "b", offset=4), "b", settings=sqlite_settings)
