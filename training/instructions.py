@@ -21,7 +21,8 @@ from __future__ import annotations
 import hashlib
 import random
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
+from functools import cache
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -93,7 +94,8 @@ def split_of(instance_id: str, dev_ratio: float, seed: int) -> Literal["train", 
     return "dev" if int.from_bytes(digest[:8], "big") / 2**64 < dev_ratio else "train"
 
 
-def _related(name: str) -> set[str]:
+@cache
+def _related(name: str) -> frozenset[str]:
     """The class, its ancestors and its descendants (never a negative for a gold class)."""
     from schemas.ontology import ontology_classes, parent_chain
 
@@ -101,7 +103,7 @@ def _related(name: str) -> set[str]:
     for other in ontology_classes():
         if name in parent_chain(other):
             out.add(other)
-    return out
+    return frozenset(out)
 
 
 def _candidate_classes() -> list[str]:
@@ -236,29 +238,33 @@ def examples_for_record(
 
 
 def check_records(
-    records: Sequence[ParallelRecord], resolver: LabelResolver, source: str
+    records: Iterable[ParallelRecord], resolver: LabelResolver, source: str
 ) -> dict[str, int]:
-    """Refuse data that cannot be trained on, before any work; return counts by problem.
+    """Refuse data that cannot be trained on, before any work; return counts.
 
-    Raises TrainingDataError when there are no pairs, or when a label (or a dataset)
-    has no class in the ontology: the message lists each label with its count.
+    One pass over ``records`` (the usable ones). Raises TrainingDataError when there are
+    none, or when a label (or a dataset) has no class in the ontology: the message lists
+    each label with its count.
     """
-    if not records:
-        raise TrainingDataError(
-            f"{source}: no accepted pairs to train on (statuses accepted / reviewed_accepted)"
-        )
+    n = without_target = 0
     unknown: Counter[str] = Counter()
     for r in records:
+        n += 1
+        without_target += r.tgt_text is None
         for e in (*r.src_entities, *r.tgt_entities):
             if resolver.resolve(r.source_dataset, e.label) is None:
                 unknown[f"{r.source_dataset or '<no dataset>'}:{e.label}"] += 1
+    if not n:
+        raise TrainingDataError(
+            f"{source}: no accepted pairs to train on (statuses accepted / reviewed_accepted)"
+        )
     if unknown:
-        listed = ", ".join(f"{k} ({n})" for k, n in unknown.most_common())
+        listed = ", ".join(f"{k} ({c})" for k, c in unknown.most_common())
         raise TrainingDataError(
             f"{source}: labels missing from the ontology [{Reason.UNKNOWN_LABEL.value}]: "
             f"{listed}; add a label map with schemas.label_maps.register_label_map"
         )
-    return {"records": len(records), "without_target": sum(r.tgt_text is None for r in records)}
+    return {"records": n, "without_target": without_target}
 
 
 def iter_examples(

@@ -80,12 +80,6 @@ def training_arguments(cfg: Config, device: str, dtype: str, has_dev: bool) -> A
     )
 
 
-def _dataset(rows: list[dict[str, Any]]) -> Any:
-    from datasets import Dataset
-
-    return Dataset.from_list(rows)
-
-
 def _LogCallback(say: Any) -> Any:
     """A Trainer callback that hands each log line to ``say``."""
     from transformers import TrainerCallback
@@ -101,30 +95,33 @@ def _LogCallback(say: Any) -> Any:
 
 def train(cfg: Config, data_dir: Path, log: Any = None) -> dict[str, Any]:
     """Train the LoRA adapter on ``data_dir/train.jsonl``; return the report (also saved)."""
-    from training.build import read_examples
-    from training.data import PadCollator, encode_examples
+    from training.data import PadCollator, check_example_file, tokenize_file
     from training.modeling import load_base_model, load_tokenizer, preflight
 
     say = log or (lambda msg: print(msg, file=sys.stderr))
     runtime = preflight(cfg)  # device, base model, tokenizer: before any long work
     data_dir = Path(data_dir)
-    train_examples = read_examples(data_dir / "train.jsonl")
-    dev_examples = (
-        read_examples(data_dir / "dev.jsonl") if (data_dir / "dev.jsonl").exists() else []
-    )
-    if not train_examples:
-        raise TrainingDataError(f"{data_dir / 'train.jsonl'}: no training examples")
+    train_file, dev_file = data_dir / "train.jsonl", data_dir / "dev.jsonl"
+    if check_example_file(train_file) == 0:
+        raise TrainingDataError(f"{train_file}: no training examples")
     manifest_path = data_dir / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
 
     tokenizer = load_tokenizer(cfg.model)
     max_len = cfg.model.max_seq_length
-    rows, counts = encode_examples(train_examples, tokenizer, max_len, cfg.model.overlong)
-    dev_rows, dev_counts = encode_examples(dev_examples, tokenizer, max_len, cfg.model.overlong)
+    cache = Path(cfg.train.output_dir) / ".cache"
+    train_set, counts = tokenize_file(train_file, tokenizer, max_len, cfg.model.overlong, cache)
+    dev_set, dev_counts = (
+        tokenize_file(dev_file, tokenizer, max_len, cfg.model.overlong, cache)
+        if dev_file.exists()
+        else (None, {"examples": 0, "kept": 0})
+    )
+    if dev_set is not None and len(dev_set) == 0:
+        dev_set = None
     say(f"train examples: {counts}; dev examples: {dev_counts}")
-    if not rows:
+    if not counts["kept"]:
         raise TrainingDataError(
-            f"{data_dir / 'train.jsonl'}: every example is longer than model.max_seq_length="
+            f"{train_file}: every example is longer than model.max_seq_length="
             f"{max_len} tokens ({counts}); raise it or set model.overlong: truncate"
         )
 
@@ -136,13 +133,13 @@ def train(cfg: Config, data_dir: Path, log: Any = None) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     model = lora_model(load_base_model(cfg.model, runtime), cfg)
     trainable, total = model.get_nb_trainable_parameters()
-    args = training_arguments(cfg, runtime.device, runtime.dtype, bool(dev_rows))
+    args = training_arguments(cfg, runtime.device, runtime.dtype, dev_set is not None)
     trainer = Trainer(
         model=model,
         args=args,
         data_collator=PadCollator(tokenizer.pad_token_id),
-        train_dataset=_dataset(rows),
-        eval_dataset=_dataset(dev_rows) if dev_rows else None,
+        train_dataset=train_set,
+        eval_dataset=dev_set,
         processing_class=tokenizer,
     )
     # progress lines go to `say` (stderr in the CLI), never to stdout, which --json owns
@@ -158,7 +155,7 @@ def train(cfg: Config, data_dir: Path, log: Any = None) -> dict[str, Any]:
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=last)
     elapsed = time.perf_counter() - started
-    dev_loss = trainer.evaluate()["eval_loss"] if dev_rows else None
+    dev_loss = trainer.evaluate()["eval_loss"] if dev_set is not None else None
 
     adapter_dir = out / "adapter"
     model.save_pretrained(str(adapter_dir))

@@ -198,3 +198,20 @@ def test_bad_instruction_file_names_file_and_line(tmp_path, built):
         read_examples(bad)
     with pytest.raises(TrainingDataError, match="not found"):
         read_examples(tmp_path / "missing.jsonl")
+
+
+def test_streamed_build_from_a_record_source_matches_the_in_memory_build(tmp_path, gold_records):
+    reads = []
+
+    def source():
+        reads.append(1)
+        return iter(gold_records)
+
+    manifest = build_from_records(source, tmp_path / "out", BUILD, snapshot="s")
+    assert len(reads) == 2  # one pass to check, one to write
+    examples, counts = build_examples(gold_records, BUILD)
+    assert {k: manifest[k] for k in counts} == counts
+    written = read_examples(tmp_path / "out" / "train.jsonl") + read_examples(
+        tmp_path / "out" / "dev.jsonl"
+    )
+    assert sorted(e.id for e in written) == sorted(e.id for e in examples)

@@ -163,3 +163,19 @@ def test_all_examples_too_long_is_refused_before_training(tiny_model, built, tmp
     with pytest.raises(TrainingDataError, match="longer than model.max_seq_length=16"):
         train(cfg, built, log=lambda m: None)
     assert not (tmp_path / "run" / "adapter").exists()
+
+
+def test_streaming_tokenization_agrees_with_the_in_memory_path(built, tokenizer, tmp_path):
+    from training.data import tokenize_file
+
+    examples = read_examples(built / "train.jsonl")
+    for overlong in ("skip", "truncate"):
+        rows, counts = encode_examples(examples, tokenizer, 384, overlong)
+        dataset, streamed = tokenize_file(
+            built / "train.jsonl", tokenizer, 384, overlong, tmp_path / overlong
+        )
+        assert streamed == counts
+        assert counts.get("skipped_overlong", 0) + counts.get("truncated", 0) > 0
+        assert dataset["input_ids"] == [r["input_ids"] for r in rows]
+        assert dataset["labels"] == [r["labels"] for r in rows]
+        assert dataset["length"] == [r["length"] for r in rows]
