@@ -25,14 +25,19 @@ from parallelner.version import PIPELINE_VERSION
 __all__ = ["synthesize_instances", "record_id_for", "build_record"]
 
 
-def record_id_for(instance_id: str, tgt_lang: str) -> str:
-    """Deterministic record id: the same instance and direction always get the same id."""
-    return f"{instance_id}>{tgt_lang}"
+def record_id_for(instance_id: str, tgt_lang: str, config_hash: str) -> str:
+    """Deterministic record id: instance, direction and the stage configuration.
+
+    A re-run with the same configuration gives the same ids (and commits nothing new); a
+    run with another model or prompt adds its own records beside the earlier ones, so
+    no reviewed row is ever overwritten by a re-synthesis.
+    """
+    return f"{instance_id}>{tgt_lang}#{config_hash[:8]}"
 
 
 def _failed(inst: Instance, tr: TranslationFailure, run_id: str, config_hash: str) -> ParallelRecord:
     return ParallelRecord(
-        record_id=record_id_for(inst.id, tr.tgt_lang),
+        record_id=record_id_for(inst.id, tr.tgt_lang, config_hash),
         instance_id=inst.id,
         run_id=run_id,
         source_dataset=inst.source_dataset,
@@ -78,7 +83,7 @@ async def build_record(
     if settings.translate.back_translate and text.strip():
         back = await back_translate(client, text, tr.tgt_lang, inst.lang, settings)
     draft = ParallelRecord(
-        record_id=record_id_for(inst.id, tr.tgt_lang),
+        record_id=record_id_for(inst.id, tr.tgt_lang, config_hash),
         instance_id=inst.id,
         run_id=run_id,
         source_dataset=inst.source_dataset,

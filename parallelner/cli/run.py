@@ -40,9 +40,9 @@ def run(
     runner: Annotated[str, typer.Option("--runner", help="Shard task runner: threads | dask.")
                       ] = "threads",
     workers: Annotated[int | None, typer.Option("--workers", help="Shards in parallel "
-                                                "[default 4].", min=1)] = None,
+                                                "\\[default 4].", min=1)] = None,
     shard_size: Annotated[int | None, typer.Option("--shard-size", help="Instances per shard "
-                                                   "[default 1000].", min=1)] = None,
+                                                   "\\[default 1000].", min=1)] = None,
     config: ConfigOption = None,
     home: HomeOption = None,
     llm_base_url: LLMBaseURLOption = None,
