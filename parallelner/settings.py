@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     )
 
     home: Path = Path(".parallelner")
+    # dataset store: SQL catalog URI (unset = SQLite <home>/catalog.db) and warehouse
+    # location (unset = <home>/warehouse; a path or a URI such as s3://bucket/prefix)
+    catalog_uri: SecretStr | None = None
+    warehouse: str | None = None
     # LLM (unset base URL = the embedded local model)
     llm_base_url: str | None = None
     llm_api_key: SecretStr | None = None
@@ -88,10 +92,6 @@ class Settings(BaseSettings):
     label_studio_url: str = "http://127.0.0.1:8080"
     label_studio_api_key: SecretStr | None = None
     label_studio_project: str = "ParallelNER review"
-    # dataset store: SQL catalog URI (unset = SQLite <home>/catalog.db) and warehouse
-    # location (unset = <home>/warehouse; a path or a URI such as s3://bucket/prefix)
-    catalog_uri: SecretStr | None = None
-    warehouse: str | None = None
     # pipeline
     shard_size: int = Field(default=1000, ge=1)
     workers: int = Field(default=4, ge=1)
