@@ -179,3 +179,20 @@ def test_streaming_tokenization_agrees_with_the_in_memory_path(built, tokenizer,
         assert dataset["input_ids"] == [r["input_ids"] for r in rows]
         assert dataset["labels"] == [r["labels"] for r in rows]
         assert dataset["length"] == [r["length"] for r in rows]
+
+
+def test_gradient_checkpointing_still_trains_the_adapter(tiny_model, built, tmp_path):
+    from safetensors.torch import load_file
+
+    from training.sft import train
+
+    cfg = tiny_config(
+        tiny_model,
+        tmp_path / "gc",
+        **{"train.gradient_checkpointing": True, "train.max_steps": 2, "train.save_steps": 100},
+    )
+    report = train(cfg, built, log=lambda m: None)
+    assert report["global_step"] == 2
+    weights = load_file(str(tmp_path / "gc" / "adapter" / "adapter_model.safetensors"))
+    lora_b = [t for name, t in weights.items() if "lora_B" in name]
+    assert lora_b and all(t.abs().sum() > 0 for t in lora_b)  # B starts at zero
