@@ -61,6 +61,6 @@ def deploy_all(work_pool: str, names: list[str] | None = None) -> list[str]:
         f = flow.from_source(source=str(REPO), entrypoint=ep)
         dep_id = f.deploy(name=name, work_pool_name=work_pool, description=desc,
                           parameters=params or None, build=False, push=False,
-                          print_next_steps=False)
+                          print_next_steps=False, ignore_warnings=True)
         ids.append(str(dep_id))
     return ids
