@@ -1,0 +1,62 @@
+"""Settings: precedence defaults < YAML < env < flags, secrets masked, clear errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from parallelner.errors import ConfigError
+from parallelner.settings import load_settings
+
+
+def test_precedence_yaml_env_flags(tmp_path, monkeypatch):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("llm_model: from-yaml\nllm_max_in_flight: 8\nquality:\n  min_chrf: 11\n")
+    assert load_settings(cfg).llm_model == "from-yaml"
+    monkeypatch.setenv("PARALLELNER_LLM_MODEL", "from-env")
+    monkeypatch.setenv("PARALLELNER_QUALITY__MIN_CHRF", "12")
+    s = load_settings(cfg)
+    assert (s.llm_model, s.llm_max_in_flight, s.quality.min_chrf) == ("from-env", 8, 12)
+    assert load_settings(cfg, llm_model="from-flag").llm_model == "from-flag"
+
+
+def test_bad_yaml_names_file_and_line(tmp_path):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("llm_model: a\n  bad: [\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml:\d+: not valid YAML"):
+        load_settings(cfg)
+
+
+def test_unknown_setting_and_wrong_type_are_one_clear_error(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("llm_modle: x\n")
+    with pytest.raises(ConfigError, match="llm_modle"):
+        load_settings(cfg)
+    with pytest.raises(ConfigError, match="llm_max_in_flight"):
+        load_settings(None, llm_max_in_flight=0)
+
+
+def test_stage_hash_ignores_concurrency_and_secrets(monkeypatch):
+    a = load_settings(None, llm_max_in_flight=4, workers=1)
+    monkeypatch.setenv("PARALLELNER_LLM_API_KEY", "sk-secret-123")
+    b = load_settings(None, llm_max_in_flight=256, workers=8)
+    assert a.stage_hash("translate") == b.stage_hash("translate")
+    assert a.stage_hash("translate") != load_settings(None, llm_model="other").stage_hash("translate")
+
+
+def test_config_show_masks_secrets(tmp_path):
+    env = {"PARALLELNER_LLM_API_KEY": "sk-very-secret-42",
+           "PARALLELNER_LABEL_STUDIO_API_KEY": "ls-token-777",
+           "PARALLELNER_CATALOG_URI": "postgresql://u:pw-999@h/db",
+           "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-m", "parallelner.cli", "config", "show", "--json"],
+                         env=env, capture_output=True, text=True, check=True)
+    assert "sk-very-secret-42" not in out.stdout + out.stderr
+    assert "ls-token-777" not in out.stdout + out.stderr
+    assert "pw-999" not in out.stdout + out.stderr
+    data = json.loads(out.stdout)
+    assert data["llm_api_key"] == "***"
+    assert data["label_studio_api_key"] == "***"
