@@ -149,7 +149,10 @@ class ReviewClient:
         """record_id -> task id of every task in the project."""
         out: dict[str, int] = {}
         with self._errors(f"listing the tasks of project {project_id}"):
-            for t in self._ls.tasks.list(project=project_id, fields="task_only", page_size=1000):
+            pages = self._ls.tasks.list(
+                project=project_id, fields="task_only", include="id,data", page_size=1000
+            )
+            for t in pages:
                 rid = (t.data or {}).get("record_id")
                 if rid is not None:
                     out.setdefault(str(rid), int(t.id))
