@@ -128,3 +128,18 @@ def test_config_command_prints_the_labeling_config(env) -> None:
     res = run("config", "--dataset", "cluener", env=env)
     assert res.returncode == 0 and '<Label value="GovernmentAgency"' in res.stdout
     fails_cleanly(run("config", "--dataset", "nope", env=env), "unknown dataset 'nope'", "unused")
+
+
+def test_records_file_mode_push_then_pull_writes_every_record(env, tmp_path, pud_records) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(r.model_dump_json() + "\n" for r in pud_records[:3]), encoding="utf-8")
+    pushed = run("push", "--records", str(src), "--json", env=env)
+    assert pushed.returncode == 0, pushed.stderr
+    assert json.loads(pushed.stdout)["imported"] == 3
+    out = tmp_path / "out.jsonl"
+    pulled = run("pull", "--records", str(src), "--out", str(out), "--json", env=env)
+    assert pulled.returncode == 0, pulled.stderr
+    assert json.loads(pulled.stdout)["pending"] == 3
+    assert out.read_text(encoding="utf-8") == src.read_text(encoding="utf-8")  # nothing reviewed
+    home = Path(env["PARALLELNER_HOME"])
+    assert not home.exists()  # file mode never touches the store

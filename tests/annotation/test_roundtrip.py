@@ -173,3 +173,14 @@ def test_pull_from_a_deleted_project_changes_nothing(
     client.http().projects.delete(pid)
     with pytest.raises(ReviewError, match="deleted, or never pushed"):
         pull(records, client, title)
+
+
+def test_personal_access_token_pushes_like_a_legacy_token(
+    client: ReviewClient, label_studio: LabelStudioServer, title: str, pud_records
+) -> None:
+    pat = client.http().tokens.create().token  # a JWT refresh token; the SDK refreshes it
+    assert pat.count(".") == 2 and pat != label_studio.token
+    with_pat = ReviewClient(label_studio.url, pat)
+    assert with_pat.whoami() == label_studio.user
+    assert push(pud_records[:2], with_pat, title)["imported"] == 2
+    assert push(pud_records[:2], client, title)["imported"] == 0  # same project, same tasks
