@@ -231,3 +231,31 @@ def test_duplicates_across_shards_are_marked_once_in_run_order(llm_server, tmp_p
     assert marked == sorted(f"{i.id}>zh" for i in copies)
     assert summary.reasons.get("duplicate") == 3
     assert sum(summary.counts.values()) == 23
+
+
+def test_api_key_reaches_the_server_and_nothing_else(prefect_harness, llm_server, tmp_path,
+                                                     monkeypatch):
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    secret = "sk-flowtest-" + "9f3a" * 8
+    monkeypatch.setenv("PARALLELNER_LLM_API_KEY", secret)
+    home = tmp_path / "home"
+    state = synthesize(sources=[str(WIKINEURAL_SAMPLE)], tgt_lang="zh",
+                       config=_config(home, llm_server), output_dir=str(tmp_path / "out"),
+                       return_state=True)
+    assert state.is_completed()
+    assert {r["authorization"] for r in llm_server.requests} == {f"Bearer {secret}"}
+
+    run_id = state.state_details.flow_run_id
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(
+            any_=[run_id])))
+        flow_run = client.read_flow_run(run_id)
+    assert logs  # the run logged through Prefect's run logger
+    assert not [log.message for log in logs if secret in log.message]
+    assert secret not in json.dumps(flow_run.parameters)
+    assert not [a.key for a in _artifacts(run_id).values() if secret in str(a.data)]
+    # rows, shards, reports, the reply cache, Prefect's persisted results: not a byte
+    leaked = [p for p in [*home.rglob("*"), *(tmp_path / "out").rglob("*")]
+              if p.is_file() and secret.encode() in p.read_bytes()]
+    assert leaked == []
