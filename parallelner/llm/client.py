@@ -466,7 +466,6 @@ class LLMClient:
         failure: _Failure | None = None
         for attempt in range(self.max_retries + 1):
             retry_after: float | None = None
-            failure = None
             async with self._sem:
                 self.usage.requests += 1
                 t0 = time.perf_counter()
@@ -517,11 +516,11 @@ class LLMClient:
                     )
                     self.usage.prompt_tokens += reply.prompt_tokens
                     self.usage.completion_tokens += reply.completion_tokens
-            if failure is None:
-                # the slot is free again; the reply is returned once it is on disk
-                if self._cache is not None:
-                    await self._cache.aput(key, str(body["model"]), prompt_version, reply)
-                return _Reply(reply.content, reply.finish_reason, cached=False)
+                    # the slot is held until the reply is on disk, so what a SIGKILL can
+                    # lose is bounded by max_in_flight (the write itself is off the loop)
+                    if self._cache is not None:
+                        await self._cache.aput(key, str(body["model"]), prompt_version, reply)
+                    return _Reply(reply.content, reply.finish_reason, cached=False)
             if attempt == self.max_retries:
                 break
             self.usage.retries += 1
