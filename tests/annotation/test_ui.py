@@ -5,7 +5,6 @@ offsets pull expects, with an emoji and a CJK Extension B character before the s
 from __future__ import annotations
 
 import json
-import time
 import uuid
 
 from annotation.client import ReviewClient
@@ -42,23 +41,28 @@ def test_labeling_page_draws_and_records_code_point_spans(
     task_id = client.task_record_ids(pid)[record.record_id]
     with labeling_page(label_studio.url, label_studio.user, label_studio.password,
                        pid, task_id) as page:  # fmt: skip
-        drawn = page.js(
+        highlights = (
             "[...document.querySelectorAll('.lsf-richtext__container .htx-highlight')]"
             ".map(e => e.textContent)"
         )
+        # the page draws regions after the text: wait for all of them (slow under load)
+        page.wait_for(f"{highlights}.length >= {len(record.tgt_entities)}", 120)
+        drawn = page.js(highlights)
         # every projected span is highlighted on exactly its own characters
         assert sorted(drawn) == sorted(e.text for e in record.tgt_entities)
 
         target = record.tgt_entities[0]
-        page.js("[...document.querySelectorAll('.lsf-label')]"
-                ".find(e => e.textContent.startsWith('Organization')).click()")  # fmt: skip
+        label = ("[...document.querySelectorAll('.lsf-label')]"
+                 ".find(e => e.textContent.startsWith('Organization'))")  # fmt: skip
+        page.wait_for(f"!!{label}", 60)
+        page.js(f"{label}.click()")
+        page.wait_for(f"{label}.className.includes('selected')", 30)
         selected = page.js(SELECT % {"anchor": json.dumps(record.tgt_text[-6:]),
                                      "needle": json.dumps(target.text)})  # fmt: skip
         assert selected == target.text
-        time.sleep(1)
-        result = json.loads(page.js(
-            "JSON.stringify(window.Htx.annotationStore.selected.serializeAnnotation())"
-        ))  # fmt: skip
+        serialized = "JSON.stringify(window.Htx.annotationStore.selected.serializeAnnotation())"
+        page.wait_for(f'{serialized}.includes(\'"origin":"manual"\')', 60)
+        result = json.loads(page.js(serialized))
     manual = [r for r in result if r.get("origin") == "manual"]
     assert len(manual) == 1
     value = manual[0]["value"]
