@@ -44,6 +44,7 @@ def apply_export(
          "skipped", "invalid", "unknown_tasks", "not_reviewable"), 0)  # fmt: skip
     problems: list[str] = []
     agreements: list[float] = []
+    span_agreements: list[float] = []
     seen: set[str] = set()
     for task in export:
         counts["tasks"] += 1
@@ -76,6 +77,8 @@ def apply_export(
             continue
         if len(outcome.voters) > 1:
             agreements.append(outcome.agreement)
+        if outcome.span_agreement is not None:
+            span_agreements.append(outcome.span_agreement)
         new, why = apply_review(record, outcome, predicted_spans(task))
         if why:
             counts["invalid"] += 1
@@ -100,6 +103,10 @@ def apply_export(
             "tasks_with_several_annotators": len(agreements),
             "mean": round(sum(agreements) / len(agreements), 4) if agreements else None,
             "disagreements": sum(a < 1.0 for a in agreements),
+            "tasks_with_several_accepts": len(span_agreements),
+            "span_mean": (
+                round(sum(span_agreements) / len(span_agreements), 4) if span_agreements else None
+            ),
         },
         "audit": {
             "reviewed": len(audited),

@@ -193,6 +193,7 @@ class Outcome:
     voters: tuple[Vote, ...]
     agreement: float  # share of votes that agree with the decision
     reasons: tuple[Reason, ...] = field(default=())
+    span_agreement: float | None = None  # mean pairwise Jaccard of accepting voters' spans
 
 
 def _annotator(ann: Mapping[str, Any], users: Mapping[int, str]) -> str:
@@ -297,7 +298,17 @@ def decide(votes: Sequence[Vote]) -> Outcome | None:
         voters=tuple(valid),
         agreement=len(winners) / len(valid),
         reasons=reasons,
+        span_agreement=_span_agreement([v for v in valid if v.decision == ACCEPT]),
     )
+
+
+def _span_agreement(votes: Sequence[Vote]) -> float | None:
+    """Mean pairwise Jaccard overlap of (start, end, class) sets; None below two votes."""
+    sets = [{(s.start, s.end, s.cls) for s in v.spans} for v in votes]
+    pairs = [(a, b) for i, a in enumerate(sets) for b in sets[i + 1 :]]
+    if not pairs:
+        return None
+    return sum(len(a & b) / len(a | b) if a | b else 1.0 for a, b in pairs) / len(pairs)
 
 
 def _source_index(span: Span, record: ParallelRecord, taken: set[int]) -> int:
