@@ -176,3 +176,18 @@ def test_summary_table_counts_methods_and_reasons(tmp_path, monkeypatch, capsys)
     assert code == 0
     assert "placed: exact" in stdout and "reason: not_found" in stdout
     assert "196" in stdout
+
+
+def test_source_index_refers_to_the_input_order_of_unsorted_entities(tmp_path, monkeypatch, capsys):
+    d = with_(ES28, source__entities=list(reversed(ES28["source"]["entities"])))
+    d["source"]["entities"][0]["label"] = "NATION"  # the last "Indonesia", now listed first
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps(d) + "\n", encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    code, _, err = cli(monkeypatch, capsys, "project", src, "-o", out, "--llm", "none")
+    assert code == 0, err
+    row = json.loads(out.read_text(encoding="utf-8"))
+    got = {e["source_index"]: (e["start"], e["text"]) for e in row["target"]["entities"]}
+    assert got == {1: (231, "Parlamento"), 2: (175, "Indonesia"), 3: (44, "Parlamento")}
+    assert [(u["source_index"], u["reason"]) for u in row["unprojected"]] == [(0, "unknown_label")]
+    assert row["source"] == d["source"]  # carried through untouched
