@@ -181,6 +181,16 @@ def inspect(
     Repaired: an I- tag after O or another type starts a new entity (conlleval reading).
 
     Exit 0 when the file was read, even with quarantined lines; 2 when --strict stops or the file cannot be read.
+
+    Examples:
+
+      parallelner inspect data/sources/wikineural-en-val.conllu
+
+      parallelner inspect data/sources/cluener-train.json --json
+
+      parallelner inspect corpus.iob --scheme bioes --token-col 0 --tag-col 3 --strict
+
+      parallelner inspect pairs.jsonl --dataset conll -q quarantine.jsonl
     """
     opts: dict[str, Any] = {}
     fmt = format.value if format is not None else None

@@ -10,7 +10,7 @@ import typer
 from pydantic import ValidationError
 
 from parallelner.cli._common import ConfigOption, JsonOption, console, print_json, settings_from
-from parallelner.errors import InputError
+from parallelner.errors import ConfigError, InputError
 from parallelner.reasons import Reason
 from parallelner.records import ParallelRecord
 
@@ -39,8 +39,10 @@ def _validation_detail(exc: ValidationError) -> str:
 
 def _read_records(path: Path) -> Iterator[ParallelRecord]:
     """ParallelRecords from .parquet or .jsonl; bad input -> InputError(file:line)."""
+    if path.is_dir():
+        raise InputError(str(path), None, Reason.UNREADABLE_FILE, "is a directory, not a file")
     if not path.is_file():
-        raise InputError(str(path), None, Reason.MALFORMED_LINE, "no such file")
+        raise InputError(str(path), None, Reason.UNREADABLE_FILE, "no such file")
     if path.suffix == ".parquet":
         return iter(_read_parquet(path))
     if path.suffix == ".jsonl":
@@ -67,39 +69,58 @@ def _read_parquet(path: Path) -> list[ParallelRecord]:
 
 
 def _iter_jsonl(path: Path) -> Iterator[ParallelRecord]:
-    with open(path, encoding="utf-8", errors="strict") as fh:
-        number = 0
-        try:
-            for number, line in enumerate(fh, start=1):  # noqa: B007 - used in errors
-                if not line.strip():
-                    continue
-                try:
-                    yield ParallelRecord.model_validate_json(line)
-                except ValidationError as exc:
-                    reason = (
-                        Reason.INVALID_JSON
-                        if exc.errors()[0]["type"] == "json_invalid"
-                        else Reason.MALFORMED_LINE
-                    )
-                    raise InputError(str(path), number, reason, _validation_detail(exc)) from None
-        except UnicodeDecodeError:
-            raise InputError(str(path), number + 1, Reason.INVALID_UTF8, "not UTF-8") from None
+    # binary lines, decoded one by one: a bad byte is reported at its own line (a text
+    # file object decodes 8 KiB at a time and would name an earlier line)
+    with open(path, "rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InputError(
+                    str(path),
+                    number,
+                    Reason.INVALID_UTF8,
+                    f"not UTF-8 (byte 0x{raw[exc.start]:02x} at byte {exc.start + 1} of the line)",
+                ) from None
+            if not line.strip():
+                continue
+            try:
+                yield ParallelRecord.model_validate_json(line)
+            except ValidationError as exc:
+                reason = (
+                    Reason.INVALID_JSON
+                    if exc.errors()[0]["type"] == "json_invalid"
+                    else Reason.MALFORMED_LINE
+                )
+                raise InputError(str(path), number, reason, _validation_detail(exc)) from None
 
 
 def _write_records(records: list[ParallelRecord], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
+    """Write ``records`` atomically (temporary file, then rename) as .parquet or .jsonl."""
+    from parallelner.writers.base import open_temp_beside
 
-        from parallelner.records import records_to_table
+    fd, tmp = open_temp_beside(path)
+    try:
+        if path.suffix == ".parquet":
+            import os
 
-        pq.write_table(records_to_table(records), tmp)
-    else:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            for r in records:
-                fh.write(r.model_dump_json() + "\n")
-    tmp.replace(path)
+            import pyarrow.parquet as pq
+
+            from parallelner.records import records_to_table
+
+            os.close(fd)
+            pq.write_table(records_to_table(records), tmp)
+        else:
+            with open(fd, "w", encoding="utf-8") as fh:
+                for r in records:
+                    fh.write(r.model_dump_json() + "\n")
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise ConfigError(f"{path}: cannot write: {exc.strerror or exc}") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 @quality_app.command("report")
@@ -122,6 +143,8 @@ def report(
     Counts by status (they add up to the number of records) and by reason, score
     distributions as a PNG, a markdown summary, and, once reviewers answered the audit
     sample, the precision of `accepted` with a 95% Wilson interval.
+
+    Example: parallelner quality report assessed.parquet -o report/
     """
     from parallelner.quality.report import write_report
 
@@ -159,6 +182,10 @@ def assess(
     Every input record comes out exactly once, with its status, reasons and scores;
     failed and human-reviewed records are kept unchanged. Thresholds: the `quality`
     section of the settings (`parallelner config show`).
+
+    Example: parallelner quality assess drafts.jsonl -o assessed.parquet --config run.yaml
+
+    Exit 2 with one `file:line: fault` line when an input line is not a ParallelRecord.
     """
     from collections import Counter
 

@@ -38,7 +38,10 @@ class ExportFormat(StrEnum):
 
 @snapshot_app.command("list")
 def list_(config: ConfigOption = None, home: HomeOption = None, json_: JsonOption = False) -> None:
-    """List every snapshot, oldest first: id, time, run, records, tags."""
+    """List every snapshot, oldest first: id, time, run, records, tags.
+
+    Example: parallelner snapshot list --home ./.parallelner --json
+    """
     from parallelner.store import list_snapshots
 
     snaps = list_snapshots(settings_from(config, home=home))
@@ -75,7 +78,10 @@ def _print_stats(stats: dict[str, Any]) -> None:
 def show(
     name: NameArg, config: ConfigOption = None, home: HomeOption = None, json_: JsonOption = False
 ) -> None:
-    """Describe a tag or snapshot: its release note (counts, acceptance, provenance)."""
+    """Describe a tag or snapshot: its release note (counts, acceptance, provenance).
+
+    Example: parallelner snapshot show v1.0
+    """
     from parallelner.store import show as show_snapshot
 
     note = show_snapshot(name, settings=settings_from(config, home=home))
@@ -101,7 +107,10 @@ def diff(
     home: HomeOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """What changed from A to B: records added, removed, changed, and status moves."""
+    """What changed from A to B: records added, removed, changed, and status moves.
+
+    Example: parallelner snapshot diff v1.0 main
+    """
     from parallelner.store import diff_snapshots
 
     d = diff_snapshots(a, b, settings=settings_from(config, home=home))
@@ -140,7 +149,12 @@ def tag(
     home: HomeOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """Release a snapshot under an immutable NAME, with a release note."""
+    """Release a snapshot under an immutable NAME, with a release note.
+
+    Example: parallelner snapshot tag v1.0 --snapshot 4049008512816243212
+
+    An existing tag is never moved or reused: tagging it again exits 2 with one line.
+    """
     from parallelner.store import create_tag
 
     note = create_tag(name, snapshot, settings=settings_from(config, home=home))
@@ -177,7 +191,12 @@ def export(
     home: HomeOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """Export a snapshot: data files, dataset card README.md, metadata.json, SHA256SUMS."""
+    """Export a snapshot: data files, dataset card README.md, metadata.json, SHA256SUMS.
+
+    Example: parallelner snapshot export v1.0 out/v1.0 --status accepted,reviewed_accepted --format jsonl
+
+    Nothing is half-written: the files are verified, then the directory is moved into place.
+    """
     from parallelner.store import export_snapshot
 
     meta = export_snapshot(
@@ -198,7 +217,12 @@ def verify(
     directory: Annotated[Path, typer.Argument(help="An export directory.", show_default=False)],
     json_: JsonOption = False,
 ) -> None:
-    """Check an export's files against its SHA256SUMS (missing or changed files fail)."""
+    """Check an export's files against its SHA256SUMS (missing or changed files fail).
+
+    Example: parallelner snapshot verify out/v1.0
+
+    Exit 0 when every file matches; 2 with one line naming each missing or changed file.
+    """
     from parallelner.store import verify_export
 
     result = verify_export(directory)

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from parallelner.errors import ConfigError
 from parallelner.quality.decide import REJECT_REASONS, REVIEW_REASONS
 from parallelner.reasons import Reason, Status
 from parallelner.records import ParallelRecord
@@ -297,7 +298,16 @@ def write_report(
     Pass ``quality`` (the settings the run used) to record its thresholds in the report.
     """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(
+            f"{out_dir}: exists and is not a directory; give a directory for the report"
+        )
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file of that name, or no permission: a user's mistake
+        raise ConfigError(
+            f"{out_dir}: cannot create the report directory ({exc.strerror})"
+        ) from None
     report, values = summarize(records)
     if quality is not None:
         report.thresholds = thresholds_signature(quality)

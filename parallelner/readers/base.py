@@ -42,6 +42,10 @@ __all__ = [
     "detect_format",
     "label_set",
     "iter_lines",
+    "iter_json_lines",
+    "BadRecord",
+    "is_int",
+    "record_text",
 ]
 
 FORMATS = ("conll", "wikineural", "cluener", "jsonl", "parquet")
@@ -247,6 +251,57 @@ def invalid_utf8_detail(raw: bytes) -> str:
     return "invalid UTF-8"
 
 
+class BadRecord(Exception):
+    """A decoded record that cannot become an Instance (reason + detail)."""
+
+    def __init__(self, reason: Reason, detail: str):
+        super().__init__(detail)
+        self.reason, self.detail = reason, detail
+
+
+def is_int(v: object) -> bool:
+    """True for a JSON integer (``bool`` is not one)."""
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def record_text(obj: object) -> tuple[dict[str, Any], str]:
+    """``(obj, its non-empty text)`` for a decoded JSON object; raises BadRecord otherwise."""
+    if not isinstance(obj, dict):
+        raise BadRecord(
+            Reason.MALFORMED_LINE, f"expected a JSON object, found {type(obj).__name__}"
+        )
+    text = obj.get("text")
+    if not isinstance(text, str):
+        raise BadRecord(Reason.MALFORMED_LINE, 'missing or non-string "text"')
+    if not text.strip():
+        raise BadRecord(Reason.EMPTY_SENTENCE, 'empty sentence: "text" is empty')
+    return obj, text
+
+
+def iter_json_lines(source: Source) -> Iterator[tuple[int, str, Any] | Quarantined]:
+    """Yield ``(line number, line, decoded JSON)`` per non-blank line of a JSON-lines file.
+
+    A line that is not UTF-8 or not JSON comes out as a Quarantined event instead.
+    """
+    for lineno, line, raw in iter_lines(source.path):
+        if line is None:
+            yield source.quarantine(
+                lineno,
+                Reason.INVALID_UTF8,
+                invalid_utf8_detail(raw),
+                raw.decode("utf-8", errors="backslashreplace"),
+            )
+            continue
+        if not line.strip():
+            continue
+        try:
+            yield lineno, line, json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield source.quarantine(
+                lineno, Reason.INVALID_JSON, f"invalid JSON ({exc.msg}, column {exc.colno})", line
+            )
+
+
 _EXTENSIONS = {
     ".parquet": "parquet",
     ".pq": "parquet",
@@ -262,6 +317,9 @@ _EXTENSIONS = {
 def detect_format(path: str | Path) -> str:
     """Guess the format of ``path``: Parquet magic, then the first data line, then the extension.
 
+    A ``.parquet`` / ``.pq`` name without the magic is still read as Parquet, so that the
+    error says the file is not readable Parquet rather than quarantining its lines.
+
     A JSON line with ``label`` is CLUENER, with ``entities`` span JSONL; a tab-separated
     ``index<TAB>token<TAB>tag`` line is WikiNEuRal; other column lines are CoNLL.
     Raises InputError when the file cannot be read, ConfigError when nothing tells.
@@ -275,6 +333,8 @@ def detect_format(path: str | Path) -> str:
         raise InputError(
             str(path), None, Reason.UNREADABLE_FILE, f"cannot read: {exc.strerror}"
         ) from None
+    if _EXTENSIONS.get(path.suffix.lower()) == "parquet":
+        return "parquet"  # named Parquet but no magic: the Parquet reader says what is wrong
     for n, (_, text, _) in enumerate(iter_lines(path)):
         if n > 200:
             break

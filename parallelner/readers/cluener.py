@@ -10,70 +10,62 @@ Instance ids are ``<dataset>-<file stem>-<line number>``; lang defaults to ``zh`
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 
-from parallelner.readers.base import ReadEvent, Source, invalid_utf8_detail, iter_lines
+from parallelner.readers.base import (
+    BadRecord,
+    Quarantined,
+    ReadEvent,
+    Source,
+    is_int,
+    iter_json_lines,
+    record_text,
+)
 from parallelner.reasons import Reason
 from parallelner.records import Entity, Instance
 
 __all__ = ["read_cluener", "parse_cluener_line"]
 
 
-class _Bad(Exception):
-    def __init__(self, reason: Reason, detail: str):
-        self.reason, self.detail = reason, detail
-
-
-def _is_int(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 def parse_cluener_line(obj: object, labels: frozenset[str]) -> tuple[str, list[Entity]]:
-    """One decoded CLUENER object -> (text, entities); raises ``_Bad`` with reason and detail."""
-    if not isinstance(obj, dict):
-        raise _Bad(Reason.MALFORMED_LINE, f"expected a JSON object, found {type(obj).__name__}")
-    text = obj.get("text")
-    if not isinstance(text, str):
-        raise _Bad(Reason.MALFORMED_LINE, 'missing or non-string "text"')
-    if not text.strip():
-        raise _Bad(Reason.EMPTY_SENTENCE, 'empty sentence: "text" is empty')
-    label = obj.get("label", {})
+    """One decoded CLUENER object -> (text, entities); raises ``BadRecord`` with reason and detail."""
+    record, text = record_text(obj)
+    label = record.get("label", {})
     if label is None:
         label = {}
     if not isinstance(label, dict):
-        raise _Bad(
+        raise BadRecord(
             Reason.MALFORMED_LINE,
             '"label" must be an object: type -> mention -> list of (start, end) pairs',
         )
     entities = []
     for typ, mentions in label.items():
         if typ not in labels:
-            raise _Bad(
+            raise BadRecord(
                 Reason.UNKNOWN_LABEL, f"unknown label {typ!r} (known: {', '.join(sorted(labels))})"
             )
         if not isinstance(mentions, dict):
-            raise _Bad(
+            raise BadRecord(
                 Reason.MALFORMED_LINE,
                 f'"label.{typ}" must be an object: mention -> list of (start, end) pairs',
             )
         for mention, spans in mentions.items():
             if not isinstance(spans, list) or not all(
-                isinstance(sp, list) and len(sp) == 2 and _is_int(sp[0]) and _is_int(sp[1])
+                isinstance(sp, list) and len(sp) == 2 and is_int(sp[0]) and is_int(sp[1])
                 for sp in spans
             ):
-                raise _Bad(
+                raise BadRecord(
                     Reason.MALFORMED_LINE,
                     f"spans of {typ} {mention!r} must be a list of (start, end) integer pairs",
                 )
             for start, end in spans:
                 if start < 0 or end < start or end >= len(text):
-                    raise _Bad(
+                    raise BadRecord(
                         Reason.OFFSET_OUT_OF_RANGE,
                         f"{typ} {mention!r} span [{start}, {end}] (end inclusive) is outside the text (length {len(text)})",
                     )
                 if text[start : end + 1] != mention:
-                    raise _Bad(
+                    raise BadRecord(
                         Reason.MENTION_MISMATCH,
                         f"{typ} {mention!r} span [{start}, {end}] reads {text[start : end + 1]!r} in the text",
                     )
@@ -86,27 +78,14 @@ def read_cluener(source: Source) -> Iterator[ReadEvent]:
     lang = source.lang or "zh"
     dataset = source.dataset or "cluener"
     labels = source.labels(dataset)
-    for lineno, line, raw in iter_lines(source.path):
-        if line is None:
-            yield source.quarantine(
-                lineno,
-                Reason.INVALID_UTF8,
-                invalid_utf8_detail(raw),
-                raw.decode("utf-8", errors="backslashreplace"),
-            )
+    for item in iter_json_lines(source):
+        if isinstance(item, Quarantined):
+            yield item
             continue
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield source.quarantine(
-                lineno, Reason.INVALID_JSON, f"invalid JSON ({exc.msg}, column {exc.colno})", line
-            )
-            continue
+        lineno, line, obj = item
         try:
             text, entities = parse_cluener_line(obj, labels)
-        except _Bad as bad:
+        except BadRecord as bad:
             yield source.quarantine(lineno, bad.reason, bad.detail, line)
             continue
         yield Instance(

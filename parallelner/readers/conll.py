@@ -73,30 +73,27 @@ def decode_tags(
             chunks.append((start, end, typ))
             start = None
 
+    def unclosed(i: int, prev: str, tag: str) -> None:
+        # BIOES: the open entity should have ended with E-; close it and say so
+        if bioes and start is not None:
+            repairs.append(
+                (
+                    i,
+                    Reason.UNCLOSED_ENTITY,
+                    f"{prev} is followed by {tag}, not E-{typ}; entity closed",
+                )
+            )
+
     for i, tag in enumerate(tags):
         prev = tags[i - 1] if i else "O"
         if tag == "O":
-            if bioes and start is not None:
-                repairs.append(
-                    (
-                        i,
-                        Reason.UNCLOSED_ENTITY,
-                        f"{prev} is followed by O, not E-{typ}; entity closed",
-                    )
-                )
+            unclosed(i, prev, tag)
             close(i - 1)
             continue
         prefix, label = tag[0], tag[2:]
         continuing = start is not None and typ == label
         if prefix == "B" or prefix == "S":
-            if bioes and start is not None:
-                repairs.append(
-                    (
-                        i,
-                        Reason.UNCLOSED_ENTITY,
-                        f"{prev} is followed by {tag}, not E-{typ}; entity closed",
-                    )
-                )
+            unclosed(i, prev, tag)
             close(i - 1)
             start, typ = i, label
             if prefix == "S":
@@ -111,14 +108,7 @@ def decode_tags(
                             f"{tag} follows {prev}, not B-{label}; read as the start of a new entity",
                         )
                     )
-                if bioes and start is not None:
-                    repairs.append(
-                        (
-                            i,
-                            Reason.UNCLOSED_ENTITY,
-                            f"{prev} is followed by {tag}, not E-{typ}; entity closed",
-                        )
-                    )
+                unclosed(i, prev, tag)
                 close(i - 1)
                 start, typ = i, label
             if prefix == "E":

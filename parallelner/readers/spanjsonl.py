@@ -15,28 +15,23 @@ Other top-level keys are ignored.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
 from parallelner.errors import ConfigError
-from parallelner.readers.base import ReadEvent, Source, invalid_utf8_detail, iter_lines
+from parallelner.readers.base import (
+    BadRecord,
+    Quarantined,
+    ReadEvent,
+    Source,
+    is_int,
+    iter_json_lines,
+    record_text,
+)
 from parallelner.reasons import Reason
 from parallelner.records import Entity, Instance
 
 __all__ = ["read_span_jsonl", "instance_from_dict", "BadRecord"]
-
-
-class BadRecord(Exception):
-    """A span record that cannot become an Instance (reason + detail)."""
-
-    def __init__(self, reason: Reason, detail: str):
-        super().__init__(detail)
-        self.reason, self.detail = reason, detail
-
-
-def _is_int(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def instance_from_dict(obj: Any, source: Source, line: int) -> Instance:
@@ -44,18 +39,12 @@ def instance_from_dict(obj: Any, source: Source, line: int) -> Instance:
 
     ``line`` (1-based line or row) names the instance when the record has no id.
     """
-    if not isinstance(obj, dict):
-        raise BadRecord(
-            Reason.MALFORMED_LINE, f"expected a JSON object, found {type(obj).__name__}"
-        )
-    text = obj.get("text")
-    if not isinstance(text, str):
-        raise BadRecord(Reason.MALFORMED_LINE, 'missing or non-string "text"')
-    if not text.strip():
-        raise BadRecord(Reason.EMPTY_SENTENCE, 'empty sentence: "text" is empty')
+    obj, text = record_text(obj)
     lang = obj.get("lang") or source.lang
-    if not isinstance(lang, str) or not lang:
+    if not lang:
         raise BadRecord(Reason.MALFORMED_LINE, 'no "lang" in the record and no --lang given')
+    if not isinstance(lang, str):
+        raise BadRecord(Reason.MALFORMED_LINE, f'"lang" must be a string, found {lang!r}')
     dataset = obj.get("source_dataset") or source.dataset or ""
     if not isinstance(dataset, str):
         raise BadRecord(Reason.MALFORMED_LINE, '"source_dataset" must be a string')
@@ -77,8 +66,8 @@ def instance_from_dict(obj: Any, source: Source, line: int) -> Instance:
     for k, ent in enumerate(raw_entities):
         if (
             not isinstance(ent, dict)
-            or not _is_int(ent.get("start"))
-            or not _is_int(ent.get("end"))
+            or not is_int(ent.get("start"))
+            or not is_int(ent.get("end"))
             or not isinstance(ent.get("label"), str)
         ):
             raise BadRecord(
@@ -109,24 +98,11 @@ def instance_from_dict(obj: Any, source: Source, line: int) -> Instance:
 def read_span_jsonl(source: Source) -> Iterator[ReadEvent]:
     """Stream the events of a span JSONL file."""
     seen: set[str] = set()  # instance ids only: small next to the instances themselves
-    for lineno, line, raw in iter_lines(source.path):
-        if line is None:
-            yield source.quarantine(
-                lineno,
-                Reason.INVALID_UTF8,
-                invalid_utf8_detail(raw),
-                raw.decode("utf-8", errors="backslashreplace"),
-            )
+    for item in iter_json_lines(source):
+        if isinstance(item, Quarantined):
+            yield item
             continue
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield source.quarantine(
-                lineno, Reason.INVALID_JSON, f"invalid JSON ({exc.msg}, column {exc.colno})", line
-            )
-            continue
+        lineno, line, obj = item
         try:
             inst = instance_from_dict(obj, source, lineno)
         except BadRecord as bad:

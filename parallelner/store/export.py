@@ -128,8 +128,11 @@ def export_snapshot(
             {"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in arrow_schema()
         ],
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    except OSError as exc:
+        raise StoreError(f"{out}: cannot write the export here ({exc.strerror})") from None
     try:
         files = _write_data(rows, tmp, fmt)
         meta["files"] = files
@@ -139,7 +142,7 @@ def export_snapshot(
         (tmp / "README.md").write_text(_card(meta, rows), "utf-8")
         _write_checksums(tmp)
         verify_export(tmp)
-        if read_export(tmp).num_rows != rows.num_rows:
+        if read_export(tmp, verify=False).num_rows != rows.num_rows:
             raise StoreError(f"{out}: export read back a different number of rows")
         _check_target(out)  # still new or empty: nobody wrote there meanwhile
         tmp.chmod(0o755)  # mkdtemp made it private; an export is meant to be shared
@@ -226,10 +229,21 @@ def verify_export(directory: str | Path) -> dict[str, Any]:
     return {"directory": str(root), "files": len(listed), "ok": True}
 
 
-def read_export(directory: str | Path) -> pa.Table:
-    """Read an export's rows back as a pyarrow Table with the record schema."""
+def read_export(directory: str | Path, *, verify: bool = True) -> pa.Table:
+    """Read an export's rows back as a pyarrow Table with the record schema.
+
+    ``verify`` (default) first checks every file against SHA256SUMS (``verify_export``),
+    so a tampered or missing data file is a StoreError naming it, never a wrong table.
+    """
     root = Path(directory)
-    meta = json.loads((root / "metadata.json").read_text("utf-8"))
+    if verify:
+        verify_export(root)
+    try:
+        meta = json.loads((root / "metadata.json").read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise StoreError(
+            f"{root / 'metadata.json'}: not a readable export metadata file ({exc})"
+        ) from None
     parts = []
     for name in meta["files"]:
         if meta["format"] == "parquet":

@@ -7,7 +7,25 @@ import tempfile
 from pathlib import Path
 from typing import IO, Self
 
-__all__ = ["AtomicTextWriter"]
+from parallelner.errors import ConfigError
+
+__all__ = ["AtomicTextWriter", "open_temp_beside"]
+
+
+def open_temp_beside(path: Path) -> tuple[int, Path]:
+    """Create ``path``'s folder and a temporary file next to it; returns ``(fd, temp path)``.
+
+    Raises ConfigError (``path: cannot write: ...``) when ``path`` is a directory or its
+    folder cannot be created or written, before anything is read or written.
+    """
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory; give a file name to write")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot write: {exc.strerror or exc}") from None
+    return fd, Path(tmp)
 
 
 class AtomicTextWriter:
@@ -19,11 +37,7 @@ class AtomicTextWriter:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
-        )
-        self._tmp = Path(tmp)
+        fd, self._tmp = open_temp_beside(self.path)
         self._fh: IO[str] = os.fdopen(fd, "w", encoding="utf-8", newline="\n")
         self.count = 0
 
@@ -38,7 +52,11 @@ class AtomicTextWriter:
         if self._fh.closed:
             return
         self._fh.close()
-        os.replace(self._tmp, self.path)
+        try:
+            os.replace(self._tmp, self.path)
+        except OSError as exc:  # e.g. a directory appeared at ``path`` meanwhile
+            self._tmp.unlink(missing_ok=True)
+            raise ConfigError(f"{self.path}: cannot write: {exc.strerror or exc}") from None
 
     def abort(self) -> None:
         """Drop what was written."""

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
 from parallelner.records import Instance, arrow_schema, records_to_table
+from parallelner.writers.base import open_temp_beside
 
 __all__ = ["write_parquet"]
 
@@ -19,8 +19,7 @@ def write_parquet(
 ) -> int:
     """Stream ``instances`` into a Parquet file (atomic: temp file, then rename); returns the count."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = open_temp_beside(path)
     os.close(fd)
     count = 0
     try:
@@ -37,6 +36,6 @@ def write_parquet(
                 count += len(batch)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return count

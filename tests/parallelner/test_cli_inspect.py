@@ -79,8 +79,21 @@ def test_inspect_unreadable_file_exits_2_with_one_line():
     assert "no/such/file.conllu: cannot read: No such file or directory" in res.stderr
 
 
+@pytest.mark.parametrize("where", ["a-directory", "a-file/q.jsonl"])
+def test_inspect_quarantine_path_that_cannot_be_written_is_one_line(tmp_path, where):
+    (tmp_path / "a-directory").mkdir()
+    (tmp_path / "a-file").write_text("x", encoding="utf-8")
+    res = run(str(BAD / "mention-mismatch.json"), "--quarantine", str(tmp_path / where))
+    assert res.returncode == 2
+    assert "Traceback" not in res.stderr
+    (msg,) = res.stderr.strip().splitlines()
+    assert f"{tmp_path / where}: " in msg
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
 def test_inspect_help_explains_formats_and_exit_codes():
     res = run("--help")
     assert res.returncode == 0
     for word in ("--format", "--strict", "--quarantine", "--json", "wikineural", "Exit 0"):
         assert word in res.stdout
+    assert "parallelner inspect data/sources/wikineural-en-val.conllu" in res.stdout  # an example

@@ -129,6 +129,37 @@ def test_cli_bad_input_is_one_line_with_file_and_line(tmp_path):
     assert res.returncode == 2 and "no such file" in res.stderr
 
 
+def test_cli_invalid_utf8_is_reported_at_its_own_line(tmp_path):
+    # far enough down that a text-mode reader (8 KiB chunks) would name an earlier line
+    lines = [r.model_dump_json() for r in read_projection_drafts(DATA / "pud-en-zh.jsonl")][:40]
+    bad = tmp_path / "bad.jsonl"
+    raw = [line.encode("utf-8") for line in lines]
+    raw[34] = raw[34][:20] + b"\xff" + raw[34][20:]
+    bad.write_bytes(b"\n".join(raw) + b"\n")
+    res = run("assess", str(bad), "-o", str(tmp_path / "out.jsonl"))
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert f"{bad}:35: not UTF-8 (byte 0xff at byte 21 of the line)" in res.stderr
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_cli_output_that_cannot_be_written_is_one_line(tmp_path):
+    drafts = tmp_path / "drafts.jsonl"
+    first = next(read_projection_drafts(DATA / "pud-en-zh.jsonl"))
+    drafts.write_text(first.model_dump_json() + "\n", encoding="utf-8")
+    (tmp_path / "taken.jsonl").mkdir()
+    (tmp_path / "a-file").write_text("x", encoding="utf-8")
+    for args in (
+        ("assess", str(drafts), "-o", str(tmp_path / "taken.jsonl")),
+        ("report", str(drafts), "-o", str(tmp_path / "a-file")),
+        ("assess", str(tmp_path / "taken.jsonl"), "-o", str(tmp_path / "out.jsonl")),
+    ):
+        res = run(*args)
+        assert res.returncode == 2, args
+        assert "Traceback" not in res.stderr
+        assert len(res.stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "drafts.jsonl", "taken.jsonl"]
+
+
 def test_cli_help_explains_the_commands():
     res = run("report", "--help")
     assert res.returncode == 0

@@ -117,3 +117,20 @@ def test_a_file_that_is_not_parquet_is_an_input_error(tmp_path):
     fake.write_text("not parquet\n", encoding="utf-8")
     with pytest.raises(InputError, match=r"fake\.parquet: not a readable Parquet file"):
         list(read_instances(fake, "parquet"))
+
+
+def test_a_parquet_name_without_parquet_content_is_read_as_parquet_and_refused(tmp_path):
+    # format detection trusts the name over line guessing: the error says what is wrong
+    fake = tmp_path / "fake.parquet"
+    fake.write_text("not parquet\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"fake\.parquet: not a readable Parquet file"):
+        list(read_instances(fake))
+
+
+def test_a_non_string_lang_is_named_as_such(tmp_path):
+    path = tmp_path / "lang.jsonl"
+    path.write_text('{"id": "a", "lang": 7, "text": "Hello Bob"}\n', encoding="utf-8")
+    with pytest.raises(InputError) as err:
+        list(read_instances(path, "jsonl", strict=True))
+    assert str(err.value).startswith(f"{path}:1: ")
+    assert '"lang" must be a string, found 7' in str(err.value)

@@ -11,6 +11,7 @@ import hashlib
 import json
 import shutil
 import sqlite3
+import sys
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -653,6 +654,8 @@ def test_tampered_export_file_is_reported(sqlite_settings, tmp_path):
     data.write_bytes(bytes(raw))
     with pytest.raises(StoreError, match=r"records-00000.parquet: content changed"):
         store.verify_export(tmp_path / "e")
+    with pytest.raises(StoreError, match=r"records-00000.parquet: content changed"):
+        store.read_export(tmp_path / "e")  # a reader of an export checks too
 
 
 def test_missing_export_file_is_reported(sqlite_settings, tmp_path):
@@ -660,6 +663,17 @@ def test_missing_export_file_is_reported(sqlite_settings, tmp_path):
     data.unlink()
     with pytest.raises(StoreError, match=r"records-00000.parquet: missing"):
         store.verify_export(tmp_path / "e")
+    with pytest.raises(StoreError, match=r"records-00000.parquet: missing"):
+        store.read_export(tmp_path / "e")
+
+
+def test_export_where_no_directory_can_be_made(sqlite_settings, tmp_path):
+    store.commit(real_records("pud-en-zh.jsonl", 3, "r"), "r", settings=sqlite_settings)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(StoreError, match=r"file/out: cannot write the export here"):
+        store.export_snapshot("main", blocker / "out", settings=sqlite_settings)
+    assert blocker.read_text() == "x"
 
 
 def test_extra_data_file_and_bad_checksum_line_are_reported(sqlite_settings, tmp_path):
@@ -745,20 +759,26 @@ def test_unreachable_catalog_never_shows_the_password(tmp_path):
 
 
 def test_hf_dataset_path(sqlite_settings):
-    store.commit(real_records("pud-en-zh.jsonl", 4, "r"), "r", settings=sqlite_settings)
-    try:
-        import datasets  # noqa: F401
-    except ImportError:
-        from parallelner.errors import ConfigError
+    # `datasets` comes with the train extra that `make test` installs: a missing package
+    # fails here instead of quietly testing the error path
+    import datasets
 
-        with pytest.raises(ConfigError, match="datasets` is not installed"):
-            store.to_hf_dataset("main", settings=sqlite_settings)
-        return
+    store.commit(real_records("pud-en-zh.jsonl", 4, "r"), "r", settings=sqlite_settings)
     ds = store.to_hf_dataset("main", settings=sqlite_settings)
+    assert isinstance(ds, datasets.Dataset)
     assert len(ds) == 4 and ds[0]["src_lang"] == "en"
     assert ds[1]["record_id"] == "pud-00001-zh"
     assert ds[1]["scores"] == [{"key": "chrf", "value": 41.0}, {"key": "projection", "value": 0.9}]
     assert ds[1]["tgt_entities"][0]["text"] == "國會山"
+
+
+def test_hf_dataset_without_the_datasets_package_is_a_clear_error(sqlite_settings, monkeypatch):
+    from parallelner.errors import ConfigError
+
+    store.commit(real_records("pud-en-zh.jsonl", 2, "r"), "r", settings=sqlite_settings)
+    monkeypatch.setitem(sys.modules, "datasets", None)  # `import datasets` raises ImportError
+    with pytest.raises(ConfigError, match="datasets` is not installed"):
+        store.to_hf_dataset("main", settings=sqlite_settings)
 
 
 def test_unwritable_warehouse_commits_nothing(sqlite_settings):
