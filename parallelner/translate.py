@@ -435,35 +435,48 @@ async def translate_stream(
     """
     window = max(2, 2 * client.max_in_flight)
     source = _aiter(instances).__aiter__()
-    pending: set[asyncio.Task] = set()
+    # finished results arrive on a queue: O(1) per instance, where asyncio.wait over the
+    # pending set would cost O(window) per completion
+    finished: asyncio.Queue = asyncio.Queue()
+    tasks: set[asyncio.Task] = set()
+    running = 0
     exhausted = False
 
-    async def one(inst: Instance) -> tuple[Instance, Translation | TranslationFailure]:
-        return inst, await translate_instance(client, inst, tgt_lang, settings)
+    async def one(inst: Instance) -> None:
+        try:
+            res = await translate_instance(client, inst, tgt_lang, settings)
+        except Exception as exc:  # a bug, not a per-instance failure: re-raised below
+            finished.put_nowait((inst, None, exc))
+        else:
+            finished.put_nowait((inst, res, None))
 
     async def fill() -> None:
-        nonlocal exhausted
-        while not exhausted and len(pending) < window:
+        nonlocal exhausted, running
+        while not exhausted and running < window:
             try:
                 inst = await source.__anext__()
             except StopAsyncIteration:
                 exhausted = True
                 return
-            pending.add(asyncio.ensure_future(one(inst)))
+            task = asyncio.ensure_future(one(inst))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            running += 1
 
     try:
         await fill()
-        while pending:
-            done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            pending.difference_update(done)
+        while running:
+            inst, res, exc = await finished.get()
+            running -= 1
+            if exc is not None:
+                raise exc
             await fill()
-            for task in done:
-                yield task.result()
+            yield inst, res
     finally:
-        for task in pending:
+        for task in list(tasks):
             task.cancel()
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def back_translate(

@@ -10,6 +10,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -382,3 +383,26 @@ def test_cli_user_mistake_is_one_line(tmp_path):
     assert res.returncode == 2
     assert "Traceback" not in res.stderr
     assert f"{bad}:" in res.stderr
+
+
+def test_stream_stops_asking_when_the_consumer_stops(tmp_path):
+    with OpenAIServer(service_time=0.2) as srv:
+        settings = _settings(srv, tmp_path, llm_max_in_flight=4)
+
+        async def go():
+            async with LLMClient.from_settings(settings) as client:
+                stream = translate_stream(client, iter(EN), "zh", settings)
+                got = []
+                async for item in stream:
+                    got.append(item)
+                    if len(got) == 3:
+                        break
+                await stream.aclose()
+                return got
+
+        got = asyncio.run(go())
+        n = len(srv.requests)
+        time.sleep(0.5)
+        assert len(got) == 3
+        # pulled ahead: at most 2 x max_in_flight instances beyond those consumed
+        assert len(srv.requests) == n <= 3 + 2 * 4 < len(EN)
