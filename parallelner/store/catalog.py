@@ -11,14 +11,20 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import urlparse, urlsplit, urlunsplit
 
 from pyiceberg.catalog.sql import SqlCatalog
 
 from parallelner.errors import StoreError
 from parallelner.settings import Settings
 
-__all__ = ["CATALOG_NAME", "open_catalog", "catalog_location", "warehouse_location"]
+__all__ = [
+    "CATALOG_NAME",
+    "open_catalog",
+    "catalog_location",
+    "warehouse_location",
+    "redact_location",
+]
 
 CATALOG_NAME = "parallelner"
 _SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -32,6 +38,23 @@ def _redact(uri: str) -> str:
         return make_url(uri).render_as_string(hide_password=True)
     except Exception:  # not a SQLAlchemy URL at all: don't echo it, it may hold a secret
         return "catalog URI (PARALLELNER_CATALOG_URI)"
+
+
+def redact_location(uri: str) -> str:
+    """``uri`` with any ``user:password@`` part replaced by ``***@``, safe for messages.
+
+    pyarrow accepts ``s3://KEY:SECRET@bucket/path`` as a warehouse: never echo that part.
+    """
+    try:
+        parts = urlsplit(uri)
+        if parts.username is None and parts.password is None:
+            return uri
+        host = parts.hostname or ""
+        if parts.port is not None:
+            host = f"{host}:{parts.port}"
+    except ValueError:  # a malformed port and the like: show nothing of it
+        return "warehouse (PARALLELNER_WAREHOUSE)"
+    return urlunsplit(parts._replace(netloc=f"***@{host}"))
 
 
 def catalog_location(settings: Settings) -> str:

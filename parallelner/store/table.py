@@ -43,7 +43,7 @@ from pyiceberg.table.snapshots import Snapshot
 from parallelner.errors import StoreError
 from parallelner.records import ParallelRecord, arrow_schema, records_to_table
 from parallelner.settings import Settings, load_settings
-from parallelner.store.catalog import open_catalog, warehouse_location
+from parallelner.store.catalog import open_catalog, redact_location, warehouse_location
 
 __all__ = [
     "NAMESPACE",
@@ -91,8 +91,8 @@ def load_table(catalog: SqlCatalog, settings: Settings, *, create: bool = False)
             ) from None
     except (FileNotFoundError, OSError) as exc:
         raise StoreError(
-            f"{warehouse_location(settings)}: the warehouse is gone or unreadable: table "
-            f"metadata cannot be read ({_short(exc)})"
+            f"{redact_location(warehouse_location(settings))}: the warehouse is gone or "
+            f"unreadable: table metadata cannot be read ({_short(exc)})"
         ) from None
     with suppress(NamespaceAlreadyExistsError):
         catalog.create_namespace(NAMESPACE)
@@ -223,7 +223,7 @@ def _commit_with_retry(
             continue
         except OSError as exc:  # the warehouse refused the write (gone, read-only, S3 down)
             raise StoreError(
-                f"{warehouse_location(settings)}: cannot write to the warehouse "
+                f"{redact_location(warehouse_location(settings))}: cannot write to the warehouse "
                 f"({_short(exc)}); nothing was committed"
             ) from None
         except Exception as exc:

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
-import tempfile
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -26,7 +24,7 @@ from pyiceberg.table import Table
 from pyiceberg.table.snapshots import Snapshot
 from pyiceberg.table.update.snapshot import ManageSnapshots
 
-from parallelner.errors import StoreError
+from parallelner.errors import ConfigError, StoreError
 from parallelner.reasons import Reason, Status
 from parallelner.settings import Settings, load_settings
 from parallelner.store.api import scan_snapshot
@@ -39,6 +37,7 @@ from parallelner.store.table import (
     resolve_snapshot,
 )
 from parallelner.version import PIPELINE_VERSION
+from parallelner.writers.base import AtomicTextWriter
 
 __all__ = ["create_tag", "validate_tag_name", "snapshot_stats", "release_note", "list_tags"]
 
@@ -205,7 +204,7 @@ def create_tag(
         close_catalog(catalog)
     try:
         _write_note_file(Path(settings.home) / "releases" / f"{name}.json", note)
-    except OSError as exc:  # the table property is the record; the file is a convenience
+    except (OSError, ConfigError) as exc:  # the table property is the record; this is a copy
         log.warning("release note of %s not copied to %s: %s", name, settings.home, exc)
     return note
 
@@ -220,12 +219,8 @@ def _exists(table: Table, name: str) -> None:
 
 
 def _write_note_file(path: Path, note: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(note, fh, indent=2, sort_keys=True, ensure_ascii=False)
-        fh.write("\n")
-    os.replace(tmp, path)
+    with AtomicTextWriter(path) as out:
+        out.write_line(json.dumps(note, indent=2, sort_keys=True, ensure_ascii=False))
 
 
 def show(name_or_id: str | int, *, settings: Settings | None = None) -> dict[str, Any]:

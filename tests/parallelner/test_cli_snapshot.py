@@ -141,6 +141,7 @@ def test_catalog_that_is_not_a_catalog(tmp_path):
 
 
 @pytest.mark.parametrize("command", ["list", "show", "diff", "tag", "export", "verify"])
-def test_every_command_has_help(command):
+def test_every_command_has_help_with_an_example(command):
     res = cli(command, "--help")
     assert res.returncode == 0 and "Usage" in res.stdout
+    assert f"Example: parallelner snapshot {command} " in res.stdout

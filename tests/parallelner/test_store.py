@@ -280,6 +280,14 @@ def test_tag_an_older_snapshot_by_id(sqlite_settings):
     assert saved["snapshot_id"] == s1
 
 
+def test_tag_lands_even_when_the_note_copy_cannot_be_written(sqlite_settings, caplog):
+    store.commit(real_records("pud-en-zh.jsonl", 3, "r"), "r", settings=sqlite_settings)
+    (Path(sqlite_settings.home) / "releases").write_text("a file in the way")
+    note = store.create_tag("v1", settings=sqlite_settings)
+    assert store.show("v1", settings=sqlite_settings)["snapshot_id"] == note["snapshot_id"]
+    assert "release note of v1 not copied" in caplog.text
+
+
 def test_release_note_counts_directions_statuses_labels_and_audit(sqlite_settings):
     zh = real_records("pud-en-zh.jsonl", 10, "run-1")
     de = real_records("europarl-en-de.jsonl", 5, "run-1")
@@ -756,6 +764,33 @@ def test_unreachable_catalog_never_shows_the_password(tmp_path):
     assert "cannot open the dataset catalog" in str(err.value)
     assert "s3cretpw" not in str(err.value)
     assert "s3cretpw" not in json.dumps(s.masked())
+
+
+@pytest.mark.parametrize(
+    "uri,shown",
+    [
+        ("s3://AKIAEXAMPLE:wJalrXUtnFEMI@bucket/wh", "s3://***@bucket/wh"),
+        ("s3://minio:s3cretpw@127.0.0.1:9000/wh", "s3://***@127.0.0.1:9000/wh"),
+        ("s3://bucket/wh", "s3://bucket/wh"),
+        ("s3://u:s3cretpw@host:notaport/wh", "warehouse (PARALLELNER_WAREHOUSE)"),
+    ],
+)
+def test_a_warehouse_uri_with_credentials_is_shown_without_them(uri, shown):
+    from parallelner.store.catalog import redact_location
+
+    assert redact_location(uri) == shown
+
+
+def test_a_gone_warehouse_message_never_shows_its_credentials(sqlite_settings):
+    store.commit(real_records("pud-en-zh.jsonl", 2, "r"), "r", settings=sqlite_settings)
+    wh = Path(sqlite_settings.home) / "warehouse"
+    shutil.rmtree(wh)
+    # the catalog keeps the table's own metadata path; the message names the warehouse
+    s = sqlite_settings.model_copy(update={"warehouse": f"file://user:s3cretpw@localhost{wh}"})
+    with pytest.raises(StoreError) as err:
+        store.load_snapshot("main", settings=s)
+    assert "the warehouse is gone" in str(err.value)
+    assert "s3cretpw" not in str(err.value) and "***@localhost" in str(err.value)
 
 
 def test_hf_dataset_path(sqlite_settings):
