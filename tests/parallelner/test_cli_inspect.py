@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_readers import count_cluener_plainly, count_wikineural_plainly
 
 REPO = Path(__file__).resolve().parents[2]
 CLI = str(Path(sys.executable).parent / "parallelner")
@@ -30,9 +31,10 @@ def test_inspect_wikineural_val_json_reports_counts_and_repairs():
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
     assert out["format"] == "wikineural"
-    assert out["sentences"] == 11_590
-    assert out["entities_by_label"] == {"LOC": 5904, "MISC": 4611, "ORG": 3512, "PER": 5594}
-    assert out["repaired_by_reason"] == {"orphan_inside_tag": 439}
+    sentences, entities, orphans = count_wikineural_plainly(REPO / out["path"])
+    assert out["sentences"] == sentences == 11_590
+    assert out["entities_by_label"] == dict(sorted(entities.items()))  # counted independently
+    assert out["repaired_by_reason"] == {"orphan_inside_tag": orphans} == {"orphan_inside_tag": 439}
     assert out["quarantined"] == 0
     assert out["repaired_examples"][0]["where"] == "data/sources/wikineural-en-val.conllu:1197"
 
@@ -40,9 +42,12 @@ def test_inspect_wikineural_val_json_reports_counts_and_repairs():
 def test_inspect_cluener_train_prints_a_table():
     res = run("data/sources/cluener-train.json", "--format", "cluener")
     assert res.returncode == 0, res.stderr
-    assert "10,748" in res.stdout and "23,971" in res.stdout
-    for label, n in {"name": "3,755", "movie": "1,123", "government": "1,835"}.items():
-        assert any(label in line and n in line for line in res.stdout.splitlines())
+    sentences, entities = count_cluener_plainly(REPO / "data" / "sources" / "cluener-train.json")
+    assert f"{sentences:,}" in res.stdout and f"{sum(entities.values()):,}" in res.stdout
+    rows = {line.split("│")[1].strip(): line.split("│")[2].strip()
+            for line in res.stdout.splitlines() if line.count("│") == 3}  # fmt: skip
+    for label, n in entities.items():
+        assert rows[label] == f"{n:,}", label
 
 
 def test_inspect_quarantines_bad_lines_and_exits_zero(tmp_path):
