@@ -45,6 +45,22 @@ def gguf_path() -> Path:
     return Path(assemble())
 
 
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the process that started us dies (even by SIGKILL).
+
+    Without it a killed run leaves the llama.cpp server running as an orphan. Linux only;
+    elsewhere ``stop()`` and ``atexit`` are the only clean-up.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
+
+
 class LocalServer:
     """A llama.cpp OpenAI-compatible server process serving the local GGUF."""
 
@@ -93,7 +109,8 @@ class LocalServer:
             "--n_ctx", str(self.n_ctx),
             "--n_threads", str(self.n_threads),
         ]  # fmt: skip
-        self._proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT)
+        self._proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
+                                      preexec_fn=_die_with_parent)
         atexit.register(self.stop)
         deadline = time.monotonic() + self.startup_timeout_s
         while time.monotonic() < deadline:
