@@ -1,20 +1,52 @@
-"""Cheap script-based language checks: is this text written in the script of that language?
+"""Script statistics: how much of a text is written in the script of a language.
+
+The one place for the character -> script table and for counting by script; the
+checks built on it are thin thresholds: ``looks_like`` (stage 1: did the LLM translate
+at all?), ``parallelner.align.cascade.script_ok`` (projection: is the human target in
+the right script?) and ``parallelner.quality.checks.check_language``.
 
 Not a language identifier: it only tells Chinese from Latin-script languages from Cyrillic
 and so on, which is what catches an LLM that copied the source sentence untranslated.
-Counts letters only (``str.isalpha``), so digits, punctuation and spaces never decide.
+
+Two counting units over the same table (``script_counts(text, unit=...)``):
+
+- ``"letter"``: every letter (``str.isalpha``) counts once; digits, punctuation and
+  spaces never decide. Stage 1 and projection count this way.
+- ``"token"``: every Han or kana character is one token (those scripts write no
+  spaces), every run of letters of another script is one token, and URLs and e-mail
+  addresses are removed first (they are neither language). Chinese text routinely
+  embeds Latin names glued together without spaces (CLUENER has
+  ``透纳（josephmallordwilliamturner）``): counted per letter such a sentence looks mostly
+  Latin, counted per token it is plainly Chinese. The quality language check counts
+  this way.
 """
 
 from __future__ import annotations
 
+import re
 import unicodedata
+from collections import Counter
+from typing import Literal
 
-__all__ = ["script_share", "looks_like", "SCRIPT_OF", "script_of"]
+__all__ = [
+    "SCRIPT_OF",
+    "script_of",
+    "char_script",
+    "strip_urls",
+    "script_counts",
+    "expected_scripts",
+    "script_share",
+    "script_token_share",
+    "looks_like",
+]
 
-# BCP-47 primary language subtag -> script name (the prefix of the Unicode character name).
+Unit = Literal["letter", "token"]
+
+# BCP-47 primary language subtag -> script name (the prefix of the Unicode character name,
+# or the name given in ``_RANGES``).
 SCRIPT_OF: dict[str, str] = {
     "zh": "CJK",
-    "ja": "CJK",  # kana are counted as CJK below
+    "ja": "CJK",  # and KANA: see ``expected_scripts``
     "ko": "HANGUL",
     "ru": "CYRILLIC",
     "uk": "CYRILLIC",
@@ -27,6 +59,39 @@ SCRIPT_OF: dict[str, str] = {
     "hi": "DEVANAGARI",
     "th": "THAI",
 }
+
+# Character ranges whose script the Unicode name does not say plainly (kana are named
+# HIRAGANA/KATAKANA, ``ª`` FEMININE ORDINAL INDICATOR...). Every other character's
+# script is the first word of its Unicode name (HANGUL, CYRILLIC, ARABIC, GREEK...).
+_RANGES: tuple[tuple[int, int, str], ...] = (
+    (0x3400, 0x4DBF, "CJK"),  # Han, extension A
+    (0x4E00, 0x9FFF, "CJK"),  # Han, unified ideographs
+    (0xF900, 0xFAFF, "CJK"),  # Han, compatibility ideographs
+    (0x20000, 0x3134F, "CJK"),  # Han, extensions B-G
+    (0x3040, 0x30FF, "KANA"),  # hiragana, katakana
+    (0x31F0, 0x31FF, "KANA"),  # katakana phonetic extensions
+    (0x0000, 0x024F, "LATIN"),  # Basic Latin to Latin Extended-B
+    (0x1E00, 0x1EFF, "LATIN"),  # Latin Extended Additional
+)
+
+
+def _char_class(script: str) -> str:
+    """The ``_RANGES`` of ``script`` as the inside of a regex character class."""
+    return "".join(f"{chr(lo)}-{chr(hi)}" for lo, hi, s in _RANGES if s == script)
+
+
+_HAN = _char_class("CJK")
+_KANA = _char_class("KANA")
+_TOKEN = re.compile(rf"([{_HAN}])|([{_KANA}])|([^\W\d_{_HAN}{_KANA}]+)")
+# ASCII only, so that a URL glued to Chinese text (``.../vote.htm)也已全面启动``) stops
+# at the first non-ASCII character.
+_URL = re.compile(
+    r"(?:https?://|www\.)[!-~]*"
+    r"|[\w.+-]+@[A-Za-z0-9-]+\.[A-Za-z0-9.-]+"
+    r"|\b[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.(?:com|cn|net|org|edu|gov|php|html?)\b[!-~]*",
+    re.ASCII,
+)
+
 # Share of letters that must be in the language's script for ``looks_like``. Chinese text
 # routinely carries Latin names and acronyms (NBA, iPhone), so its bar is lower.
 _MIN_SHARE: dict[str, float] = {"CJK": 0.3, "HANGUL": 0.3}
@@ -38,37 +103,72 @@ def script_of(lang: str) -> str:
     return SCRIPT_OF.get(lang.split("-")[0].lower(), "LATIN")
 
 
-def _char_script(ch: str) -> str:
+def char_script(ch: str) -> str:
+    """The script of one character: ``CJK`` (Han), ``KANA``, ``LATIN``, ``CYRILLIC``..."""
     code = ord(ch)
-    if (
-        0x4E00 <= code <= 0x9FFF
-        or 0x3400 <= code <= 0x4DBF
-        or 0x20000 <= code <= 0x3134F
-        or 0xF900 <= code <= 0xFAFF
-        or 0x3040 <= code <= 0x30FF  # hiragana, katakana
-    ):
-        return "CJK"
+    for lo, hi, script in _RANGES:
+        if lo <= code <= hi:
+            return script
     try:
         return unicodedata.name(ch).split(" ")[0]
     except ValueError:
         return "UNKNOWN"
 
 
-def script_share(text: str, lang: str) -> float:
-    """Share (0..1) of the letters in ``text`` written in ``lang``'s script.
+def strip_urls(text: str) -> str:
+    """``text`` with URLs, bare domains and e-mail addresses replaced by a space."""
+    return _URL.sub(" ", text)
 
-    Text without any letters (numbers, punctuation) returns 1.0: there is nothing to
+
+def script_counts(text: str, unit: Unit = "letter") -> Counter[str]:
+    """Letters (``unit="letter"``) or word tokens (``unit="token"``) of ``text`` per script.
+
+    See the module docstring for what a token is; tokens are counted after
+    ``strip_urls``.
+    """
+    if unit == "letter":
+        return Counter(char_script(ch) for ch in text if ch.isalpha())
+    counts: Counter[str] = Counter()
+    for han, kana, run in _TOKEN.findall(strip_urls(text)):
+        # a run of letters takes the script of its first letter
+        counts["CJK" if han else "KANA" if kana else char_script(run[0])] += 1
+    return counts
+
+
+def expected_scripts(lang: str, unit: Unit = "token") -> frozenset[str]:
+    """The scripts a text in ``lang`` is written in (Japanese: Han and kana).
+
+    Counting letters, kana also count for Chinese (stage 1 asks "translated into a
+    CJK script at all?", not "Chinese rather than Japanese?").
+    """
+    script = script_of(lang)
+    if script == "CJK" and (unit == "letter" or lang.split("-")[0].lower() == "ja"):
+        return frozenset({"CJK", "KANA"})
+    return frozenset({script})
+
+
+def script_share(
+    text: str, lang: str, unit: Unit = "letter", counts: Counter[str] | None = None
+) -> float:
+    """Share (0..1) of the letters (or tokens) of ``text`` written in ``lang``'s script.
+
+    ``counts`` (from ``script_counts(text, unit)``) saves counting twice. Text without
+    any letters (numbers, punctuation, only a URL) returns 1.0: there is nothing to
     contradict the language.
     """
-    want = script_of(lang)
-    letters = [ch for ch in text if ch.isalpha()]
-    if not letters:
+    counts = script_counts(text, unit) if counts is None else counts
+    total = sum(counts.values())
+    if total == 0:
         return 1.0
-    hits = sum(1 for ch in letters if _char_script(ch) == want)
-    return hits / len(letters)
+    return sum(counts[s] for s in expected_scripts(lang, unit)) / total
+
+
+def script_token_share(text: str, lang: str, counts: Counter[str] | None = None) -> float:
+    """Share (0..1) of the word tokens of ``text`` written in ``lang``'s script."""
+    return script_share(text, lang, "token", counts)
 
 
 def looks_like(text: str, lang: str) -> bool:
-    """True when ``text`` is plausibly written in ``lang`` (by script share alone)."""
+    """True when ``text`` is plausibly written in ``lang`` (by the share of its letters)."""
     want = script_of(lang)
     return script_share(text, lang) >= _MIN_SHARE.get(want, _DEFAULT_MIN_SHARE)

@@ -31,9 +31,8 @@ from dataclasses import dataclass, field
 from rapidfuzz import fuzz
 from sacrebleu.metrics import BLEU, CHRF
 
-from parallelner.langid import script_of
+from parallelner.langid import script_counts, script_of, script_token_share
 from parallelner.quality.language import function_word_guess, langdetect_guess, primary
-from parallelner.quality.script import expected_scripts, script_counts
 from parallelner.reasons import Reason
 from parallelner.records import ParallelRecord
 from parallelner.settings import QualitySettings
@@ -171,11 +170,11 @@ def check_language(record: ParallelRecord, q: QualitySettings) -> Finding | None
     tgt_text = record.tgt_text or ""
     spans = [(e.start, e.end) for e in record.tgt_entities if e.end <= len(tgt_text)]
     text = _without_spans(tgt_text, spans) if spans else tgt_text
-    counts = script_counts(text)
+    counts = script_counts(text, unit="token")
     total = sum(counts.values())
     if total == 0:  # names, numbers and punctuation only: nothing contradicts the language
         return Finding(scores={"tgt_script_share": 1.0})
-    share = sum(counts[s] for s in expected_scripts(record.tgt_lang)) / total
+    share = script_token_share(text, record.tgt_lang, counts)
     scores = {"tgt_script_share": share}
     if primary(record.tgt_lang) == "zh" and counts["KANA"] > 0.05 * total:
         share = min(share, q.script_accept_share - 1e-9)  # kana: may be Japanese, ask

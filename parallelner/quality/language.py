@@ -3,7 +3,7 @@
 langdetect is pure Python (about 500 sentences/s on one core), too slow to call on every
 pair of a 257k-pair run. Two cheap signals decide most pairs without it:
 
-- script statistics (``parallelner.quality.script``) settle Chinese, Japanese, Korean,
+- script statistics (``parallelner.langid``, counted per token) settle Chinese, Japanese, Korean,
   Greek, Hebrew and Thai, whose scripts no other language of ours uses;
 - function words (``the``, ``der``, ``el``, ``il``...) settle Latin-script sentences
   with a clear majority for one language.
