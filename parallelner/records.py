@@ -89,7 +89,7 @@ class Instance(_Frozen):
                 )
             if self.text[e.start : e.end] != e.text:
                 raise ValueError(
-                    f"entity [{e.start}, {e.end}) reads {self.text[e.start:e.end]!r} "
+                    f"entity [{e.start}, {e.end}) reads {self.text[e.start : e.end]!r} "
                     f"in the text, not {e.text!r}"
                 )
         ordered = sort_entities(self.entities)

@@ -44,7 +44,9 @@ def _write_atomic(path: Path, lines: list[str]) -> None:
     os.replace(tmp, path)
 
 
-def make_shards(instances: Iterable[Instance], directory: Path, size: int = 1000) -> Iterator[Shard]:
+def make_shards(
+    instances: Iterable[Instance], directory: Path, size: int = 1000
+) -> Iterator[Shard]:
     """Group ``instances`` into shards of ``size``, write each once, yield them in order."""
     directory.mkdir(parents=True, exist_ok=True)
     batch: list[str] = []

@@ -35,7 +35,9 @@ def record_id_for(instance_id: str, tgt_lang: str, config_hash: str) -> str:
     return f"{instance_id}>{tgt_lang}#{config_hash[:8]}"
 
 
-def _failed(inst: Instance, tr: TranslationFailure, run_id: str, config_hash: str) -> ParallelRecord:
+def _failed(
+    inst: Instance, tr: TranslationFailure, run_id: str, config_hash: str
+) -> ParallelRecord:
     return ParallelRecord(
         record_id=record_id_for(inst.id, tr.tgt_lang, config_hash),
         instance_id=inst.id,

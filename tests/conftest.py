@@ -31,8 +31,10 @@ def data_dir() -> Path:
 def _postgres_bindir() -> Path | None:
     import shutil
 
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
-                   key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0)
+    found = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
+    )
     if found:
         return found[-1].parent
     initdb = shutil.which("initdb")
@@ -57,8 +59,10 @@ def postgres_url():
 
     bindir = _postgres_bindir()
     if bindir is None:
-        pytest.fail("PostgreSQL binaries not found (/usr/lib/postgresql/*/bin): "
-                    "run scripts/install-services.sh")
+        pytest.fail(
+            "PostgreSQL binaries not found (/usr/lib/postgresql/*/bin): "
+            "run scripts/install-services.sh"
+        )
     root = Path(tempfile.mkdtemp(prefix="parallelner-pg-"))
     prefix: list[str] = []
     if os.geteuid() == 0:
@@ -69,16 +73,37 @@ def postgres_url():
     def run(*args: str) -> None:
         subprocess.run([*prefix, *args], check=True, capture_output=True, timeout=120)
 
-    run(str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres",
-        "-E", "UTF8", "--no-sync")
-    run(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(root / "server.log"), "-w",
-        "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off "
-        "-c max_connections=200", "start")
+    run(
+        str(bindir / "initdb"),
+        "-D",
+        str(data),
+        "-A",
+        "trust",
+        "-U",
+        "postgres",
+        "-E",
+        "UTF8",
+        "--no-sync",
+    )
+    run(
+        str(bindir / "pg_ctl"),
+        "-D",
+        str(data),
+        "-l",
+        str(root / "server.log"),
+        "-w",
+        "-o",
+        f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+        "start",
+    )
     try:
         yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate",
-                        "stop"], capture_output=True, timeout=60)
+        subprocess.run(
+            [*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+            capture_output=True,
+            timeout=60,
+        )
         shutil.rmtree(root, ignore_errors=True)
 
 

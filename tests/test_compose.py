@@ -47,7 +47,7 @@ def test_parallelner_env_vars_are_real_settings(compose):
     known = _env_names()
     used = set()
     for svc in compose["services"].values():
-        for key in (svc.get("environment") or {}):
+        for key in svc.get("environment") or {}:
             if key.startswith("PARALLELNER_"):
                 used.add(key)
     assert used, "the worker must be configured through PARALLELNER_* variables"
@@ -55,16 +55,25 @@ def test_parallelner_env_vars_are_real_settings(compose):
 
 
 def test_contract_names_from_the_design_are_settings():
-    for name in ("PARALLELNER_LLM_BASE_URL", "PARALLELNER_LLM_API_KEY", "PARALLELNER_LLM_MODEL",
-                 "PARALLELNER_LLM_MAX_IN_FLIGHT", "PARALLELNER_HOME",
-                 "PARALLELNER_LABEL_STUDIO_URL", "PARALLELNER_LABEL_STUDIO_API_KEY"):
+    for name in (
+        "PARALLELNER_LLM_BASE_URL",
+        "PARALLELNER_LLM_API_KEY",
+        "PARALLELNER_LLM_MODEL",
+        "PARALLELNER_LLM_MAX_IN_FLIGHT",
+        "PARALLELNER_HOME",
+        "PARALLELNER_LABEL_STUDIO_URL",
+        "PARALLELNER_LABEL_STUDIO_API_KEY",
+    ):
         assert name in _env_names(), name
 
 
 def test_required_variables_are_in_env_example():
     text = (REPO / "docker-compose.yml").read_text()
-    example = {line.split("=", 1)[0] for line in (REPO / ".env.example").read_text().splitlines()
-               if line and not line.startswith("#")}
+    example = {
+        line.split("=", 1)[0]
+        for line in (REPO / ".env.example").read_text().splitlines()
+        if line and not line.startswith("#")
+    }
     referenced = set(re.findall(r"\$\{([A-Z0-9_]+)", text))
     assert referenced <= example, f"missing from .env.example: {sorted(referenced - example)}"
 
@@ -79,8 +88,10 @@ def test_services_reference_each_other_by_name_and_port(compose):
     assert env["PARALLELNER_LABEL_STUDIO_URL"] == "http://label-studio:8080"
     assert "8080:8080" in services["label-studio"]["ports"]
     assert "@postgres:5432/" in env["PARALLELNER_CATALOG_URI"]
-    assert "@postgres:5432/prefect" in services["prefect-server"]["environment"][
-        "PREFECT_API_DATABASE_CONNECTION_URL"]
+    assert (
+        "@postgres:5432/prefect"
+        in services["prefect-server"]["environment"]["PREFECT_API_DATABASE_CONNECTION_URL"]
+    )
     assert services["label-studio"]["environment"]["POSTGRE_HOST"] == "postgres"
     init = (REPO / "docker" / "postgres-init.sql").read_text()
     for db in ("prefect", "iceberg", "labelstudio"):

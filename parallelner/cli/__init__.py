@@ -51,8 +51,9 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except ParallelNERError as exc:
-        console_err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False,
-                          soft_wrap=True)
+        console_err.print(
+            f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
+        )
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         console_err.print("[yellow]interrupted[/]")

@@ -16,30 +16,42 @@ console_err = Console(stderr=True)
 
 ConfigOption = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="YAML settings file (below env vars and flags).",
-                 show_default=False),
+    typer.Option(
+        "--config", "-c", help="YAML settings file (below env vars and flags).", show_default=False
+    ),
 ]
 HomeOption = Annotated[
     Path | None,
-    typer.Option("--home", help="Data directory: catalog, warehouse, caches "
-                 "\\[env PARALLELNER_HOME, default ./.parallelner].", show_default=False),
+    typer.Option(
+        "--home",
+        help="Data directory: catalog, warehouse, caches "
+        "\\[env PARALLELNER_HOME, default ./.parallelner].",
+        show_default=False,
+    ),
 ]
 LLMBaseURLOption = Annotated[
     str | None,
-    typer.Option("--llm-base-url", help="OpenAI-compatible base URL (vLLM, OpenAI...). "
-                 "Unset: the embedded local model \\[env PARALLELNER_LLM_BASE_URL].",
-                 show_default=False),
+    typer.Option(
+        "--llm-base-url",
+        help="OpenAI-compatible base URL (vLLM, OpenAI...). "
+        "Unset: the embedded local model \\[env PARALLELNER_LLM_BASE_URL].",
+        show_default=False,
+    ),
 ]
 LLMModelOption = Annotated[
     str | None,
-    typer.Option("--llm-model", help="Model name \\[env PARALLELNER_LLM_MODEL].",
-                 show_default=False),
+    typer.Option(
+        "--llm-model", help="Model name \\[env PARALLELNER_LLM_MODEL].", show_default=False
+    ),
 ]
 MaxInFlightOption = Annotated[
     int | None,
-    typer.Option("--max-in-flight", help="LLM requests in flight, global "
-                 "\\[env PARALLELNER_LLM_MAX_IN_FLIGHT, default 64].", show_default=False,
-                 min=1),
+    typer.Option(
+        "--max-in-flight",
+        help="LLM requests in flight, global \\[env PARALLELNER_LLM_MAX_IN_FLIGHT, default 64].",
+        show_default=False,
+        min=1,
+    ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 

@@ -32,8 +32,13 @@ def show(
 
     Secrets (API keys, tokens) are shown as ***.
     """
-    s = settings_from(config, home=home, llm_base_url=llm_base_url, llm_model=llm_model,
-                      llm_max_in_flight=max_in_flight)
+    s = settings_from(
+        config,
+        home=home,
+        llm_base_url=llm_base_url,
+        llm_model=llm_model,
+        llm_max_in_flight=max_in_flight,
+    )
     data = s.masked()
     if json_:
         print_json(data)

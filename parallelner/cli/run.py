@@ -26,23 +26,43 @@ from parallelner.cli._common import (
 
 
 def run(
-    sources: Annotated[list[Path], typer.Argument(help="Source files: CoNLL/WikiNEuRal .conllu, "
-                                                  "CLUENER .json, span .jsonl or .parquet.",
-                                                  show_default=False)],
-    to: Annotated[str, typer.Option("--to", help="Target language (BCP-47: zh, en, de...).",
-                                    show_default=False)],
-    src_lang: Annotated[str | None, typer.Option("--from", help="Source language, when the "
-                                                 "format's default is wrong.")] = None,
-    fmt: Annotated[str | None, typer.Option("--format", help="Input format for every source "
-                                            "(default: by extension and content).")] = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Also write the run's "
-                                                "rows as Parquet into this directory.")] = None,
-    runner: Annotated[str, typer.Option("--runner", help="Shard task runner: threads | dask.")
-                      ] = "threads",
-    workers: Annotated[int | None, typer.Option("--workers", help="Shards in parallel "
-                                                "\\[default 4].", min=1)] = None,
-    shard_size: Annotated[int | None, typer.Option("--shard-size", help="Instances per shard "
-                                                   "\\[default 1000].", min=1)] = None,
+    sources: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Source files: CoNLL/WikiNEuRal .conllu, CLUENER .json, span .jsonl or .parquet.",
+            show_default=False,
+        ),
+    ],
+    to: Annotated[
+        str,
+        typer.Option("--to", help="Target language (BCP-47: zh, en, de...).", show_default=False),
+    ],
+    src_lang: Annotated[
+        str | None,
+        typer.Option("--from", help="Source language, when the format's default is wrong."),
+    ] = None,
+    fmt: Annotated[
+        str | None,
+        typer.Option(
+            "--format", help="Input format for every source (default: by extension and content)."
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="Also write the run's rows as Parquet into this directory."
+        ),
+    ] = None,
+    runner: Annotated[
+        str, typer.Option("--runner", help="Shard task runner: threads | dask.")
+    ] = "threads",
+    workers: Annotated[
+        int | None, typer.Option("--workers", help="Shards in parallel \\[default 4].", min=1)
+    ] = None,
+    shard_size: Annotated[
+        int | None,
+        typer.Option("--shard-size", help="Instances per shard \\[default 1000].", min=1),
+    ] = None,
     config: ConfigOption = None,
     home: HomeOption = None,
     llm_base_url: LLMBaseURLOption = None,
@@ -58,9 +78,15 @@ def run(
 
     Example: parallelner run examples/wikineural-en-sample.conllu --to zh
     """
-    settings = settings_from(config, home=home, llm_base_url=llm_base_url, llm_model=llm_model,
-                             llm_max_in_flight=max_in_flight, workers=workers,
-                             shard_size=shard_size)
+    settings = settings_from(
+        config,
+        home=home,
+        llm_base_url=llm_base_url,
+        llm_model=llm_model,
+        llm_max_in_flight=max_in_flight,
+        workers=workers,
+        shard_size=shard_size,
+    )
     # Fail fast, before Prefect starts: languages, files, the LLM endpoint.
     from parallelner import pipeline
 
@@ -78,15 +104,28 @@ def run(
 
     _quiet_user_errors()
 
-    overrides = {k: v for k, v in {
-        "home": str(settings.home), "llm_base_url": settings.llm_base_url,
-        "llm_model": settings.llm_model, "llm_max_in_flight": settings.llm_max_in_flight,
-        "workers": settings.workers, "shard_size": settings.shard_size,
-    }.items() if v is not None}
+    overrides = {
+        k: v
+        for k, v in {
+            "home": str(settings.home),
+            "llm_base_url": settings.llm_base_url,
+            "llm_model": settings.llm_model,
+            "llm_max_in_flight": settings.llm_max_in_flight,
+            "workers": settings.workers,
+            "shard_size": settings.shard_size,
+        }.items()
+        if v is not None
+    }
     flow = synthesize.with_options(task_runner=make_task_runner(runner, settings.workers))
-    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                        MofNCompleteColumn(), TimeRemainingColumn(), console=console_err,
-                        disable=json_, transient=False)
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console_err,
+        disable=json_,
+        transient=False,
+    )
     with progress:
         bar = progress.add_task("reading sources", total=None)
 
@@ -98,9 +137,14 @@ def run(
 
         remove = pipeline.add_progress_listener(on_event)
         try:
-            summary = flow(sources=[str(p) for p in sources], tgt_lang=to, src_lang=src_lang,
-                           fmt=fmt, config=_config_dict(config, overrides),
-                           output_dir=str(output) if output else None)
+            summary = flow(
+                sources=[str(p) for p in sources],
+                tgt_lang=to,
+                src_lang=src_lang,
+                fmt=fmt,
+                config=_config_dict(config, overrides),
+                output_dir=str(output) if output else None,
+            )
         except BaseException:
             progress.update(bar, visible=False)  # the error line alone says what happened
             raise
@@ -130,9 +174,11 @@ class _UserErrorFilter(logging.Filter):
 
 def _quiet_user_errors() -> None:
     """Attach the filter to the console handlers Prefect's logging set-up installed."""
-    loggers = [logging.getLogger()] + [logging.getLogger(n) for n in
-                                       list(logging.Logger.manager.loggerDict)
-                                       if n.startswith("prefect")]
+    loggers = [logging.getLogger()] + [
+        logging.getLogger(n)
+        for n in list(logging.Logger.manager.loggerDict)
+        if n.startswith("prefect")
+    ]
     for lg in loggers:
         for handler in lg.handlers:
             if not any(isinstance(f, _UserErrorFilter) for f in handler.filters):
@@ -162,8 +208,14 @@ def _print_summary(summary: dict) -> None:
         table.add_row(f"  reason {k}", str(v))
     for k, v in sorted(summary["read_counts"].items()):
         table.add_row(f"input {k}", str(v))
-    for k in ("requests", "cache_hits", "retries", "failures", "prompt_tokens",
-              "completion_tokens"):
+    for k in (
+        "requests",
+        "cache_hits",
+        "retries",
+        "failures",
+        "prompt_tokens",
+        "completion_tokens",
+    ):
         if k in summary["usage"]:
             table.add_row(f"llm {k}", str(summary["usage"][k]))
     table.add_row("acceptance rate", f"{summary['acceptance_rate']:.1%}")

@@ -10,9 +10,13 @@ from parallelner.cli._common import console
 
 
 def serve(
-    flows: Annotated[list[str] | None, typer.Argument(
-        help="Flows to serve (default: all): synthesize, review-push, review-pull, release.",
-        show_default=False)] = None,
+    flows: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Flows to serve (default: all): synthesize, review-push, review-pull, release.",
+            show_default=False,
+        ),
+    ] = None,
     limit: Annotated[int | None, typer.Option(help="Maximum concurrent flow runs.")] = None,
 ) -> None:
     """Serve the deployable flows from this process until interrupted.
@@ -27,8 +31,9 @@ def serve(
 
 def deploy(
     work_pool: Annotated[str, typer.Option("--pool", help="Work pool whose workers run them.")],
-    flows: Annotated[list[str] | None, typer.Argument(help="Flows to deploy (default: all).",
-                                                      show_default=False)] = None,
+    flows: Annotated[
+        list[str] | None, typer.Argument(help="Flows to deploy (default: all).", show_default=False)
+    ] = None,
 ) -> None:
     """Register deployments for a work pool (run them with `prefect worker start --pool`)."""
     from flows.deployments import deploy_all

@@ -53,9 +53,7 @@ def translate_file(
     with QuarantineWriter(qpath) as sink:
         instances = list(
             itertools.islice(
-                read_instances(
-                    input_path, format, report=report, quarantine=sink.write, lang=lang
-                ),
+                read_instances(input_path, format, report=report, quarantine=sink.write, lang=lang),
                 limit,
             )
         )
@@ -90,9 +88,14 @@ def translate_file(
 def translate_cmd(
     input_path: Annotated[
         Path,
-        typer.Argument(metavar="INPUT", help="Corpus file: CoNLL/WikiNEuRal, CLUENER JSON, "
-                       "span JSONL or Parquet (format detected; see --format).",
-                       exists=True, dir_okay=False, readable=True),
+        typer.Argument(
+            metavar="INPUT",
+            help="Corpus file: CoNLL/WikiNEuRal, CLUENER JSON, "
+            "span JSONL or Parquet (format detected; see --format).",
+            exists=True,
+            dir_okay=False,
+            readable=True,
+        ),
     ],
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Output JSONL: one line per input instance.")
@@ -100,34 +103,56 @@ def translate_cmd(
     to: Annotated[str, typer.Option("--to", help="Target language (BCP-47), e.g. zh, en, de.")],
     from_: Annotated[
         str | None,
-        typer.Option("--from", help="Source language when the file does not say "
-                     "(default: en for CoNLL, zh for CLUENER).", show_default=False),
+        typer.Option(
+            "--from",
+            help="Source language when the file does not say "
+            "(default: en for CoNLL, zh for CLUENER).",
+            show_default=False,
+        ),
     ] = None,
     format_: Annotated[
         str | None,
-        typer.Option("--format", help="conll | wikineural | cluener | jsonl | parquet "
-                     "(default: detected).", show_default=False),
+        typer.Option(
+            "--format",
+            help="conll | wikineural | cluener | jsonl | parquet (default: detected).",
+            show_default=False,
+        ),
     ] = None,
     limit: Annotated[
         int | None,
-        typer.Option("--limit", min=1, help="Translate only the first N instances.",
-                     show_default=False),
+        typer.Option(
+            "--limit", min=1, help="Translate only the first N instances.", show_default=False
+        ),
     ] = None,
     fallback_model: Annotated[
         str | None,
-        typer.Option("--fallback-model", help="Model that retries the instances the first "
-                     "model failed \\[env PARALLELNER_LLM_FALLBACK_MODEL].", show_default=False),
+        typer.Option(
+            "--fallback-model",
+            help="Model that retries the instances the first "
+            "model failed \\[env PARALLELNER_LLM_FALLBACK_MODEL].",
+            show_default=False,
+        ),
     ] = None,
     write_batch: Annotated[
         Path | None,
-        typer.Option("--write-batch", help="Write the requests as OpenAI batch JSONL "
-                     "(custom_id = instance id) for `vllm run-batch` / the Batch API, "
-                     "and stop.", show_default=False, dir_okay=False),
+        typer.Option(
+            "--write-batch",
+            help="Write the requests as OpenAI batch JSONL "
+            "(custom_id = instance id) for `vllm run-batch` / the Batch API, "
+            "and stop.",
+            show_default=False,
+            dir_okay=False,
+        ),
     ] = None,
     read_batch: Annotated[
         Path | None,
-        typer.Option("--read-batch", help="Read a batch output file instead of calling "
-                     "the LLM.", show_default=False, exists=True, dir_okay=False),
+        typer.Option(
+            "--read-batch",
+            help="Read a batch output file instead of calling the LLM.",
+            show_default=False,
+            exists=True,
+            dir_okay=False,
+        ),
     ] = None,
     config: ConfigOption = None,
     home: HomeOption = None,
@@ -162,7 +187,9 @@ def translate_cmd(
         f"read {read['sentences']} sentences ({read['quarantined']} quarantined)", highlight=False
     )
     if "batch_file" in summary:
-        console.print(f"wrote {summary['batch_requests']} batch requests to {summary['batch_file']}")
+        console.print(
+            f"wrote {summary['batch_requests']} batch requests to {summary['batch_file']}"
+        )
         return
     console.print(
         f"[green]{summary['translated']} translated[/], [red]{summary['failed']} failed[/] "

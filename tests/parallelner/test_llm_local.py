@@ -31,8 +31,9 @@ def _alive(pid: int) -> bool:
 
 @pytest.mark.slow
 def test_server_dies_with_a_sigkilled_parent():
-    out = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True,
-                         timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == -9, out.stderr
     child = int(out.stdout.strip())
     deadline = time.monotonic() + 15

@@ -27,14 +27,22 @@ from parallelner.records import (
 
 def test_entity_span_must_match_text_in_instance():
     with pytest.raises(ValidationError, match="reads 'Paris'"):
-        Instance(id="x", lang="en", text="Paris is big",
-                 entities=[Entity(start=0, end=5, label="LOC", text="Pàris")])
+        Instance(
+            id="x",
+            lang="en",
+            text="Paris is big",
+            entities=[Entity(start=0, end=5, label="LOC", text="Pàris")],
+        )
 
 
 def test_entity_outside_text_is_rejected():
     with pytest.raises(ValidationError, match="outside the text"):
-        Instance(id="x", lang="en", text="Paris",
-                 entities=[Entity(start=3, end=8, label="LOC", text="is bi")])
+        Instance(
+            id="x",
+            lang="en",
+            text="Paris",
+            entities=[Entity(start=3, end=8, label="LOC", text="is bi")],
+        )
 
 
 def test_empty_or_inverted_span_is_rejected():
@@ -43,9 +51,15 @@ def test_empty_or_inverted_span_is_rejected():
 
 
 def test_entities_are_sorted_by_start_so_ids_are_positions():
-    inst = Instance(id="x", lang="en", text="Obama met Merkel",
-                    entities=[Entity(start=10, end=16, label="PER", text="Merkel"),
-                              Entity(start=0, end=5, label="PER", text="Obama")])
+    inst = Instance(
+        id="x",
+        lang="en",
+        text="Obama met Merkel",
+        entities=[
+            Entity(start=10, end=16, label="PER", text="Merkel"),
+            Entity(start=0, end=5, label="PER", text="Obama"),
+        ],
+    )
     assert [e.text for e in inst.entities] == ["Obama", "Merkel"]
 
 
@@ -88,30 +102,61 @@ def parallel_records(draw):
     if tgt:
         a = draw(st.integers(0, len(tgt) - 1))
         b = draw(st.integers(a + 1, len(tgt)))
-        tgt_entities = (ProjectedEntity(start=a, end=b, label="PER", text=tgt[a:b],
-                                        source_index=0, method="fuzzy",
-                                        score=draw(st.floats(0, 1))),)
+        tgt_entities = (
+            ProjectedEntity(
+                start=a,
+                end=b,
+                label="PER",
+                text=tgt[a:b],
+                source_index=0,
+                method="fuzzy",
+                score=draw(st.floats(0, 1)),
+            ),
+        )
     return ParallelRecord(
-        record_id=draw(_text), instance_id="i", run_id="r",
-        src_lang="en", tgt_lang="zh", src_text=src,
+        record_id=draw(_text),
+        instance_id="i",
+        run_id="r",
+        src_lang="en",
+        tgt_lang="zh",
+        src_text=src,
         src_entities=(Entity(start=i, end=j, label=draw(_text), text=src[i:j]),),
-        tgt_text=tgt, tgt_entities=tgt_entities,
+        tgt_text=tgt,
+        tgt_entities=tgt_entities,
         mention_translations=(MentionTranslation(id=0, source=src[i:j], target=draw(_text)),),
-        unprojected=draw(st.sampled_from([(), (UnprojectedEntity(
-            source_index=0, label="PER", text=src[i:j], reason=Reason.NOT_FOUND),)])),
+        unprojected=draw(
+            st.sampled_from(
+                [
+                    (),
+                    (
+                        UnprojectedEntity(
+                            source_index=0, label="PER", text=src[i:j], reason=Reason.NOT_FOUND
+                        ),
+                    ),
+                ]
+            )
+        ),
         back_translation=draw(st.one_of(st.none(), _text)),
-        scores=draw(st.dictionaries(st.sampled_from(["chrf", "lang_prob"]),
-                                    st.floats(allow_nan=False), max_size=2)),
+        scores=draw(
+            st.dictionaries(
+                st.sampled_from(["chrf", "lang_prob"]), st.floats(allow_nan=False), max_size=2
+            )
+        ),
         status=draw(st.sampled_from(list(Status))),
         reasons=tuple(draw(st.lists(st.sampled_from(list(Reason)), max_size=3))),
         reviewed_at=draw(st.one_of(st.none(), st.just(datetime(2026, 1, 2, 3, 4, 5, 6000, UTC)))),
-        pipeline_version="0.1.0", prompt_version="translate.v1", model="m",
-        config_hash="abc", created_at=datetime(2026, 11, 25, 7, 0, 0, 123000, UTC),
+        pipeline_version="0.1.0",
+        prompt_version="translate.v1",
+        model="m",
+        config_hash="abc",
+        created_at=datetime(2026, 11, 25, 7, 0, 0, 123000, UTC),
         raw_reply=draw(st.one_of(st.none(), _text)),
     )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(records=st.lists(parallel_records(), min_size=1, max_size=5))
 def test_parquet_round_trip_is_lossless(tmp_path, records):
     path = tmp_path / "r.parquet"

@@ -44,16 +44,25 @@ def test_stage_hash_ignores_concurrency_and_secrets(monkeypatch):
     monkeypatch.setenv("PARALLELNER_LLM_API_KEY", "sk-secret-123")
     b = load_settings(None, llm_max_in_flight=256, workers=8)
     assert a.stage_hash("translate") == b.stage_hash("translate")
-    assert a.stage_hash("translate") != load_settings(None, llm_model="other").stage_hash("translate")
+    assert a.stage_hash("translate") != load_settings(None, llm_model="other").stage_hash(
+        "translate"
+    )
 
 
 def test_config_show_masks_secrets(tmp_path):
-    env = {"PARALLELNER_LLM_API_KEY": "sk-very-secret-42",
-           "PARALLELNER_LABEL_STUDIO_API_KEY": "ls-token-777",
-           "PARALLELNER_CATALOG_URI": "postgresql://u:pw-999@h/db",
-           "PATH": "/usr/bin:/bin"}
-    out = subprocess.run([sys.executable, "-m", "parallelner.cli", "config", "show", "--json"],
-                         env=env, capture_output=True, text=True, check=True)
+    env = {
+        "PARALLELNER_LLM_API_KEY": "sk-very-secret-42",
+        "PARALLELNER_LABEL_STUDIO_API_KEY": "ls-token-777",
+        "PARALLELNER_CATALOG_URI": "postgresql://u:pw-999@h/db",
+        "PATH": "/usr/bin:/bin",
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "parallelner.cli", "config", "show", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "sk-very-secret-42" not in out.stdout + out.stderr
     assert "ls-token-777" not in out.stdout + out.stderr
     assert "pw-999" not in out.stdout + out.stderr
