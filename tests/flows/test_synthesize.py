@@ -32,6 +32,7 @@ from parallelner.records import table_to_records
 from parallelner.settings import load_settings
 from parallelner.shards import read_shard
 from parallelner.store import load_snapshot
+from parallelner.synthesis import record_id_for
 from tests.flows.helpers import CLUENER_SAMPLE, WIKINEURAL_SAMPLE, comparable
 
 
@@ -228,7 +229,7 @@ def test_duplicates_across_shards_are_marked_once_in_run_order(llm_server, tmp_p
         pq.read_table(tmp_path / "out" / f"{plan.run_id}.parquet"))}
     assert len(rows) == 23
     marked = sorted(rid for rid, r in rows.items() if "duplicate" in r.reasons)
-    assert marked == sorted(f"{i.id}>zh" for i in copies)
+    assert marked == sorted(record_id_for(i.id, "zh", plan.config_hash) for i in copies)
     assert summary.reasons.get("duplicate") == 3
     assert sum(summary.counts.values()) == 23
 
