@@ -56,8 +56,9 @@ def make_source(n: int, path: Path) -> int:
             k, inst = divmod(i, len(real))
             inst = real[inst]
             if k:
-                inst = inst.model_copy(update={"id": f"{inst.id}~{k}",
-                                               "text": f"{inst.text} ({k})"})
+                inst = inst.model_copy(
+                    update={"id": f"{inst.id}~{k}", "text": f"{inst.text} ({k})"}
+                )
             yield inst
 
     return write_span_jsonl(cycled(), path)
@@ -103,10 +104,18 @@ class Sampler(threading.Thread):
             except Exception:  # noqa: BLE001 - a child that just exited
                 pass
         s = server_stats(self.base_url)
-        self.samples.append({"t": time.monotonic(), "rss": self.proc.memory_info().rss,
-                             "child_rss": children, "child_cpu": child_cpu,
-                             "cpu": sum(self.proc.cpu_times()[:2]), "busy": s["busy_slot_s"],
-                             "requests": s["requests"], "server_wall": s["wall_s"]})
+        self.samples.append(
+            {
+                "t": time.monotonic(),
+                "rss": self.proc.memory_info().rss,
+                "child_rss": children,
+                "child_cpu": child_cpu,
+                "cpu": sum(self.proc.cpu_times()[:2]),
+                "busy": s["busy_slot_s"],
+                "requests": s["requests"],
+                "server_wall": s["wall_s"],
+            }
+        )
 
     def run(self) -> None:
         while not self.stop.wait(1.0):
@@ -147,8 +156,9 @@ class Intervals:
         return total
 
 
-def windows(samples: list[dict[str, Any]], capacity: int, t0: float, t1: float,
-            width: float = 10.0) -> list[float]:
+def windows(
+    samples: list[dict[str, Any]], capacity: int, t0: float, t1: float, width: float = 10.0
+) -> list[float]:
     """Slot utilisation in consecutive windows of ``width`` seconds between t0 and t1."""
     pts = [s for s in samples if t0 <= s["t"] <= t1]
     out, start = [], 0
@@ -168,9 +178,14 @@ def run_flow(src: Path, home: Path, base_url: str, args) -> dict[str, Any]:
     iv = Intervals()
     for name in ("plan_run", "process_shard", "finalize_run"):
         iv.wrap(pipeline, name)
-    config = {"home": str(home), "llm_base_url": base_url, "llm_model": "test-model",
-              "llm_max_in_flight": args.max_in_flight, "shard_size": args.shard_size,
-              "workers": args.workers}
+    config = {
+        "home": str(home),
+        "llm_base_url": base_url,
+        "llm_model": "test-model",
+        "llm_max_in_flight": args.max_in_flight,
+        "shard_size": args.shard_size,
+        "workers": args.workers,
+    }
     flow = synthesize.with_options(task_runner=make_task_runner("threads", args.workers))
     # the ephemeral API server starts once per process (tens of seconds here): start it
     # before the clock, and report it on its own
@@ -191,8 +206,9 @@ def run_flow(src: Path, home: Path, base_url: str, args) -> dict[str, Any]:
     wall = t1 - t0
     library = iv.total("plan_run") + iv.total("finalize_run") + iv.union("process_shard")
     first, last = sampler.samples[0], sampler.samples[-1]
-    util = (last["busy"] - first["busy"]) / (args.capacity * (last["server_wall"]
-                                                              - first["server_wall"]))
+    util = (last["busy"] - first["busy"]) / (
+        args.capacity * (last["server_wall"] - first["server_wall"])
+    )
     shard_times = sorted(b - a for a, b in iv.calls["process_shard"])
     per_window = windows(sampler.samples, args.capacity, t0, t1)
     return {
@@ -210,8 +226,9 @@ def run_flow(src: Path, home: Path, base_url: str, args) -> dict[str, Any]:
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "prefect_server_peak_rss_mb": round(max(s["child_rss"] for s in sampler.samples) / 2**20),
         "requests": last["requests"] - first["requests"],
-        "requests_per_instance": round((last["requests"] - first["requests"])
-                                       / summary["instances"], 3),
+        "requests_per_instance": round(
+            (last["requests"] - first["requests"]) / summary["instances"], 3
+        ),
         "utilisation": round(util, 4),
         "utilisation_10s_min": round(min(per_window), 4) if per_window else None,
         "utilisation_10s_windows": [round(u, 3) for u in per_window],
@@ -226,30 +243,51 @@ def run_plain(src: Path, home: Path, base_url: str, args) -> dict[str, Any]:
     from parallelner import pipeline
     from parallelner.settings import load_settings
 
-    settings = load_settings(None, home=home, llm_base_url=base_url, llm_model="test-model",
-                             llm_max_in_flight=args.max_in_flight, shard_size=args.shard_size,
-                             workers=args.workers)
+    settings = load_settings(
+        None,
+        home=home,
+        llm_base_url=base_url,
+        llm_model="test-model",
+        llm_max_in_flight=args.max_in_flight,
+        shard_size=args.shard_size,
+        workers=args.workers,
+    )
     t0, cpu0 = time.monotonic(), time.process_time()
     plan = pipeline.plan_run([src], "zh", settings)
     with pipeline.LLMRuntime(settings) as runtime, ThreadPoolExecutor(args.workers) as pool:
-        results = list(pool.map(lambda s: pipeline.process_shard(s, plan, settings, runtime),
-                                plan.shards))
+        results = list(
+            pool.map(lambda s: pipeline.process_shard(s, plan, settings, runtime), plan.shards)
+        )
     pipeline.finalize_run(plan, results, settings)
-    return {"plain_wall_s": round(time.monotonic() - t0, 1),
-            "plain_cpu_s": round(time.process_time() - cpu0, 1)}
+    return {
+        "plain_wall_s": round(time.monotonic() - t0, 1),
+        "plain_cpu_s": round(time.process_time() - cpu0, 1),
+    }
 
 
 def render(results: dict[str, dict[str, Any]]) -> str:
     """docs/benchmarks-flow.md: one row per scenario, newest numbers."""
-    cols = [("instances", "instances"), ("service_time", "service s"), ("capacity", "slots"),
-            ("max_in_flight", "in flight"), ("workers", "workers"), ("shard_size", "shard"),
-            ("wall_s", "wall s"), ("instances_per_s", "inst/s"), ("peak_rss_mb", "RSS MB"),
-            ("prefect_server_peak_rss_mb", "API server MB"),
-            ("orchestration_share", "Prefect share"), ("plain_wall_s", "no-Prefect wall s"),
-            ("requests_per_instance", "req/inst"), ("utilisation", "slot util"),
-            ("utilisation_10s_min", "min 10 s util")]
-    lines = ["| scenario | " + " | ".join(c[1] for c in cols) + " |",
-             "|---" * (len(cols) + 1) + "|"]
+    cols = [
+        ("instances", "instances"),
+        ("service_time", "service s"),
+        ("capacity", "slots"),
+        ("max_in_flight", "in flight"),
+        ("workers", "workers"),
+        ("shard_size", "shard"),
+        ("wall_s", "wall s"),
+        ("instances_per_s", "inst/s"),
+        ("peak_rss_mb", "RSS MB"),
+        ("prefect_server_peak_rss_mb", "API server MB"),
+        ("orchestration_share", "Prefect share"),
+        ("plain_wall_s", "no-Prefect wall s"),
+        ("requests_per_instance", "req/inst"),
+        ("utilisation", "slot util"),
+        ("utilisation_10s_min", "min 10 s util"),
+    ]
+    lines = [
+        "| scenario | " + " | ".join(c[1] for c in cols) + " |",
+        "|---" * (len(cols) + 1) + "|",
+    ]
     for name, r in results.items():
         lines.append(f"| {name} | " + " | ".join(str(r.get(k, "")) for k, _ in cols) + " |")
     return "\n".join(lines)
@@ -292,11 +330,17 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
-    result.update({"service_time": args.service_time, "capacity": args.capacity,
-                   "max_in_flight": args.max_in_flight, "workers": args.workers,
-                   "shard_size": args.shard_size,
-                   "machine": f"{platform.machine()} {os.cpu_count()} cores",
-                   "date": datetime.now(UTC).isoformat(timespec="minutes")})
+    result.update(
+        {
+            "service_time": args.service_time,
+            "capacity": args.capacity,
+            "max_in_flight": args.max_in_flight,
+            "workers": args.workers,
+            "shard_size": args.shard_size,
+            "machine": f"{platform.machine()} {os.cpu_count()} cores",
+            "date": datetime.now(UTC).isoformat(timespec="minutes"),
+        }
+    )
     results = json.loads(args.results.read_text()) if args.results.is_file() else {}
     results[args.name] = result
     args.results.write_text(json.dumps(results, indent=1) + "\n")

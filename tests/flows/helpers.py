@@ -38,8 +38,7 @@ def prefect_env(root: Path) -> dict[str, str]:
 
 def run_env(home: Path, llm: OpenAIServer | str | None, **extra: str) -> dict[str, str]:
     """Environment for a ``parallelner run`` subprocess: no inherited PARALLELNER_/PREFECT_."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("PARALLELNER_", "PREFECT_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PARALLELNER_", "PREFECT_"))}
     env.update(prefect_env(home.parent))
     env["PARALLELNER_HOME"] = str(home)
     env["COLUMNS"] = "200"
@@ -52,8 +51,9 @@ def run_env(home: Path, llm: OpenAIServer | str | None, **extra: str) -> dict[st
 
 def run_cli(*args: str, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess:
     """``parallelner run ARGS`` to completion."""
-    return subprocess.run([CLI, "run", *args], capture_output=True, text=True, env=env,
-                          timeout=timeout, cwd=REPO)
+    return subprocess.run(
+        [CLI, "run", *args], capture_output=True, text=True, env=env, timeout=timeout, cwd=REPO
+    )
 
 
 def summary_of(res: subprocess.CompletedProcess) -> dict:

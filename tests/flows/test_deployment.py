@@ -34,8 +34,9 @@ def _free_port() -> int:
 def _process(args: list[str], env: dict[str, str], log: Path):
     """A long-running service process in its own group; killed with its children after."""
     with open(log, "w") as fh:
-        proc = subprocess.Popen(args, env=env, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            args, env=env, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
+        )
     try:
         yield proc
     finally:
@@ -62,12 +63,10 @@ def _wait_healthy(api: str, proc: subprocess.Popen, log: Path, timeout_s: float 
     raise AssertionError(f"prefect server not healthy in {timeout_s} s: {log.read_text()[-3000:]}")
 
 
-def test_deployment_runs_through_a_worker_on_a_real_server(postgres_database, llm_server,
-                                                          tmp_path):
+def test_deployment_runs_through_a_worker_on_a_real_server(postgres_database, llm_server, tmp_path):
     port = _free_port()
     api = f"http://127.0.0.1:{port}/api"
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("PARALLELNER_", "PREFECT_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PARALLELNER_", "PREFECT_"))}
     env.update(prefect_env(tmp_path))
     env.update({
         "PREFECT_API_URL": api,
@@ -80,14 +79,28 @@ def test_deployment_runs_through_a_worker_on_a_real_server(postgres_database, ll
     home = tmp_path / "home"
     server_log, worker_log = tmp_path / "server.log", tmp_path / "worker.log"
 
-    with _process([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port",
-                   str(port)], env, server_log) as server:
+    with _process(
+        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env,
+        server_log,
+    ) as server:
         _wait_healthy(api, server, server_log)
-        subprocess.run([str(BIN / "prefect"), "work-pool", "create", POOL, "--type", "process"],
-                       env=env, check=True, capture_output=True, timeout=120)
+        subprocess.run(
+            [str(BIN / "prefect"), "work-pool", "create", POOL, "--type", "process"],
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
 
-        res = subprocess.run([CLI, "deploy", "--pool", POOL, "synthesize"], env=env, cwd=REPO,
-                             capture_output=True, text=True, timeout=300)
+        res = subprocess.run(
+            [CLI, "deploy", "--pool", POOL, "synthesize"],
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert res.returncode == 0, res.stdout + res.stderr
         ids = re.findall(r"^deployment ([0-9a-f-]{36})$", res.stdout, re.MULTILINE)
         assert len(ids) == 1, res.stdout
@@ -97,16 +110,27 @@ def test_deployment_runs_through_a_worker_on_a_real_server(postgres_database, ll
         assert dep.get("name") == "synthesize", f"{res.stdout!r}: {dep}"
         assert dep["work_pool_name"] == POOL
 
-        params = {"sources": [str(WIKINEURAL_SAMPLE)], "tgt_lang": "zh",
-                  "config": {"home": str(home), "llm_base_url": llm_server.base_url,
-                             "llm_model": "test-model", "shard_size": 5}}
-        run = httpx.post(f"{api}/deployments/{dep_id}/create_flow_run",
-                         json={"parameters": params}, timeout=30)
+        params = {
+            "sources": [str(WIKINEURAL_SAMPLE)],
+            "tgt_lang": "zh",
+            "config": {
+                "home": str(home),
+                "llm_base_url": llm_server.base_url,
+                "llm_model": "test-model",
+                "shard_size": 5,
+            },
+        }
+        run = httpx.post(
+            f"{api}/deployments/{dep_id}/create_flow_run", json={"parameters": params}, timeout=30
+        )
         assert run.status_code in (200, 201), run.text
         run_id = run.json()["id"]
 
-        with _process([str(BIN / "prefect"), "worker", "start", "--pool", POOL, "--type",
-                       "process"], env, worker_log):
+        with _process(
+            [str(BIN / "prefect"), "worker", "start", "--pool", POOL, "--type", "process"],
+            env,
+            worker_log,
+        ):
             end = time.monotonic() + 400
             state = None
             while time.monotonic() < end:
@@ -115,10 +139,14 @@ def test_deployment_runs_through_a_worker_on_a_real_server(postgres_database, ll
                     break
                 time.sleep(2)
             assert state is not None and state["type"] == "COMPLETED", (
-                f"{state}\n{worker_log.read_text()[-4000:]}")
+                f"{state}\n{worker_log.read_text()[-4000:]}"
+            )
 
-        artifacts = httpx.post(f"{api}/artifacts/filter", timeout=10, json={
-            "artifacts": {"flow_run_id": {"any_": [run_id]}}}).json()
+        artifacts = httpx.post(
+            f"{api}/artifacts/filter",
+            timeout=10,
+            json={"artifacts": {"flow_run_id": {"any_": [run_id]}}},
+        ).json()
         assert {a["type"] for a in artifacts} >= {"progress", "table"}
 
     rows = load_snapshot("main", settings=load_settings(home=home))

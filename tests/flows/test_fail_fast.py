@@ -18,20 +18,42 @@ def _closed_port() -> int:
 @pytest.mark.parametrize(
     ("case", "args", "message"),
     [
-        ("unknown language", [str(WIKINEURAL_SAMPLE), "--to", "klingon"],
-         "unknown language 'klingon'"),
-        ("unknown source language", [str(WIKINEURAL_SAMPLE), "--to", "zh", "--from", "xx"],
-         "unknown language 'xx'"),
-        ("missing source file", ["data/sources/no-such-file.conllu", "--to", "zh"],
-         "source file not found: data/sources/no-such-file.conllu"),
-        ("source is the target language", [str(WIKINEURAL_SAMPLE), "--to", "en"],
-         "is the target language"),
-        ("unreachable LLM URL", [str(WIKINEURAL_SAMPLE), "--to", "zh", "--llm-base-url",
-                                 "http://127.0.0.1:{closed}/v1"],
-         "cannot reach the LLM endpoint"),
-        ("invalid model name", [str(WIKINEURAL_SAMPLE), "--to", "zh", "--llm-model",
-                                "no-such-model"],
-         "model 'no-such-model' is not served here; available: test-model"),
+        (
+            "unknown language",
+            [str(WIKINEURAL_SAMPLE), "--to", "klingon"],
+            "unknown language 'klingon'",
+        ),
+        (
+            "unknown source language",
+            [str(WIKINEURAL_SAMPLE), "--to", "zh", "--from", "xx"],
+            "unknown language 'xx'",
+        ),
+        (
+            "missing source file",
+            ["data/sources/no-such-file.conllu", "--to", "zh"],
+            "source file not found: data/sources/no-such-file.conllu",
+        ),
+        (
+            "source is the target language",
+            [str(WIKINEURAL_SAMPLE), "--to", "en"],
+            "is the target language",
+        ),
+        (
+            "unreachable LLM URL",
+            [
+                str(WIKINEURAL_SAMPLE),
+                "--to",
+                "zh",
+                "--llm-base-url",
+                "http://127.0.0.1:{closed}/v1",
+            ],
+            "cannot reach the LLM endpoint",
+        ),
+        (
+            "invalid model name",
+            [str(WIKINEURAL_SAMPLE), "--to", "zh", "--llm-model", "no-such-model"],
+            "model 'no-such-model' is not served here; available: test-model",
+        ),
     ],
     ids=lambda v: v if isinstance(v, str) and " " in v else "",
 )

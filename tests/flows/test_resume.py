@@ -18,8 +18,18 @@ from parallelner.testing.openai_server import OpenAIServer
 from tests.flows.helpers import CLI, REPO, WIKINEURAL, comparable, run_cli, run_env, summary_of
 
 SERVICE_S = 0.25  # per request: 46 sentences x ~2 requests / 4 in flight ~ 6 s of LLM work
-ARGS = [str(WIKINEURAL), "--to", "zh", "--shard-size", "4", "--workers", "2",
-        "--max-in-flight", "4", "--json"]
+ARGS = [
+    str(WIKINEURAL),
+    "--to",
+    "zh",
+    "--shard-size",
+    "4",
+    "--workers",
+    "2",
+    "--max-in-flight",
+    "4",
+    "--json",
+]
 
 
 def _body_key(request: dict) -> str:
@@ -32,8 +42,15 @@ def _rows_files(home: Path) -> list[Path]:
 
 def _kill_after_first_shard(env: dict[str, str], home: Path, deadline_s: float = 300) -> float:
     """Start a run, SIGKILL its whole process group once a shard's rows are on disk."""
-    proc = subprocess.Popen([CLI, "run", *ARGS], env=env, cwd=REPO, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [CLI, "run", *ARGS],
+        env=env,
+        cwd=REPO,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         end = time.monotonic() + deadline_s
         while not _rows_files(home):

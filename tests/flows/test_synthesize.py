@@ -37,8 +37,13 @@ from tests.flows.helpers import CLUENER_SAMPLE, WIKINEURAL_SAMPLE, comparable
 
 
 def _config(home: Path, server, **extra) -> dict:
-    return {"home": str(home), "llm_base_url": server.base_url, "llm_model": "test-model",
-            "shard_size": 6, **extra}
+    return {
+        "home": str(home),
+        "llm_base_url": server.base_url,
+        "llm_model": "test-model",
+        "shard_size": 6,
+        **extra,
+    }
 
 
 def _settings(home: Path, server):
@@ -55,13 +60,19 @@ def test_plan_task_writes_content_hashed_shards(llm_server, tmp_path):
 
     assert plan.instances == 20 and [s.size for s in plan.shards] == [6, 6, 6, 2]
     assert [s.index for s in plan.shards] == [0, 1, 2, 3]
-    assert plan.run_id == again.run_id and [s.id for s in plan.shards] == [s.id for s in again.shards]
+    assert plan.run_id == again.run_id and [s.id for s in plan.shards] == [
+        s.id for s in again.shards
+    ]
     sharded = [inst for s in plan.shards for inst in read_shard(s)]
     assert sharded == list(read_instances(WIKINEURAL_SAMPLE))  # all of them, in order
     # a different configuration of the stages is a different run of the same shards
-    other = plan_task.fn([str(WIKINEURAL_SAMPLE)], "zh",
-                         load_settings(None, **_config(tmp_path / "home", llm_server,
-                                                       quality={"min_chrf": 10})), None, None)
+    other = plan_task.fn(
+        [str(WIKINEURAL_SAMPLE)],
+        "zh",
+        load_settings(None, **_config(tmp_path / "home", llm_server, quality={"min_chrf": 10})),
+        None,
+        None,
+    )
     assert other.config_hash != plan.config_hash and other.run_id != plan.run_id
     assert [s.id for s in other.shards] == [s.id for s in plan.shards]
 
@@ -72,8 +83,9 @@ def test_shard_cache_key_ignores_the_run_and_follows_content_and_config(llm_serv
     shard = plan.shards[1]
     key = _shard_cache_key(None, {"shard": shard, "plan": plan, "settings": settings})
     assert shard.id in key and plan.config_hash in key
-    same = _shard_cache_key(None, {"shard": shard, "plan": plan, "settings":
-                                   settings.model_copy(update={"workers": 9})})
+    same = _shard_cache_key(
+        None, {"shard": shard, "plan": plan, "settings": settings.model_copy(update={"workers": 9})}
+    )
     assert same == key  # concurrency never invalidates the cache
     other_shard = _shard_cache_key(None, {"shard": plan.shards[2], "plan": plan})
     assert other_shard != key
@@ -109,7 +121,8 @@ def test_shard_and_finalize_tasks_fn(llm_server, tmp_path):
     assert out.num_rows == 20
     rows = load_snapshot(summary.snapshot_id, settings=settings)
     assert sorted(rows.column("record_id").to_pylist()) == sorted(
-        out.column("record_id").to_pylist())
+        out.column("record_id").to_pylist()
+    )
     # finalizing again commits nothing new (idempotent per run id)
     assert finalize_task.fn(plan, results, settings, None).snapshot_id == summary.snapshot_id
     assert len(llm_server.requests) == asked
@@ -143,23 +156,26 @@ def test_summary_rows_cover_counts_reasons_usage_and_throughput():
 
 def _artifacts(flow_run_id) -> dict:
     with get_client(sync_client=True) as client:
-        found = client.read_artifacts(artifact_filter=ArtifactFilter(
-            flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
     return {a.type: a for a in found}
 
 
 def _task_states(flow_run_id) -> list[tuple[str, str]]:
     with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(
-            id=FlowRunFilterId(any_=[flow_run_id])))
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+        )
     return sorted((r.name.rsplit("-", 1)[0], r.state.name) for r in runs)
 
 
 def test_flow_creates_artifacts_and_caches_shards(prefect_harness, llm_server, tmp_path):
     home = tmp_path / "home"
     config = _config(home, llm_server)
-    state = synthesize(sources=[str(WIKINEURAL_SAMPLE)], tgt_lang="zh", config=config,
-                       return_state=True)
+    state = synthesize(
+        sources=[str(WIKINEURAL_SAMPLE)], tgt_lang="zh", config=config, return_state=True
+    )
     assert state.is_completed(), state
     summary = state.result()
     run_id = state.state_details.flow_run_id
@@ -178,8 +194,9 @@ def test_flow_creates_artifacts_and_caches_shards(prefect_harness, llm_server, t
 
     # the same flow again: every shard task is a cache hit, no LLM request
     llm_server.reset_log()
-    again = synthesize(sources=[str(WIKINEURAL_SAMPLE)], tgt_lang="zh", config=config,
-                       return_state=True)
+    again = synthesize(
+        sources=[str(WIKINEURAL_SAMPLE)], tgt_lang="zh", config=config, return_state=True
+    )
     assert again.is_completed()
     assert llm_server.requests == []
     assert _task_states(again.state_details.flow_run_id).count(("process-shard", "Cached")) == 4
@@ -193,9 +210,15 @@ def test_flow_zh_to_en_both_directions_commit_separately(prefect_harness, llm_se
     assert en["run_id"] != zh["run_id"] and en["snapshot_id"] != zh["snapshot_id"]
     rows = load_snapshot("main", settings=load_settings(None, **config))
     assert rows.num_rows == 40
-    assert sorted(set(zip(rows.column("src_lang").to_pylist(),
-                          rows.column("tgt_lang").to_pylist(), strict=True))) == [
-        ("en", "zh"), ("zh", "en")]
+    assert sorted(
+        set(
+            zip(
+                rows.column("src_lang").to_pylist(),
+                rows.column("tgt_lang").to_pylist(),
+                strict=True,
+            )
+        )
+    ) == [("en", "zh"), ("zh", "en")]
 
 
 def test_dask_runner_gives_the_thread_runner_table(prefect_harness, llm_server, tmp_path):
@@ -205,8 +228,7 @@ def test_dask_runner_gives_the_thread_runner_table(prefect_harness, llm_server, 
         flow = synthesize.with_options(task_runner=make_task_runner(kind, 2))
         summary = flow(sources=[str(WIKINEURAL_SAMPLE)], tgt_lang="zh", config=config)
         assert summary["instances"] == 20
-        tables[kind] = load_snapshot(summary["snapshot_id"],
-                                     settings=load_settings(None, **config))
+        tables[kind] = load_snapshot(summary["snapshot_id"], settings=load_settings(None, **config))
     assert tables["dask"].num_rows == 20
     assert comparable(tables["dask"]) == comparable(tables["threads"])
 
@@ -225,8 +247,10 @@ def test_duplicates_across_shards_are_marked_once_in_run_order(llm_server, tmp_p
         results = [pipeline.process_shard(s, plan, settings, runtime) for s in plan.shards]
     summary = pipeline.finalize_run(plan, results, settings, output_dir=tmp_path / "out")
 
-    rows = {r.record_id: r for r in table_to_records(
-        pq.read_table(tmp_path / "out" / f"{plan.run_id}.parquet"))}
+    rows = {
+        r.record_id: r
+        for r in table_to_records(pq.read_table(tmp_path / "out" / f"{plan.run_id}.parquet"))
+    }
     assert len(rows) == 23
     marked = sorted(rid for rid, r in rows.items() if "duplicate" in r.reasons)
     assert marked == sorted(record_id_for(i.id, "zh", plan.config_hash) for i in copies)
@@ -234,29 +258,36 @@ def test_duplicates_across_shards_are_marked_once_in_run_order(llm_server, tmp_p
     assert sum(summary.counts.values()) == 23
 
 
-def test_api_key_reaches_the_server_and_nothing_else(prefect_harness, llm_server, tmp_path,
-                                                     monkeypatch):
+def test_api_key_reaches_the_server_and_nothing_else(
+    prefect_harness, llm_server, tmp_path, monkeypatch
+):
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 
     secret = "sk-flowtest-" + "9f3a" * 8
     monkeypatch.setenv("PARALLELNER_LLM_API_KEY", secret)
     home = tmp_path / "home"
-    state = synthesize(sources=[str(WIKINEURAL_SAMPLE)], tgt_lang="zh",
-                       config=_config(home, llm_server), output_dir=str(tmp_path / "out"),
-                       return_state=True)
+    state = synthesize(
+        sources=[str(WIKINEURAL_SAMPLE)],
+        tgt_lang="zh",
+        config=_config(home, llm_server),
+        output_dir=str(tmp_path / "out"),
+        return_state=True,
+    )
     assert state.is_completed()
     assert {r["authorization"] for r in llm_server.requests} == {f"Bearer {secret}"}
 
     run_id = state.state_details.flow_run_id
     with get_client(sync_client=True) as client:
-        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(
-            any_=[run_id])))
+        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
         flow_run = client.read_flow_run(run_id)
     assert logs  # the run logged through Prefect's run logger
     assert not [log.message for log in logs if secret in log.message]
     assert secret not in json.dumps(flow_run.parameters)
     assert not [a.key for a in _artifacts(run_id).values() if secret in str(a.data)]
     # rows, shards, reports, the reply cache, Prefect's persisted results: not a byte
-    leaked = [p for p in [*home.rglob("*"), *(tmp_path / "out").rglob("*")]
-              if p.is_file() and secret.encode() in p.read_bytes()]
+    leaked = [
+        p
+        for p in [*home.rglob("*"), *(tmp_path / "out").rglob("*")]
+        if p.is_file() and secret.encode() in p.read_bytes()
+    ]
     assert leaked == []
