@@ -48,11 +48,13 @@ def list_(config: ConfigOption = None, home: HomeOption = None, json_: JsonOptio
     if json_:
         print_json(snaps)
         return
-    t = Table("snapshot id", "committed at", "operation", "run", "added", "total", "tags")
+    t = Table("snapshot id", "committed (UTC)", "op", "run", "added", "total", "tags")
+    t.columns[0].no_wrap = True  # ids are what people copy: never fold them
+    t.columns[3].no_wrap = True
     for s in snaps:
         t.add_row(
-            str(s["snapshot_id"]) + (" *" if s["current"] else ""),
-            s["committed_at"],
+            str(s["snapshot_id"]) + ("*" if s["current"] else ""),
+            s["committed_at"][:16].replace("T", " "),
             s["operation"] or "",
             s["run_id"] or "",
             str(s["added_records"]),
