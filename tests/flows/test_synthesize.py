@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -262,6 +263,7 @@ def test_api_key_reaches_the_server_and_nothing_else(
     prefect_harness, llm_server, tmp_path, monkeypatch
 ):
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogHandler
 
     secret = "sk-flowtest-" + "9f3a" * 8
     monkeypatch.setenv("PARALLELNER_LLM_API_KEY", secret)
@@ -277,8 +279,15 @@ def test_api_key_reaches_the_server_and_nothing_else(
     assert {r["authorization"] for r in llm_server.requests} == {f"Bearer {secret}"}
 
     run_id = state.state_details.flow_run_id
+    APILogHandler().flush()  # logs go to the API in batches from a background worker
+    logs = []
+    end = time.monotonic() + 30
     with get_client(sync_client=True) as client:
-        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
+        while not logs and time.monotonic() < end:
+            logs = client.read_logs(
+                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id]))
+            )
+            time.sleep(0 if logs else 0.5)
         flow_run = client.read_flow_run(run_id)
     assert logs  # the run logged through Prefect's run logger
     assert not [log.message for log in logs if secret in log.message]
