@@ -29,6 +29,8 @@ from collections import Counter
 from typing import Literal
 
 __all__ = [
+    "LANG_NAMES",
+    "lang_name",
     "SCRIPT_OF",
     "script_of",
     "char_script",
@@ -172,3 +174,24 @@ def looks_like(text: str, lang: str) -> bool:
     """True when ``text`` is plausibly written in ``lang`` (by the share of its letters)."""
     want = script_of(lang)
     return script_share(text, lang) >= _MIN_SHARE.get(want, _DEFAULT_MIN_SHARE)
+
+
+LANG_NAMES: dict[str, str] = {
+    "en": "English",
+    "zh": "Chinese",
+    "de": "German",
+    "es": "Spanish",
+    "it": "Italian",
+    "fr": "French",
+    "pt": "Portuguese",
+    "nl": "Dutch",
+    "ru": "Russian",
+    "ja": "Japanese",
+    "ko": "Korean",
+    "ar": "Arabic",
+}
+
+
+def lang_name(lang: str) -> str:
+    """English name of a BCP-47 language tag, for prompts (``zh-Hant`` -> Chinese)."""
+    return LANG_NAMES.get(lang.split("-")[0].lower(), lang)

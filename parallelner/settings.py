@@ -144,10 +144,11 @@ class _YamlSource(PydanticBaseSettingsSource):
         path = _YAML_PATH[0]
         if path is None:
             return {}
-        return _read_yaml(path)
+        return read_yaml_mapping(path)
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def read_yaml_mapping(path: Path, expected: str = "settings") -> dict[str, Any]:
+    """Read a YAML file whose top level is a mapping; ConfigError names file and line."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -161,7 +162,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         raise ConfigError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of settings at the top level")
+        raise ConfigError(f"{path}: expected a mapping of {expected} at the top level")
     return data
 
 

@@ -34,7 +34,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from parallelner.langid import looks_like, script_of
+from parallelner.langid import LANG_NAMES, lang_name, looks_like, script_of
 from parallelner.llm.client import LLMClient, RequestFailed, judge_reply
 from parallelner.reasons import Reason
 from parallelner.records import Instance, MentionTranslation
@@ -61,26 +61,6 @@ __all__ = [
 
 LOCAL_PROMPT_VERSION = "translate-local.v1"
 BACK_PROMPT_VERSION = "backtranslate.v1"
-
-LANG_NAMES: dict[str, str] = {
-    "en": "English",
-    "zh": "Chinese",
-    "de": "German",
-    "es": "Spanish",
-    "it": "Italian",
-    "fr": "French",
-    "pt": "Portuguese",
-    "nl": "Dutch",
-    "ru": "Russian",
-    "ja": "Japanese",
-    "ko": "Korean",
-    "ar": "Arabic",
-}
-
-
-def lang_name(lang: str) -> str:
-    """English name of a BCP-47 language tag (the tag itself when unknown)."""
-    return LANG_NAMES.get(lang.split("-")[0].lower(), lang)
 
 
 class TranslationReply(BaseModel):

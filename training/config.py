@@ -12,10 +12,10 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from parallelner.errors import ConfigError
+from parallelner.settings import read_yaml_mapping
 
 __all__ = [
     "BuildConfig",
@@ -142,20 +142,7 @@ def load_config(path: Path | None = None, **overrides: Any) -> Config:
     if path is not None:
         path = Path(path)
         where = str(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: config file not found") from None
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read config file ({exc.strerror})") from None
-        try:
-            data = yaml.safe_load(text) or {}
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            loc = f"{path}:{mark.line + 1}" if mark else str(path)
-            raise ConfigError(f"{loc}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: expected a mapping (build/model/lora/train/eval)")
+        data = read_yaml_mapping(path, "sections (build/model/lora/train/eval)")
         data = _resolve_paths(data, path.resolve().parent)
     for dotted, value in overrides.items():
         if value is None:

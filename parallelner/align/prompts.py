@@ -11,27 +11,9 @@ from functools import cache
 from importlib import resources
 from string import Template
 
+from parallelner.langid import lang_name
+
 __all__ = ["Prompt", "load_prompt", "lang_name", "example_block"]
-
-_LANG_NAMES = {
-    "en": "English",
-    "zh": "Chinese",
-    "de": "German",
-    "es": "Spanish",
-    "it": "Italian",
-    "fr": "French",
-    "pt": "Portuguese",
-    "nl": "Dutch",
-    "ru": "Russian",
-    "ja": "Japanese",
-    "ko": "Korean",
-    "ar": "Arabic",
-}
-
-
-def lang_name(lang: str) -> str:
-    """English name of a BCP-47 language tag, for prompts (``zh-Hant`` -> Chinese)."""
-    return _LANG_NAMES.get(lang.split("-")[0].lower(), lang)
 
 
 class Prompt:

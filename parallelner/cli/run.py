@@ -189,9 +189,9 @@ def _config_dict(config: Path | None, overrides: dict) -> dict:
     """YAML settings merged with flags, for the flow's `config` parameter (no secrets)."""
     data: dict = {}
     if config is not None:
-        from parallelner.settings import _read_yaml
+        from parallelner.settings import read_yaml_mapping
 
-        data = _read_yaml(config)
+        data = read_yaml_mapping(config)
     data.update(overrides)
     for secret in ("llm_api_key", "label_studio_api_key"):
         data.pop(secret, None)  # secrets come from the environment, never from parameters
