@@ -124,13 +124,21 @@ def synthesize(
     fmt: str | None = None,
     config: dict[str, Any] | None = None,
     output_dir: str | None = None,
+    llm_api_key_secret: str | None = None,
 ) -> dict[str, Any]:
     """Translate, project and filter NER instances; commit one dataset snapshot.
 
-    ``config`` holds setting overrides (the same names as the YAML file).
+    ``config`` holds setting overrides (the same names as the YAML file), never secrets:
+    the LLM API key comes from ``PARALLELNER_LLM_API_KEY`` or from the Prefect ``Secret``
+    block named by ``llm_api_key_secret``.
     """
     logger = get_run_logger()
-    settings = load_settings(None, **(config or {}))
+    overrides = dict(config or {})
+    if llm_api_key_secret:
+        from prefect.blocks.system import Secret
+
+        overrides["llm_api_key"] = Secret.load(llm_api_key_secret).get()
+    settings = load_settings(None, **overrides)
     started = time.perf_counter()
     plan = plan_task(sources, tgt_lang, settings, fmt, src_lang)
     logger.info(

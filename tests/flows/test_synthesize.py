@@ -300,3 +300,25 @@ def test_api_key_reaches_the_server_and_nothing_else(
         if p.is_file() and secret.encode() in p.read_bytes()
     ]
     assert leaked == []
+
+
+def test_api_key_from_a_prefect_secret_block(prefect_harness, llm_server, tmp_path, monkeypatch):
+    from prefect.blocks.system import Secret
+
+    secret = "sk-block-" + "7c1e" * 8
+    monkeypatch.delenv("PARALLELNER_LLM_API_KEY", raising=False)
+    Secret(value=secret).save("parallelner-llm-key", overwrite=True)
+    home = tmp_path / "home"
+    state = synthesize(
+        sources=[str(WIKINEURAL_SAMPLE)],
+        tgt_lang="zh",
+        config=_config(home, llm_server),
+        llm_api_key_secret="parallelner-llm-key",
+        return_state=True,
+    )
+    assert state.is_completed()
+    assert {r["authorization"] for r in llm_server.requests} == {f"Bearer {secret}"}
+    with get_client(sync_client=True) as client:
+        flow_run = client.read_flow_run(state.state_details.flow_run_id)
+    assert secret not in json.dumps(flow_run.parameters)
+    assert not [p for p in home.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
