@@ -24,8 +24,8 @@ class Status(StrEnum):
 class Reason(StrEnum):
     """Why an instance, entity or record ended where it did.
 
-    Grouped by the stage that emits them. The docstring of each group is the reference
-    table printed by `parallelner reasons`.
+    Grouped by the stage that emits them; the group headings and the comment after each
+    code are the reference table that `parallelner reasons` prints.
     """
 
     # --- input (readers): why a line was quarantined or repaired -----------------

@@ -39,6 +39,7 @@ _COMMAND_MODULES = (
     "snapshot",
     "serve",
     "train",
+    "reasons",
 )
 
 for _name in _COMMAND_MODULES:

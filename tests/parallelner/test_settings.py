@@ -69,3 +69,12 @@ def test_config_show_masks_secrets(tmp_path):
     data = json.loads(out.stdout)
     assert data["llm_api_key"] == "***"
     assert data["label_studio_api_key"] == "***"
+
+
+def test_reasons_command_documents_every_code():
+    from parallelner.cli.reasons import reason_table
+    from parallelner.reasons import Reason
+
+    rows = reason_table()
+    assert {r["code"] for r in rows} == {r.value for r in Reason}
+    assert all(r["stage"] for r in rows)
