@@ -154,13 +154,18 @@ def synthesize(
     runner_task = shard_task.with_options(result_storage=storage)
     futures = [runner_task.submit(shard, plan, settings) for shard in plan.shards]
     results = []
+    latency: dict[str, float] = {}
     try:
         for i, fut in enumerate(futures, 1):
             results.append(fut.result())
             update_progress_artifact(progress, progress=100.0 * i / len(futures))
+        for rt in _RUNTIME.values():  # latency percentiles of this process's requests
+            usage = rt.client.usage.as_dict()
+            latency.update({k: v for k, v in usage.items() if k.startswith("latency_") and v})
     finally:
         _close_runtimes()
     summary = finalize_task(plan, results, settings, output_dir)
+    summary.usage.update(latency)
     seconds = time.perf_counter() - started
     create_table_artifact(
         key="synthesize-summary",

@@ -213,11 +213,15 @@ def _print_summary(summary: dict) -> None:
         "cache_hits",
         "retries",
         "failures",
+        "reasks",
         "prompt_tokens",
         "completion_tokens",
     ):
         if k in summary["usage"]:
             table.add_row(f"llm {k}", str(summary["usage"][k]))
+    for p in (50, 95, 99):
+        if f"latency_p{p}_s" in summary["usage"]:
+            table.add_row(f"llm latency p{p}", f"{summary['usage'][f'latency_p{p}_s']:.2f} s")
     table.add_row("acceptance rate", f"{summary['acceptance_rate']:.1%}")
     console.print(table)
     console.print(f"snapshot: [bold]{summary['snapshot_id']}[/]   report: {summary['report_dir']}")

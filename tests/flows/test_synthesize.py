@@ -188,6 +188,7 @@ def test_flow_creates_artifacts_and_caches_shards(prefect_harness, llm_server, t
     table = {r["what"]: r["count"] for r in json.loads(arts["table"].data)}
     assert sum(v for k, v in table.items() if k.startswith("status:")) == 20
     assert table["llm:requests"] == summary["usage"]["requests"] > 0
+    assert 0 < summary["usage"]["latency_p50_s"] <= summary["usage"]["latency_p99_s"]
     assert "instances_per_second" in table and "acceptance_rate" in table
     assert arts["table"].key == "synthesize-summary"
     assert arts["markdown"].key == "quality-report" and arts["markdown"].data.strip()
