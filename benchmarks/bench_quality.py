@@ -17,7 +17,6 @@ docs/quality.md.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import random
@@ -29,8 +28,12 @@ from pathlib import Path
 
 from parallelner.quality import checks, language
 from parallelner.quality.decide import assess_record
-from parallelner.quality.samples import read_projection_drafts
-from parallelner.reasons import Status
+from parallelner.quality.samples import (
+    cluener_texts,
+    projection_texts,
+    read_projection_drafts,
+    target_only_record,
+)
 from parallelner.records import ParallelRecord
 from parallelner.settings import QualitySettings
 
@@ -116,37 +119,20 @@ def langdetect_alone_per_s(texts: list[str]) -> float:
 # --- language false-rejection rates ----------------------------------------------------
 
 
-def _cluener() -> list[str]:
-    out = []
-    for name in ("cluener-train.json", "cluener-dev.json"):
-        with open(DATA / "sources" / name, encoding="utf-8") as fh:
-            out += [json.loads(line)["text"] for line in fh if line.strip()]
-    return out
-
-
-def _targets(name: str) -> list[str]:
-    with open(DATA / "projection-dev" / f"{name}.jsonl", encoding="utf-8") as fh:
-        return [json.loads(line)["target"]["text"] for line in fh]
-
-
-def _record(src: str, tgt: str, text: str) -> ParallelRecord:
-    return ParallelRecord(record_id="r", instance_id="i", run_id="b", src_lang=src, tgt_lang=tgt,
-                          src_text="-", tgt_text=text, status=Status.REVIEW, pipeline_version="0",
-                          prompt_version="0", model="m", config_hash="c")  # fmt: skip
-
-
 def language_rates(q: QualitySettings) -> list[tuple[str, int, int, int]]:
     """(set, texts, rejected by our check, rejected by langdetect alone) per real set."""
     sets = [
-        ("CLUENER train+dev (zh)", "zh", _cluener()),
-        ("PUD targets (zh, Traditional)", "zh", _targets("pud-en-zh")),
-        ("Europarl targets (de)", "de", _targets("europarl-en-de")),
-        ("Europarl targets (es)", "es", _targets("europarl-en-es")),
-        ("Europarl targets (it)", "it", _targets("europarl-en-it")),
+        ("CLUENER train+dev (zh)", "zh", cluener_texts(DATA)),
+        ("PUD targets (zh, Traditional)", "zh", projection_texts(DATA, "pud-en-zh")),
+        ("Europarl targets (de)", "de", projection_texts(DATA, "europarl-en-de")),
+        ("Europarl targets (es)", "es", projection_texts(DATA, "europarl-en-es")),
+        ("Europarl targets (it)", "it", projection_texts(DATA, "europarl-en-it")),
     ]
     rows = []
     for name, lang, texts in sets:
-        ours = sum(bool(checks.check_language(_record("en", lang, t), q).reasons) for t in texts)
+        ours = sum(
+            bool(checks.check_language(target_only_record("en", lang, t), q).reasons) for t in texts
+        )
         alone = 0
         for t in texts:
             g = language.langdetect_guess(t, q.seed)
@@ -168,23 +154,23 @@ def _wikineural(limit: int) -> list[str]:
     return sentences[:limit]
 
 
-def _sources(name: str) -> list[str]:
-    with open(DATA / "projection-dev" / f"{name}.jsonl", encoding="utf-8") as fh:
-        return [json.loads(line)["source"]["text"] for line in fh]
-
-
 def catch_rates(q: QualitySettings) -> list[tuple[str, int, int]]:
     """(case, texts, caught) for real text put where another language belongs."""
     cases = [
         ("WikiNEuRal English as the zh target (en->zh copy)", "en", "zh", _wikineural(3000)),
-        ("CLUENER Chinese as the en target (zh->en copy)", "zh", "en", _cluener()[:3000]),
-        ("Europarl English sources as the de target", "en", "de", _sources("europarl-en-de")),
-        ("Europarl Italian as the es target", "en", "es", _targets("europarl-en-it")),
-        ("Europarl German as the it target", "en", "it", _targets("europarl-en-de")),
+        ("CLUENER Chinese as the en target (zh->en copy)", "zh", "en", cluener_texts(DATA)[:3000]),
+        (
+            "Europarl English sources as the de target",
+            "en",
+            "de",
+            projection_texts(DATA, "europarl-en-de", "source"),
+        ),
+        ("Europarl Italian as the es target", "en", "es", projection_texts(DATA, "europarl-en-it")),
+        ("Europarl German as the it target", "en", "it", projection_texts(DATA, "europarl-en-de")),
     ]
     return [
         (name, len(texts),
-         sum(bool(checks.check_language(_record(src, tgt, t), q).reasons) for t in texts))
+         sum(bool(checks.check_language(target_only_record(src, tgt, t), q).reasons) for t in texts))
         for name, src, tgt, texts in cases
     ]  # fmt: skip
 

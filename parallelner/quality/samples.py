@@ -18,7 +18,13 @@ from parallelner.reasons import Reason, Status
 from parallelner.records import Entity, ParallelRecord, ProjectedEntity, UnprojectedEntity
 from parallelner.version import PIPELINE_VERSION
 
-__all__ = ["draft_from_projection_pair", "read_projection_drafts"]
+__all__ = [
+    "draft_from_projection_pair",
+    "read_projection_drafts",
+    "cluener_texts",
+    "projection_texts",
+    "target_only_record",
+]
 
 
 def draft_from_projection_pair(
@@ -86,3 +92,27 @@ def read_projection_drafts(path: Path, run_id: str = "dev") -> Iterator[Parallel
                 raise InputError(str(path), number, Reason.INVALID_JSON, exc.msg) from None
             except (KeyError, TypeError, ValueError) as exc:
                 raise InputError(str(path), number, Reason.MALFORMED_LINE, str(exc)) from None
+
+
+def cluener_texts(data_dir: Path) -> list[str]:
+    """Every CLUENER train+dev sentence (real Chinese text) under ``data_dir/sources``."""
+    out: list[str] = []
+    for name in ("cluener-train.json", "cluener-dev.json"):
+        with open(data_dir / "sources" / name, encoding="utf-8") as fh:
+            out += [json.loads(line)["text"] for line in fh if line.strip()]
+    return out
+
+
+def projection_texts(data_dir: Path, name: str, side: str = "target") -> list[str]:
+    """The ``side`` ("source" or "target") sentences of ``projection-dev/<name>.jsonl``."""
+    with open(data_dir / "projection-dev" / f"{name}.jsonl", encoding="utf-8") as fh:
+        return [json.loads(line)[side]["text"] for line in fh]
+
+
+def target_only_record(src_lang: str, tgt_lang: str, tgt_text: str) -> ParallelRecord:
+    """A minimal record whose only content is a target text (for the language checks)."""
+    return ParallelRecord(
+        record_id="r", instance_id="i", run_id="t", src_lang=src_lang, tgt_lang=tgt_lang,
+        src_text="-", tgt_text=tgt_text, status=Status.REVIEW, pipeline_version="0",
+        prompt_version="0", model="m", config_hash="c",
+    )  # fmt: skip

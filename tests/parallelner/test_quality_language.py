@@ -8,44 +8,33 @@ WikiNEuRal English (as the target of zh->en).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
 from parallelner.quality.checks import check_language
-from parallelner.reasons import Reason, Status
-from parallelner.records import ParallelRecord
+from parallelner.quality.samples import cluener_texts, projection_texts, target_only_record
+from parallelner.reasons import Reason
 from parallelner.settings import QualitySettings
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 Q = QualitySettings()
 
 
-def record(src_lang: str, tgt_lang: str, tgt_text: str) -> ParallelRecord:
-    return ParallelRecord(
-        record_id="r", instance_id="i", run_id="t", src_lang=src_lang, tgt_lang=tgt_lang,
-        src_text="-", tgt_text=tgt_text, status=Status.REVIEW, pipeline_version="0",
-        prompt_version="0", model="m", config_hash="c",
-    )  # fmt: skip
+def record(src_lang: str, tgt_lang: str, tgt_text: str):
+    return target_only_record(src_lang, tgt_lang, tgt_text)
 
 
 def cluener() -> list[str]:
-    out = []
-    for name in ("cluener-train.json", "cluener-dev.json"):
-        with open(DATA / "sources" / name, encoding="utf-8") as fh:
-            out += [json.loads(line)["text"] for line in fh if line.strip()]
-    return out
+    return cluener_texts(DATA)
 
 
 def projection_targets(name: str) -> list[str]:
-    with open(DATA / "projection-dev" / f"{name}.jsonl", encoding="utf-8") as fh:
-        return [json.loads(line)["target"]["text"] for line in fh]
+    return projection_texts(DATA, name, "target")
 
 
 def projection_sources(name: str) -> list[str]:
-    with open(DATA / "projection-dev" / f"{name}.jsonl", encoding="utf-8") as fh:
-        return [json.loads(line)["source"]["text"] for line in fh]
+    return projection_texts(DATA, name, "source")
 
 
 def wikineural(limit: int) -> list[str]:
