@@ -161,9 +161,11 @@ def pull_cmd(
     if records is not None:
         updated, report = pull(_read_records(records), connect(s), s.label_studio_project)
         if out is not None:
-            tmp = out.with_name(out.name + ".tmp")
-            tmp.write_text("".join(r.model_dump_json() + "\n" for r in updated), encoding="utf-8")
-            tmp.replace(out)
+            from parallelner.writers.base import AtomicTextWriter
+
+            with AtomicTextWriter(out) as writer:
+                for r in updated:
+                    writer.write_line(r.model_dump_json())
             report["written"] = str(out)
     else:
         report = pull_snapshot(s, snapshot)
