@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from parallelner.records import Instance
+from parallelner.writers.base import AtomicTextWriter
 
 __all__ = ["Shard", "make_shards", "read_shard", "instance_line"]
 
@@ -35,15 +35,6 @@ def instance_line(inst: Instance) -> str:
     return json.dumps(inst.model_dump(mode="json"), ensure_ascii=False, sort_keys=True)
 
 
-def _write_atomic(path: Path, lines: list[str]) -> None:
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write("\n".join(lines) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def make_shards(
     instances: Iterable[Instance], directory: Path, size: int = 1000
 ) -> Iterator[Shard]:
@@ -56,7 +47,9 @@ def make_shards(
         digest = hashlib.sha256("\n".join(batch).encode("utf-8")).hexdigest()[:24]
         path = directory / f"{digest}.jsonl"
         if not path.exists():
-            _write_atomic(path, batch)
+            with AtomicTextWriter(path) as writer:
+                for line in batch:
+                    writer.write_line(line)
         return Shard(id=digest, path=path, size=len(batch), index=index)
 
     for inst in instances:
