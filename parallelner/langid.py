@@ -23,6 +23,7 @@ Two counting units over the same table (``script_counts(text, unit=...)``):
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections import Counter
@@ -40,6 +41,8 @@ __all__ = [
     "script_share",
     "script_token_share",
     "looks_like",
+    "zh_variant",
+    "variant_counts",
 ]
 
 Unit = Literal["letter", "token"]
@@ -195,3 +198,36 @@ LANG_NAMES: dict[str, str] = {
 def lang_name(lang: str) -> str:
     """English name of a BCP-47 language tag, for prompts (``zh-Hant`` -> Chinese)."""
     return LANG_NAMES.get(lang.split("-")[0].lower(), lang)
+
+
+def zh_variant(lang: str) -> str | None:
+    """``"hant"`` / ``"hans"`` when a Chinese tag names a variant (``zh-Hant``, ``zh-TW``,
+    ``zh-Hans``, ``zh-CN``...), else None (plain ``zh`` and other languages)."""
+    tag = lang.lower()
+    if tag.split("-")[0] != "zh":
+        return None
+    if "hant" in tag or tag in ("zh-tw", "zh-hk", "zh-mo"):
+        return "hant"
+    if "hans" in tag or tag in ("zh-cn", "zh-sg"):
+        return "hans"
+    return None
+
+
+@functools.cache
+def _opencc(config: str):  # noqa: ANN202 - opencc has no type stubs
+    import opencc
+
+    return opencc.OpenCC(config)
+
+
+def variant_counts(text: str) -> tuple[int, int]:
+    """(Traditional-only, Simplified-only) characters of ``text``: the characters that
+    OpenCC's ``t2s`` (``s2t``) conversion of the whole text changes."""
+
+    def changed(config: str) -> int:
+        out = _opencc(config).convert(text)
+        if len(out) != len(text):  # phrase conversions changed the length: count per char
+            return sum(_opencc(config).convert(c) != c for c in text)
+        return sum(a != b for a, b in zip(text, out, strict=True))
+
+    return changed("t2s"), changed("s2t")

@@ -52,6 +52,7 @@ class Reason(StrEnum):
     REPLY_TRUNCATED = "reply_truncated"  # finish_reason == "length"
     REPLY_WRONG_LANGUAGE = "reply_wrong_language"  # translation not in target language
     ESCALATED = "escalated"  # the fallback model answered (informational)
+    REPLY_EXTRA_ENTITIES = "reply_extra_entities"  # reply listed an entity the source lacks
 
     # --- stage 2, projection and repair ------------------------------------------
     NOT_FOUND = "not_found"  # no candidate span above threshold
@@ -81,6 +82,15 @@ class Reason(StrEnum):
     DUPLICATE = "duplicate"  # same normalised pair seen earlier in the run
     AUDIT_SAMPLE = "audit_sample"  # random audit of an accepted pair
     REPAIR_UNFINISHED = "repair_unfinished"  # repair ladder ended without a full pair
+    NO_BACKTRANSLATION = "no_backtranslation"  # back-translation asked for, none came back
+    WRONG_SCRIPT_VARIANT = "wrong_script_variant"  # Simplified where Traditional asked, or reverse
+    UNEXPECTED_NAME = "unexpected_name"  # back-translation names what the source does not
+    ENTITY_ROUNDTRIP = "entity_roundtrip"  # target mention reads back as another text
+    ENTITY_UNVERIFIED = "entity_unverified"  # no read-back of a target mention
+    ENTITY_NUMBERS = "entity_numbers"  # source and target mention hold different numbers
+    ENTITY_IMPLAUSIBLE = "entity_implausible"  # target mention cannot be a name (no letters)
+    ENTITY_BOUNDARY = "entity_boundary"  # target span cuts a word or a bracket pair
+    ENTITY_AMBIGUOUS = "entity_ambiguous"  # mention occurs more often in target than source
 
     # --- stage 3, human review ------------------------------------------------------
     REVIEW_BAD_TRANSLATION = "review_bad_translation"

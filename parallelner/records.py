@@ -116,6 +116,12 @@ class ProjectedEntity(_Frozen):
     source_index: int  # index into the source entities
     method: str  # exact | normalized | fuzzy | source_copy | repair_mention | ...
     score: float  # 0..1
+    # stage 3's entity verification (``parallelner.quality.entities``): what the span
+    # reads as in the source language (from the back-translation), how well that matches
+    # the source mention (0..1), and the reason codes of the entity checks it failed
+    back_translation: str | None = None
+    roundtrip_score: float | None = None
+    checks: tuple[Reason, ...] = ()
 
 
 class UnprojectedEntity(_Frozen):

@@ -63,6 +63,11 @@ class QualitySettings(_Section):
     langdetect_reject_prob: float = 0.9  # langdetect alone rejects only when this sure
     lang_min_words: int = 6  # ... and only texts of at least this many words
     max_copy_similarity: float = 0.9  # target vs source (mentions removed) above -> untranslated
+    # entity verification (parallelner.quality.entities): read every projected mention
+    # back in the source language (in the back-translation request) and check it
+    verify_entities: bool = True
+    entity_roundtrip_min: float = 1.0  # round-trip score below this -> review
+    max_variant_share: float = 0.5  # zh-Hant/zh-Hans target: other-variant share above -> rejected
     audit_rate: float = 0.02  # share of accepted pairs sent to review as an audit
     seed: int = 13
 

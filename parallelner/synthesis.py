@@ -19,7 +19,13 @@ from parallelner.quality import assess_record
 from parallelner.reasons import Reason, Status
 from parallelner.records import Instance, ParallelRecord
 from parallelner.settings import Settings
-from parallelner.translate import Translation, TranslationFailure, back_translate, translate_stream
+from parallelner.translate import (
+    Translation,
+    TranslationFailure,
+    back_translate,
+    back_translate_entities,
+    translate_stream,
+)
 from parallelner.version import PIPELINE_VERSION
 
 __all__ = ["synthesize_instances", "record_id_for", "build_record"]
@@ -82,8 +88,26 @@ async def build_record(
         if repaired.needs_review:
             reasons.append(Reason.REPAIR_UNFINISHED)
     back = None
+    entities = projection.entities
     if settings.translate.back_translate and text.strip():
-        back = await back_translate(client, text, tr.tgt_lang, inst.lang, settings)
+        if settings.quality.verify_entities:
+            # one request: the sentence, and what each projected span reads as (the
+            # spans listed in the order they occur, so a repeated string is unambiguous)
+            order = sorted(range(len(entities)), key=lambda i: (entities[i].start, entities[i].end))
+            got = await back_translate_entities(
+                client, text, [entities[i].text for i in order], tr.tgt_lang, inst.lang, settings
+            )
+            if got is not None:
+                back = got.text
+                forms = dict(zip(order, got.mentions, strict=True))
+                entities = tuple(
+                    e.model_copy(update={"back_translation": forms[i] or ""})
+                    for i, e in enumerate(entities)
+                )
+        else:
+            back = await back_translate(client, text, tr.tgt_lang, inst.lang, settings)
+        if back is None:
+            reasons.append(Reason.NO_BACKTRANSLATION)
     draft = ParallelRecord(
         record_id=record_id_for(inst.id, tr.tgt_lang, config_hash),
         instance_id=inst.id,
@@ -95,7 +119,7 @@ async def build_record(
         src_entities=inst.entities,
         tgt_text=text,
         mention_translations=tr.mentions,
-        tgt_entities=projection.entities,
+        tgt_entities=entities,
         unprojected=projection.unprojected,
         back_translation=back,
         repair_steps=steps,

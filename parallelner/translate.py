@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Sequence
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -52,6 +52,9 @@ __all__ = [
     "translate_instance",
     "translate_stream",
     "back_translate",
+    "BackTranslation",
+    "EntityBackTranslationReply",
+    "back_translate_entities",
     "results_from_batch",
     "result_to_json",
     "run",
@@ -61,6 +64,7 @@ __all__ = [
 
 LOCAL_PROMPT_VERSION = "translate-local.v1"
 BACK_PROMPT_VERSION = "backtranslate.v1"
+ENTITY_BACK_PROMPT_VERSION = "backtranslate-entities.v1"
 
 
 class TranslationReply(BaseModel):
@@ -78,6 +82,34 @@ class BackTranslationReply(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     translation: str
+
+
+class MentionBackTranslation(BaseModel):
+    """One target mention, read back in the source language."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: int
+    translation: str
+
+
+class EntityBackTranslationReply(BaseModel):
+    """A back-translation that also reads back each listed target mention."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    translation: str
+    mentions: list[MentionBackTranslation]
+
+
+class BackTranslation(BaseModel):
+    """A back-translated sentence and, per target mention asked about, what it says in
+    the source language (None where the LLM gave nothing)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    text: str
+    mentions: tuple[str | None, ...] = ()
 
 
 class Translation(BaseModel):
@@ -169,6 +201,15 @@ def check_reply(
     return None
 
 
+def _extra_entities(inst: Instance, reply: TranslationReply) -> tuple[Reason, ...]:
+    """REPLY_EXTRA_ENTITIES when the reply lists an entity id the source does not have
+    (or one id twice): the LLM saw a name the source does not hold."""
+    ids = [m.id for m in reply.entities]
+    if len(ids) != len(set(ids)) or any(not 0 <= i < len(inst.entities) for i in ids):
+        return (Reason.REPLY_EXTRA_ENTITIES,)
+    return ()
+
+
 def _mentions(inst: Instance, reply: TranslationReply) -> tuple[MentionTranslation, ...]:
     """One MentionTranslation per source entity, in id order (first answer per id wins)."""
     by_id: dict[int, MentionTranslation] = {}
@@ -211,6 +252,7 @@ def parse_reply(
         model=model,
         prompt_version=prompt_version,
         raw_reply=content,
+        reasons=_extra_entities(inst, value),
     )
 
 
@@ -248,6 +290,7 @@ async def _translate_chat(
         model=model,
         prompt_version=ts.prompt_version,
         raw_reply=outcome.raw or "",
+        reasons=_extra_entities(inst, outcome.value),
     )
 
 
@@ -386,7 +429,7 @@ async def translate_instance(
         result = await step(client, inst, tgt_lang, ts, model)
         if isinstance(result, Translation):
             if n > 0:
-                result = result.model_copy(update={"reasons": (Reason.ESCALATED,)})
+                result = result.model_copy(update={"reasons": (*result.reasons, Reason.ESCALATED)})
             return result
     assert result is not None
     return result
@@ -510,6 +553,95 @@ async def back_translate(
         max_reasks=ts.max_reasks,
     )
     return outcome.value.translation.strip() if outcome.ok else None
+
+
+async def back_translate_entities(
+    client: LLMClient,
+    text: str,
+    mentions: Sequence[str],
+    src_lang: str,
+    tgt_lang: str,
+    settings: Settings,
+) -> BackTranslation | None:
+    """Back-translate ``text`` (written in ``src_lang``) into ``tgt_lang`` and read back
+    each of its ``mentions`` (exact substrings of ``text``) in the same request.
+
+    For stage 3's entity round trip: ``back_translate_entities(client, rec.tgt_text,
+    [e.text for e in rec.tgt_entities], rec.tgt_lang, rec.src_lang, settings)``. Chat
+    endpoints answer in one request (no more requests than a plain back-translation);
+    the local base model gets one short completion per mention after the sentence.
+    None when no usable back-translation came back.
+    """
+    ts = settings.translate
+    if client.is_local:
+        sentence = await back_translate(client, text, src_lang, tgt_lang, settings)
+        if sentence is None:
+            return None
+        context = (
+            f"{_local_shots(src_lang, tgt_lang, terms=True)}"
+            f"{lang_name(src_lang)}: {_one_line(text)}\n{lang_name(tgt_lang)}: {sentence}\n"
+        )
+        forms: list[str | None] = []
+        for m in mentions:
+            try:
+                out = await client.complete(
+                    f"{context}{lang_name(src_lang)} term: {m}\n{lang_name(tgt_lang)} term:",
+                    stop=["\n"],
+                    max_tokens=48,
+                    prompt_version=ENTITY_BACK_PROMPT_VERSION,
+                    temperature=ts.temperature,
+                )
+            except RequestFailed:
+                forms.append(None)
+                continue
+            forms.append(out.strip() or None)
+        return BackTranslation(text=sentence, mentions=tuple(forms))
+
+    system, user = _chat_template(ENTITY_BACK_PROMPT_VERSION)
+    names = {"src_name": lang_name(src_lang), "tgt_name": lang_name(tgt_lang)}
+    payload = json.dumps(
+        {
+            "source_language": src_lang,
+            "target_language": tgt_lang,
+            "sentence": text,
+            "mentions": [{"id": i, "text": m} for i, m in enumerate(mentions)],
+        },
+        ensure_ascii=False,
+    )
+
+    def check(r: EntityBackTranslationReply) -> tuple[Reason, str] | None:
+        if not r.translation.strip():
+            return Reason.REPLY_EMPTY, "the translation is empty"
+        if script_of(src_lang) != script_of(tgt_lang) and not looks_like(r.translation, tgt_lang):
+            return Reason.REPLY_WRONG_LANGUAGE, f"not written in {lang_name(tgt_lang)}"
+        answered = {m.id for m in r.mentions if m.translation.strip()}
+        missing = [i for i in range(len(mentions)) if i not in answered]
+        if missing:
+            return Reason.REPLY_MISSING_ENTITIES, f"mention ids {missing} are not answered"
+        return None
+
+    outcome = await client.chat_json(
+        [
+            {"role": "system", "content": system.substitute(names)},
+            {"role": "user", "content": user.substitute(names, payload=payload)},
+        ],
+        EntityBackTranslationReply,
+        prompt_version=ENTITY_BACK_PROMPT_VERSION,
+        max_tokens=ts.max_tokens,
+        temperature=ts.temperature,
+        check=check,
+        max_reasks=ts.max_reasks,
+    )
+    if not outcome.ok:
+        return None
+    by_id: dict[int, str] = {}
+    for m in outcome.value.mentions:
+        if 0 <= m.id < len(mentions) and m.id not in by_id and m.translation.strip():
+            by_id[m.id] = m.translation.strip()
+    return BackTranslation(
+        text=outcome.value.translation.strip(),
+        mentions=tuple(by_id.get(i) for i in range(len(mentions))),
+    )
 
 
 def results_from_batch(

@@ -19,7 +19,10 @@ the least: verbatim source mentions (observed, not guessed: a name kept as it is
 exact translated mentions, normalised translated mentions, normalised source mentions,
 fuzzy translated mentions, fuzzy source mentions. Within a tier entities go in source
 order. So a fuzzy guess never takes a span that another entity matches exactly, and an
-LLM's wrong guess (``Lynne`` -> ``lei``) does not win over the name found verbatim. A
+LLM's wrong guess (``Lynne`` -> ``lei``) does not win over the name found verbatim
+(except a name in brackets right after its translation, ``卡塔拉諾（Catalano）``, a
+gloss, and a name inside the translated mention found verbatim, ``Eon`` in
+``Eon能源公司``: there the translated mention is the span). A
 source match is reported as ``source_copy`` unless the translated mention is the source
 string itself (then it is ``exact``/``normalized``/``fuzzy``). A target span is given to
 at most one entity and output spans never overlap. When a string occurs several times,
@@ -226,6 +229,16 @@ def _tiers(has_mentions: bool) -> list[tuple[str, str, str]]:
     ]
 
 
+_OPEN_GLOSS = re.compile(r"\s*[（(]\s*$")
+
+
+def _is_gloss(tgt_text: str, start: int, mention: str) -> bool:
+    """Whether the span at ``start`` sits in brackets right after ``mention``."""
+    head = tgt_text[:start]
+    m = _OPEN_GLOSS.search(head)
+    return m is not None and head[: m.start()].endswith(mention) and mention != ""
+
+
 def _overlaps(span: tuple[int, int], taken: list[tuple[int, int]]) -> bool:
     s, e = span
     return any(s < te and ts < e for ts, te in taken)
@@ -310,6 +323,19 @@ def project_spans(
                     cands = target.normalized(qn)
                 else:
                     cands = target.fuzzy(qn, threshold)
+            if kind == "source" and cands and job.queries[0][0] == "mention":
+                # "卡塔拉諾（Catalano）": the source name in brackets right after its
+                # translation is a gloss; the translation is the mention
+                # and a name inside the translated mention ("Eon" in "Eon能源公司") is
+                # placed by the mention, which is the longer, observed span
+                gloss = job.queries[0][1]
+                inside = target.exact(gloss) if len(gloss) > len(query) else []
+                cands = [
+                    c
+                    for c in cands
+                    if not _is_gloss(tgt_text, c[0], gloss)
+                    and not any(a <= c[0] and c[1] <= b for a, b, _ in inside)
+                ]
             if not cands:
                 continue
             cands.sort(key=lambda c: (-c[2], abs(c[0] / tgt_len - job.rel), c[0]))

@@ -24,6 +24,12 @@ import hashlib
 from collections.abc import Iterable, Iterator
 
 from parallelner.quality.checks import check_duplicate, text_checks
+from parallelner.quality.entities import (
+    check_entity_verification,
+    check_script_variant,
+    check_unexpected_names,
+    verify_entities,
+)
 from parallelner.reasons import Reason, Status
 from parallelner.records import ParallelRecord
 from parallelner.settings import QualitySettings, Settings
@@ -51,6 +57,7 @@ REJECT_REASONS: frozenset[Reason] = frozenset(
         Reason.LEFTOVER_MARKUP,
         Reason.CONTROL_CHARACTERS,
         Reason.DUPLICATE,
+        Reason.WRONG_SCRIPT_VARIANT,
     }
 )
 REVIEW_REASONS: frozenset[Reason] = frozenset(
@@ -61,10 +68,29 @@ REVIEW_REASONS: frozenset[Reason] = frozenset(
         Reason.LABEL_CHANGED,
         Reason.LOW_PROJECTION_SCORE,
         Reason.AUDIT_SAMPLE,
+        Reason.ENTITY_ROUNDTRIP,
+        Reason.ENTITY_UNVERIFIED,
+        Reason.ENTITY_NUMBERS,
+        Reason.ENTITY_IMPLAUSIBLE,
+        Reason.ENTITY_BOUNDARY,
+        Reason.ENTITY_AMBIGUOUS,
+        Reason.UNEXPECTED_NAME,
+        # found by earlier stages, carried on the record, routed here
+        Reason.REPLY_EXTRA_ENTITIES,
+        Reason.NO_BACKTRANSLATION,
     }
 )
+# Reasons that earlier stages put on the record and that decide the status here too.
+CARRIED_REASONS: frozenset[Reason] = frozenset(
+    {Reason.REPLY_EXTRA_ENTITIES, Reason.NO_BACKTRANSLATION}
+)
 # Everything stage 3 emits (recomputed on every assessment); NO_ENTITIES is informational.
-STAGE3_REASONS: frozenset[Reason] = REJECT_REASONS | REVIEW_REASONS | {Reason.NO_ENTITIES}
+STAGE3_REASONS: frozenset[Reason] = (
+    REJECT_REASONS | REVIEW_REASONS | {Reason.NO_ENTITIES}
+) - CARRIED_REASONS
+
+# Every check that takes (record, settings), in the order their reasons are listed.
+CHECKS = (*text_checks, check_script_variant, check_unexpected_names, check_entity_verification)
 
 _FINAL = frozenset({Status.FAILED, Status.REVIEWED_ACCEPTED, Status.REVIEWED_REJECTED})
 
@@ -76,13 +102,21 @@ def is_audit_sample(record_id: str, q: QualitySettings) -> bool:
 
 
 def decide(
-    record_id: str, reasons: Iterable[Reason], q: QualitySettings
+    record_id: str,
+    reasons: Iterable[Reason],
+    q: QualitySettings,
+    carried: Iterable[Reason] = (),
 ) -> tuple[Status, tuple[Reason, ...]]:
-    """Status for a record with these stage-3 reasons, and the reasons to keep."""
+    """Status for a record with these stage-3 reasons, and the reasons to keep.
+
+    ``carried``: reasons already on the record from earlier stages; those in
+    ``CARRIED_REASONS`` route too (they are kept on the record by the caller).
+    """
     reasons = tuple(reasons)
-    if any(r in REJECT_REASONS for r in reasons):
+    routing = (*reasons, *(r for r in carried if r in CARRIED_REASONS))
+    if any(r in REJECT_REASONS for r in routing):
         return Status.REJECTED, reasons
-    if any(r in REVIEW_REASONS for r in reasons):
+    if any(r in REVIEW_REASONS for r in routing):
         return Status.REVIEW, reasons
     if is_audit_sample(record_id, q):
         return Status.REVIEW, (*reasons, Reason.AUDIT_SAMPLE)
@@ -97,9 +131,10 @@ def assess_record(draft: ParallelRecord, q: QualitySettings, seen: set[str]) -> 
     """
     if draft.status in _FINAL:
         return draft
+    draft = verify_entities(draft, q)
     scores = dict(draft.scores)
     found: list[Reason] = []
-    for check in text_checks:
+    for check in CHECKS:
         finding = check(draft, q)
         if finding is not None:
             scores.update(finding.scores)
@@ -107,8 +142,8 @@ def assess_record(draft: ParallelRecord, q: QualitySettings, seen: set[str]) -> 
     dup = check_duplicate(draft, seen)
     if dup is not None:
         found.extend(dup.reasons)
-    status, stage3 = decide(draft.record_id, dict.fromkeys(found), q)
     earlier = tuple(r for r in draft.reasons if r not in STAGE3_REASONS)
+    status, stage3 = decide(draft.record_id, dict.fromkeys(found), q, carried=earlier)
     return draft.model_copy(
         update={"status": status, "reasons": earlier + stage3, "scores": scores}
     )

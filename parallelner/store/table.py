@@ -83,7 +83,7 @@ def open_table(settings: Settings | None = None, *, create: bool = False) -> Tab
 def load_table(catalog: SqlCatalog, settings: Settings, *, create: bool = False) -> Table:
     """Load (or with ``create`` make) the dataset table from an open catalog."""
     try:
-        return catalog.load_table(TABLE_NAME)
+        return _evolve(catalog.load_table(TABLE_NAME))
     except NoSuchTableError:
         if not create:
             raise StoreError(
@@ -100,6 +100,33 @@ def load_table(catalog: SqlCatalog, settings: Settings, *, create: bool = False)
         return catalog.create_table(TABLE_NAME, schema=arrow_schema())
     except TableAlreadyExistsError:  # another writer created it meanwhile
         return catalog.load_table(TABLE_NAME)
+
+
+def _names(fields: Iterable[pa.Field], prefix: str = "") -> set[str]:
+    """Dotted names of every field, nested struct fields (in lists too) included."""
+    out = set()
+    for f in fields:
+        out.add(prefix + f.name)
+        typ = f.type
+        while pa.types.is_list(typ) or pa.types.is_large_list(typ):
+            typ = typ.value_type
+        if pa.types.is_struct(typ):
+            out |= _names(typ, prefix + f.name + ".")
+    return out
+
+
+def _evolve(table: Table) -> Table:
+    """Add the fields a newer ParallelRecord has to a table created by an older version
+    (e.g. the entity verification fields); older rows read them as null / empty."""
+    want = arrow_schema()
+    if _names(want) <= _names(table.schema().as_arrow()):
+        return table
+    try:
+        with table.update_schema() as update:
+            update.union_by_name(want)
+    except CommitFailedException:  # another writer evolved it meanwhile
+        pass
+    return table.refresh()
 
 
 def close_catalog(catalog: SqlCatalog) -> None:

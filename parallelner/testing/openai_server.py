@@ -42,6 +42,7 @@ import json
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,6 +86,9 @@ class OpenAIServer:
     capacity: int = 64
     hang_s: float = 30.0
     model: str = "test-model"
+    # answers valid requests itself when set (e.g. ``testing.noisy.NoisyTranslator``):
+    # called as responder(body, chat, user_text) -> (content, finish_reason) or None
+    responder: Callable[[dict[str, Any], bool, str], tuple[str, str] | None] | None = None
     requests: list[dict[str, Any]] = field(default_factory=list)
     _scripts: list[_Script] = field(default_factory=list)
 
@@ -357,6 +361,10 @@ class OpenAIServer:
         if isinstance(step, dict) and "content" in step:
             return step["content"], step.get("finish_reason", "stop")
         fault = step if isinstance(step, str) else step.get("fault", "ok")
+        if fault == "ok" and self.responder is not None:
+            answer = self.responder(body, chat, text)
+            if answer is not None:
+                return answer
         if not chat:
             return " ok", "stop"
         # our translation prompts carry a JSON payload in the first user message
@@ -428,10 +436,23 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--service-time", type=float, default=0.0, help="seconds per request")
     ap.add_argument("--capacity", type=int, default=64, help="requests served at once")
     ap.add_argument("--model", default="test-model")
+    ap.add_argument(
+        "--gold", nargs="+", metavar="JSONL",
+        help="answer from these projection-dev pairs, with mistakes (testing.noisy)",
+    )  # fmt: skip
+    ap.add_argument("--mistake-rate", type=float, default=0.4, help="with --gold")
+    ap.add_argument("--seed", type=int, default=0, help="with --gold")
     args = ap.parse_args(argv)
+    responder = None
+    if args.gold:
+        from parallelner.testing.noisy import NoisyTranslator, load_gold_pairs
+
+        responder = NoisyTranslator(
+            load_gold_pairs(args.gold), mistake_rate=args.mistake_rate, seed=args.seed
+        )
     srv = OpenAIServer(
         host=args.host, port=args.port, service_time=args.service_time,
-        capacity=args.capacity, model=args.model,
+        capacity=args.capacity, model=args.model, responder=responder,
     )  # fmt: skip
 
     async def _main() -> None:

@@ -1,0 +1,249 @@
+"""Accepted means right: precision of stage 3's ``accepted`` against a translator that
+makes realistic mistakes.
+
+For each projection-dev file (Europarl en->de/es/it, UNER PUD en->zh asked as
+Traditional, ``zh-Hant``), the whole pipeline (translate, project, repair, back-translate
+with the entity read-back, stage 3) runs against the loopback server answering as
+``parallelner.testing.noisy.NoisyTranslator``: the human translation and the gold target
+mentions, with one injected mistake in ``--rate`` of the replies (kinds spread evenly).
+
+A row is *right* when its target text is the translation given (the gold one, in the
+variant asked for) and, for every source entity in order, its target span and label are
+the gold ones. Only pairs whose gold maps one-to-one (same count, same labels in the same
+order) are scored. The audit sample is switched off (``audit_rate 0``).
+
+- precision of accepted = accepted and right / accepted
+- yield on clean replies = accepted and right / clean replies
+- per mistake kind: accepted wrongly, accepted right (the repair ladder fixed it),
+  sent to review, rejected (or failed)
+
+Three configurations per file: ``verify`` (entity verification on: the default),
+``no-verify`` (``quality.verify_entities: false``: the plain back-translation and no
+entity checks, as before), and ``oracle`` (no mistakes, verification on).
+
+    .venv/bin/python benchmarks/bench_verify.py             # print the tables
+    .venv/bin/python benchmarks/bench_verify.py --write     # and update docs/quality.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import platform
+import sys
+import tempfile
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+from parallelner.llm.client import LLMClient
+from parallelner.records import Entity, Instance, ParallelRecord
+from parallelner.settings import QualitySettings, Settings
+from parallelner.synthesis import synthesize_instances
+from parallelner.testing.noisy import MISTAKES, GoldPair, NoisyTranslator, load_gold_pairs
+from parallelner.testing.openai_server import OpenAIServer
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "data" / "projection-dev"
+DOC = REPO / "docs" / "quality.md"
+JSON_OUT = REPO / "docs" / "quality-verify.json"
+FILES = {
+    "en-de": ("europarl-en-de.jsonl", "de"),
+    "en-es": ("europarl-en-es.jsonl", "es"),
+    "en-it": ("europarl-en-it.jsonl", "it"),
+    "en-zh": ("pud-en-zh.jsonl", "zh-Hant"),
+}
+CONFIGS = {"verify": (True, None), "no-verify": (False, None), "oracle": (True, 0.0)}
+
+
+def instance_of(p: GoldPair) -> Instance:
+    return Instance(
+        id=p.id,
+        lang=p.src_lang,
+        text=p.src_text,
+        entities=tuple(
+            Entity(start=s, end=e, label=label, text=p.src_text[s:e]) for s, e, label in p.src_spans
+        ),
+        source_dataset="projection-dev",
+    )
+
+
+def is_right(rec: ParallelRecord, translator: NoisyTranslator, p: GoldPair, tgt: str) -> bool:
+    """Target text as given, and every source entity on its gold span with its label."""
+    view = translator.gold_view(p, tgt)
+    if rec.tgt_text != view.text:
+        return False
+    want = {i: (ts, te, p.gold[p.mapping[i]][2]) for ts, te, _, _, i in view.anchors}
+    got: dict[int, tuple[int, int, str]] = {}
+    for e in rec.tgt_entities:
+        if e.source_index in got:
+            return False
+        got[e.source_index] = (e.start, e.end, e.label)
+    return got == want
+
+
+async def _synthesize(settings: Settings, pairs: list[GoldPair], tgt: str) -> tuple[list, Any]:
+    async with LLMClient.from_settings(settings, cache=False) as client:
+        recs = await synthesize_instances(
+            client, [instance_of(p) for p in pairs], tgt, "bench", "bench0000", settings
+        )
+        return recs, client.usage
+
+
+def run_one(name: str, config: str, rate: float, seed: int) -> dict[str, Any]:
+    fname, tgt = FILES[name]
+    pairs = load_gold_pairs([DATA / fname])
+    verify, forced_rate = CONFIGS[config]
+    translator = NoisyTranslator(
+        pairs, mistake_rate=rate if forced_rate is None else forced_rate, seed=seed
+    )
+    with tempfile.TemporaryDirectory() as home, OpenAIServer(responder=translator) as srv:
+        settings = Settings(
+            home=Path(home),
+            llm_base_url=srv.base_url,
+            llm_model="test-model",
+            quality=QualitySettings(audit_rate=0.0, verify_entities=verify),
+        )
+        records, usage = asyncio.run(_synthesize(settings, pairs, tgt))
+        server_requests = srv.stats()["requests"]
+    by_id = {p.id: p for p in pairs}
+    table: dict[str, Counter[str]] = defaultdict(Counter)
+    acc = acc_right = clean = clean_right = scored = 0
+    wrong_examples = []
+    for rec in records:
+        p = by_id[rec.instance_id]
+        if not p.one_to_one:
+            continue
+        scored += 1
+        kind = translator.mistakes.get(p.id)
+        kind_name = kind.kind if kind else "none"
+        right = is_right(rec, translator, p, tgt)
+        status = rec.status.value
+        if status == "accepted":
+            acc += 1
+            acc_right += right
+            cell = "accepted_right" if right else "accepted_wrong"
+            if not right:
+                wrong_examples.append(
+                    {"id": p.id, "mistake": kind_name, "tgt_text": rec.tgt_text,
+                     "entities": [(e.text, e.label, e.source_index) for e in rec.tgt_entities]}
+                )  # fmt: skip
+        elif status == "review":
+            cell = "review"
+        else:
+            cell = "rejected"
+        table[kind_name][cell] += 1
+        table[kind_name]["n"] += 1
+        if kind_name == "none":
+            clean += 1
+            clean_right += status == "accepted" and right
+    return {
+        "pair": name,
+        "config": config,
+        "pairs": len(pairs),
+        "scored": scored,
+        "accepted": acc,
+        "accepted_right": acc_right,
+        "precision": acc_right / acc if acc else None,
+        "clean": clean,
+        "yield_clean": clean_right / clean if clean else None,
+        "requests": usage.requests,
+        "server_requests": server_requests,
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "requests_per_accepted": usage.requests / acc if acc else None,
+        "tokens_per_accepted": (usage.prompt_tokens + usage.completion_tokens) / acc
+        if acc
+        else None,
+        "by_mistake": {k: dict(v) for k, v in sorted(table.items())},
+        "accepted_wrong": wrong_examples,
+    }
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.1f}%"
+
+
+def render(results: list[dict[str, Any]], rate: float, seed: int) -> str:
+    lines = [
+        f"Mistake rate {rate:.0%} (kinds spread evenly over the kinds each pair allows), "
+        f"seed {seed}; audit sample off; only one-to-one pairs scored. "
+        f"Run on {dt.date.today().isoformat()}, Python {platform.python_version()}. "
+        "Reproduce: `.venv/bin/python benchmarks/bench_verify.py --write`.",
+        "",
+        "| pair | config | scored | accepted | precision of accepted | clean replies "
+        "| yield on clean | requests / accepted | tokens / accepted |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        rpa = r["requests_per_accepted"]
+        tpa = r["tokens_per_accepted"]
+        lines.append(
+            f"| {r['pair']} | {r['config']} | {r['scored']} | {r['accepted']} "
+            f"| **{_pct(r['precision'])}** | {r['clean']} | {_pct(r['yield_clean'])} "
+            f"| {'–' if rpa is None else f'{rpa:.2f}'} | {'–' if tpa is None else f'{tpa:,.0f}'} |"
+        )
+    lines += [
+        "",
+        "Per mistake kind, all four pairs together (`verify` against `no-verify`): "
+        "accepted wrongly / accepted and right (the repair ladder undid the mistake) / "
+        "sent to review / rejected or failed.",
+        "",
+        "| mistake | n | verify: accepted wrong | right | review | rejected "
+        "| no-verify: accepted wrong | right | review | rejected |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    totals: dict[str, dict[str, Counter[str]]] = {"verify": {}, "no-verify": {}}
+    for r in results:
+        if r["config"] not in totals:
+            continue
+        for kind, cells in r["by_mistake"].items():
+            totals[r["config"]].setdefault(kind, Counter()).update(cells)
+    for kind in ("none", *MISTAKES):
+        v = totals["verify"].get(kind, Counter())
+        o = totals["no-verify"].get(kind, Counter())
+        if not v["n"] and not o["n"]:
+            continue
+        lines.append(
+            f"| {kind if kind != 'none' else '(clean reply)'} | {v['n']} "
+            f"| {v['accepted_wrong']} | {v['accepted_right']} | {v['review']} | {v['rejected']} "
+            f"| {o['accepted_wrong']} | {o['accepted_right']} | {o['review']} | {o['rejected']} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rate", type=float, default=0.4, help="share of replies with a mistake")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--pairs", nargs="*", default=list(FILES), choices=list(FILES))
+    ap.add_argument("--configs", nargs="*", default=list(CONFIGS), choices=list(CONFIGS))
+    ap.add_argument("--write", action="store_true", help="update docs/quality.md and the JSON")
+    args = ap.parse_args(argv)
+    results = []
+    for name in args.pairs:
+        for config in args.configs:
+            r = run_one(name, config, args.rate, args.seed)
+            results.append(r)
+            print(
+                f"{name:6} {config:10} accepted {r['accepted']:4} precision "
+                f"{_pct(r['precision']):>7} yield(clean) {_pct(r['yield_clean']):>7} "
+                f"requests {r['requests']}",
+                file=sys.stderr,
+            )
+    text = render(results, args.rate, args.seed)
+    print(text)
+    if args.write:
+        JSON_OUT.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
+        doc = DOC.read_text(encoding="utf-8")
+        start, end = "<!-- verify:start -->", "<!-- verify:end -->"
+        head, _, rest = doc.partition(start)
+        _, _, tail = rest.partition(end)
+        DOC.write_text(f"{head}{start}\n{text}\n{end}{tail}", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

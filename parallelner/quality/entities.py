@@ -1,0 +1,380 @@
+"""Entity verification: is each projected target mention the translation of its source
+mention, and nothing more or less?
+
+Stage 1 trusts the LLM's word for each mention and stage 2 finds that word in the
+translation; a mention that runs on into the next word, lost a word, belongs to another
+entity or is some other span of the sentence passes both. These checks read each
+projected entity against its source entity, pure functions over one record:
+
+==========================  ====================================================  =======
+per entity                  what it looks at                                      reason
+==========================  ====================================================  =======
+``roundtrip_score``         what the span reads as in the source language (the     ``entity_roundtrip`` (< ``entity_roundtrip_min``),
+                            back-translation request reads back every projected    ``entity_unverified`` (asked, no answer)
+                            mention: ``translate.back_translate_entities``) against
+                            the source mention: Dice over words (characters in
+                            CJK), words matched fuzzily (inflection, accents)
+``numbers_differ``          the digit strings of source and target mention         ``entity_numbers``
+``implausible``             a target mention without a letter for a source         ``entity_implausible``
+                            mention with letters (a price for a person)
+``cuts_boundary``           a span that starts or ends inside a word, starts or    ``entity_boundary``
+                            ends on an article/preposition of the target language
+                            that the source mention does not have, or holds half
+                            a bracket pair
+==========================  ====================================================  =======
+
+``verify_entities(record, q)`` returns a copy whose ``tgt_entities`` carry
+``roundtrip_score`` and ``checks``; ``check_entity_verification`` turns them into record
+reasons (every one routes to ``review``: a doubtful entity never reaches ``accepted``
+silently). Record-level: ``check_unexpected_names`` (the back-translation names someone
+the source does not: an entity the translation added) and ``check_script_variant``
+(Simplified Chinese where Traditional was asked, or the reverse).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import Counter
+
+from rapidfuzz import fuzz
+
+from parallelner.detok import NO_SPACE_LANGS
+from parallelner.langid import script_of, variant_counts, zh_variant
+from parallelner.quality.checks import Finding
+from parallelner.reasons import Reason
+from parallelner.records import Entity, ParallelRecord, ProjectedEntity
+from parallelner.settings import QualitySettings
+
+__all__ = [
+    "roundtrip_score",
+    "numbers_differ",
+    "implausible",
+    "cuts_boundary",
+    "ambiguous",
+    "verify_entity",
+    "verify_entities",
+    "check_entity_verification",
+    "check_unexpected_names",
+    "check_script_variant",
+    "ENTITY_REASONS",
+]
+
+ENTITY_REASONS = (
+    Reason.ENTITY_ROUNDTRIP,
+    Reason.ENTITY_UNVERIFIED,
+    Reason.ENTITY_NUMBERS,
+    Reason.ENTITY_IMPLAUSIBLE,
+    Reason.ENTITY_BOUNDARY,
+    Reason.ENTITY_AMBIGUOUS,
+)
+
+_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003ffff"
+# a unit: one CJK character or a run of other letters/digits
+_UNIT = re.compile(rf"[{_CJK}]|[^\W_{_CJK}]+")
+_ALNUM = re.compile(r"[^\W_]")
+
+# Articles and the commonest prepositions that a name span does not begin or end with
+# (German, Spanish, Italian, French, English, Portuguese, Dutch).
+_FUNCTION = frozenset(
+    " ".join(
+        (
+            "the a an of in to at for by on with from and",
+            "der die das den dem des ein eine einen einem einer eines und von im am zum zur",
+            "mit für el la los las lo un una unos unas y de del al en con por para",
+            "il i gli le l uno e di della dello dei degli delle alla nel nella",
+            "les une du et au aux dans pour par",
+            "o os as um uma do da dos das no na nos nas het een van",
+        )
+    ).split(" ")
+)
+_LEADING_ARTICLES = frozenset({"the", "a", "an"})
+
+
+def _fold(text: str) -> str:
+    """NFKC, case-folded, accents removed."""
+    decomposed = unicodedata.normalize("NFKD", unicodedata.normalize("NFKC", text).casefold())
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+def _units(text: str) -> list[str]:
+    return _UNIT.findall(_fold(text))
+
+
+def _variants(u: str, v: str) -> bool:
+    """Two words that are spellings or inflections of one word: similar (ratio >= 85),
+    both of 4+ letters, and not one cut short of the other by two letters or more
+    (``Clint``/``Clinton``, ``newspa``/``newspaper`` are not the same word)."""
+    if len(u) < 4 or len(v) < 4 or fuzz.ratio(u, v) < 85:
+        return False
+    short, long_ = sorted((u, v), key=len)
+    return not (long_.startswith(short) and len(long_) - len(short) >= 2)
+
+
+def _match_count(a: list[str], b: list[str]) -> int:
+    """Units of ``a`` matched one-to-one to units of ``b``: equal, or for words of 4+
+    letters spelling and inflection variants (``_variants``)."""
+    free = Counter(b)
+    matched = 0
+    rest = []
+    for u in a:
+        if free[u] > 0:
+            free[u] -= 1
+            matched += 1
+        else:
+            rest.append(u)
+    for u in sorted(rest, key=len, reverse=True):
+        if len(u) < 4:
+            continue
+        best, best_score = None, 0.0
+        for v, n in free.items():
+            if n > 0 and _variants(u, v):
+                score = fuzz.ratio(u, v)
+                if score > best_score:
+                    best, best_score = v, score
+        if best is not None:
+            free[best] -= 1
+            matched += 1
+    return matched
+
+
+def roundtrip_score(source_mention: str, read_back: str) -> float:
+    """Dice similarity (0..1) of a source mention and what its target span reads as.
+
+    Words (CJK characters) are matched one-to-one, words of four letters or more
+    fuzzily (``Parliament``/``Parliaments``, ``Fabergé``/``Faberge``); a leading English
+    article the source mention lacks is ignored (``the European Parliament``). 1.0 means
+    every unit of each side is matched.
+    """
+    a, b = _units(source_mention), _units(read_back)
+    if b and b[0] in _LEADING_ARTICLES and (not a or a[0] != b[0]):
+        b = b[1:]
+    if not a and not b:
+        return 1.0 if _fold(source_mention).strip() == _fold(read_back).strip() else 0.0
+    if not a or not b:
+        return 0.0
+    return 2 * _match_count(a, b) / (len(a) + len(b))
+
+
+_DIGITS = re.compile(r"\d+(?:[.,\u2009\u202f ]\d{3})*(?:[.,]\d+)?")
+
+
+def _numbers(text: str) -> Counter[str]:
+    text = unicodedata.normalize("NFKC", text)
+    return Counter(re.sub(r"\D", "", m) for m in _DIGITS.findall(text))
+
+
+def numbers_differ(source_mention: str, target_mention: str) -> bool:
+    """Whether the two mentions hold different numbers (digit strings, separators ignored)."""
+    return _numbers(source_mention) != _numbers(target_mention)
+
+
+def implausible(source_mention: str, target_mention: str) -> bool:
+    """A target mention with no letter at all for a source mention that has letters."""
+    return any(c.isalpha() for c in source_mention) and not any(c.isalpha() for c in target_mention)
+
+
+# Punctuation that a name span neither starts nor ends with (a full stop may end one:
+# "B.C.", "Corp.").
+_EDGE_PUNCT = frozenset(",;:!?，。、；：！？…")
+_HAN_CHAR = re.compile(f"[{_CJK}]")
+# Characters that end Chinese place and organisation names (省 province, 市 city,
+# 區 district, 島 island...), in both variants.
+_ZH_SUFFIX = frozenset(
+    "省市縣县區区州郡鎮镇村島岛山河湖海灣湾港峽峡洲國国部局院會会黨党隊队團团社署廳厅府宮宫寺廟庙站"
+)
+# Characters used to transliterate foreign names (Traditional and Simplified): two of
+# them side by side across a span edge are one name cut in two.
+_TRANSLIT = frozenset(
+    "阿埃艾愛爱昂奧奥巴拜班邦保鮑鲍貝贝彼庇畢毕波伯博布查達达戴丹德迪蒂丁杜敦厄恩法范菲費费芬"
+    "弗福富伏蓋盖甘岡冈戈格貢贡古瓜圭哈漢汉豪赫亨胡霍基吉加賈贾傑杰喀卡凱凯坎康柯科克肯庫库寬"
+    "宽奎昆拉萊莱蘭兰朗勞劳雷蕾黎里利莉連连列林琳隆盧卢魯鲁路倫伦羅罗洛呂吕瑪玛馬马邁迈麥麦曼"
+    "梅門门蒙孟米密敏摩莫墨姆穆納纳娜奈內内尼妮涅聶聂紐纽諾诺歐欧帕派潘培佩彭皮珀普奇齊齐恰喬"
+    "乔切欽钦丘瑞若薩萨塞賽赛桑瑟沙莎尚舍申什施史舒斯松蘇苏索塔泰坦湯汤唐特圖图托瓦萬万威韋韦"
+    "維维溫温沃烏乌伍武西希錫锡夏謝谢辛休許许雅亞亚揚扬楊杨耶伊依因英尤約约扎詹贊赞澤泽曾朱茲"
+    "兹佐爾尔遜逊翰娃絲丝琪珊黛"
+)
+_BRACKETS = ("()", "[]", "{}", "（）", "《》", "〈〉", "「」", "『』", "【】", "“”", "‘’", "«»")
+
+
+def cuts_boundary(
+    tgt_text: str, start: int, end: int, tgt_lang: str, source_mention: str = ""
+) -> bool:
+    """Whether ``tgt_text[start:end]`` starts or ends inside a word (for languages written
+    with spaces, or inside a run of Latin letters or digits in any language), starts or
+    ends with an article or preposition the source mention does not have, or holds one
+    half of a bracket or quote pair."""
+    span = tgt_text[start:end]
+    if not span.strip():
+        return True
+    before = tgt_text[start - 1] if start > 0 else " "
+    after = tgt_text[end] if end < len(tgt_text) else " "
+    spaced = tgt_lang.split("-")[0].lower() not in NO_SPACE_LANGS
+
+    def glued(x: str, y: str) -> bool:
+        if not (_ALNUM.match(x) and _ALNUM.match(y)):
+            return False
+        if spaced:
+            return True
+        return x.isascii() and y.isascii()  # a Latin word or number cut in CJK text
+
+    if glued(before, span[0]) or glued(span[-1], after):
+        return True
+    if span[0] in _EDGE_PUNCT or span[-1] in _EDGE_PUNCT:
+        return True
+    # Chinese writes no spaces: a name cut before its own suffix (安大略|省) or in the
+    # middle of a transliteration (希拉|里, 西格|爾)
+    if not spaced and (
+        after in _ZH_SUFFIX
+        or (span[-1] in _TRANSLIT and after in _TRANSLIT)
+        or (before in _TRANSLIT and span[0] in _TRANSLIT)
+    ):
+        return True
+    if spaced:
+        words = _fold(span).split()
+        src_words = set(_fold(source_mention).split())
+        if words and (
+            (words[0] in _FUNCTION and words[0] not in src_words)
+            or (len(words) > 1 and words[-1] in _FUNCTION and words[-1] not in src_words)
+        ):
+            return True
+    return span.count('"') % 2 == 1 or any(span.count(o) != span.count(c) for o, c in _BRACKETS)
+
+
+def ambiguous(source_mention: str, src_text: str, target_mention: str, tgt_text: str) -> bool:
+    """Whether the target mention occurs more often in the target sentence than the source
+    mention in the source sentence: which occurrence is the entity's was a guess."""
+    return tgt_text.count(target_mention) > max(1, src_text.count(source_mention))
+
+
+def verify_entity(
+    src: Entity,
+    e: ProjectedEntity,
+    tgt_text: str,
+    tgt_lang: str,
+    q: QualitySettings,
+    src_text: str = "",
+) -> ProjectedEntity:
+    """A copy of ``e`` with its round-trip score and the reason codes of the checks it fails.
+
+    ``e.back_translation`` None means the round trip was not asked for (no finding);
+    an empty string means it was asked and got no answer (``entity_unverified``).
+    """
+    checks: list[Reason] = []
+    score = None
+    if e.back_translation is not None:
+        if not e.back_translation.strip():
+            checks.append(Reason.ENTITY_UNVERIFIED)
+        else:
+            score = roundtrip_score(src.text, e.back_translation)
+            if score < q.entity_roundtrip_min - 1e-9:
+                checks.append(Reason.ENTITY_ROUNDTRIP)
+    if numbers_differ(src.text, e.text):
+        checks.append(Reason.ENTITY_NUMBERS)
+    if implausible(src.text, e.text):
+        checks.append(Reason.ENTITY_IMPLAUSIBLE)
+    if cuts_boundary(tgt_text, e.start, e.end, tgt_lang, src.text):
+        checks.append(Reason.ENTITY_BOUNDARY)
+    if ambiguous(src.text, src_text, e.text, tgt_text):
+        checks.append(Reason.ENTITY_AMBIGUOUS)
+    return e.model_copy(update={"roundtrip_score": score, "checks": tuple(checks)})
+
+
+def verify_entities(record: ParallelRecord, q: QualitySettings) -> ParallelRecord:
+    """The record with every projected entity verified (``verify_entity``); unchanged when
+    ``q.verify_entities`` is off or nothing was projected."""
+    if not q.verify_entities or not record.tgt_entities or record.tgt_text is None:
+        return record
+    n = len(record.src_entities)
+    ents = tuple(
+        verify_entity(
+            record.src_entities[e.source_index],
+            e,
+            record.tgt_text,
+            record.tgt_lang,
+            q,
+            record.src_text,
+        )
+        if 0 <= e.source_index < n and e.end <= len(record.tgt_text)
+        else e
+        for e in record.tgt_entities
+    )
+    return record.model_copy(update={"tgt_entities": ents})
+
+
+def check_entity_verification(record: ParallelRecord, q: QualitySettings) -> Finding | None:
+    """The entity checks' reasons on the record (each routes to review), and
+    ``entity_roundtrip_min``, the lowest round-trip score of its entities."""
+    if not q.verify_entities or not record.tgt_entities:
+        return None
+    found = {r for e in record.tgt_entities for r in e.checks}
+    scores = [e.roundtrip_score for e in record.tgt_entities if e.roundtrip_score is not None]
+    return Finding(
+        {"entity_roundtrip_min": min(scores)} if scores else {},
+        tuple(r for r in ENTITY_REASONS if r in found),
+    )
+
+
+_SENTENCE_END = re.compile(r"[.!?;:。！？；：…\"'“”«»()\[\]-]")
+
+
+def _names(text: str) -> list[str]:
+    """Capitalised words that do not open a sentence (``I`` and one-letter words aside)."""
+    out = []
+    after_end = True
+    for m in re.finditer(r"[^\W\d_]+|\S", text):
+        tok = m.group()
+        if _SENTENCE_END.fullmatch(tok):
+            after_end = tok in '.!?。！？:;"“«(-'
+            continue
+        if not after_end and len(tok) > 1 and tok[0].isupper():
+            out.append(tok)
+        after_end = False
+    return out
+
+
+def check_unexpected_names(record: ParallelRecord, q: QualitySettings) -> Finding | None:
+    """UNEXPECTED_NAME when the back-translation names something the source does not.
+
+    An LLM that adds a person or place to the translation adds it to the back-translation
+    too. Latin-script sources: a capitalised word (not opening a sentence) with no
+    counterpart among the source's words; other sources: a run of Latin letters that the
+    source does not hold.
+    """
+    bt = record.back_translation
+    if not q.verify_entities or not bt or not record.tgt_text:
+        return None
+    src_words = {_fold(w) for w in re.findall(r"[^\W\d_]+", record.src_text)}
+    if script_of(record.src_lang) == "LATIN":
+        candidates = _names(bt)
+    else:
+        candidates = re.findall(r"[A-Za-z]{2,}", bt)
+    for name in candidates:
+        f = _fold(name)
+        if f in src_words:
+            continue
+        if len(f) >= 4 and any(len(w) >= 4 and fuzz.ratio(f, w) >= 80 for w in src_words):
+            continue
+        return Finding(reasons=(Reason.UNEXPECTED_NAME,))
+    return None
+
+
+def check_script_variant(record: ParallelRecord, q: QualitySettings) -> Finding | None:
+    """WRONG_SCRIPT_VARIANT when a Chinese target asked as Traditional (``zh-Hant``,
+    ``zh-TW``...) is written in Simplified characters, or the reverse.
+
+    ``variant_share``: the share of variant-specific characters that belong to the other
+    variant. Texts with fewer than two variant-specific characters are not judged.
+    """
+    want = zh_variant(record.tgt_lang)
+    if want is None or not record.tgt_text:
+        return None
+    trad, simp = variant_counts(record.tgt_text)
+    wrong, right = (simp, trad) if want == "hant" else (trad, simp)
+    if wrong + right == 0:
+        return None
+    share = wrong / (wrong + right)
+    scores = {"variant_share": share}
+    if wrong >= 2 and share > q.max_variant_share:
+        return Finding(scores, (Reason.WRONG_SCRIPT_VARIANT,))
+    return Finding(scores)
