@@ -174,8 +174,9 @@ def render(results: list[dict[str, Any]], rate: float, seed: int) -> str:
         "Reproduce: `.venv/bin/python benchmarks/bench_verify.py --write`.",
         "",
         "| pair | config | scored | accepted | precision of accepted | clean replies "
-        "| yield on clean | requests / accepted | tokens / accepted |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| yield on clean | requests / pair | tokens / pair | requests / accepted "
+        "| tokens / accepted |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         rpa = r["requests_per_accepted"]
@@ -183,6 +184,8 @@ def render(results: list[dict[str, Any]], rate: float, seed: int) -> str:
         lines.append(
             f"| {r['pair']} | {r['config']} | {r['scored']} | {r['accepted']} "
             f"| **{_pct(r['precision'])}** | {r['clean']} | {_pct(r['yield_clean'])} "
+            f"| {r['requests'] / r['pairs']:.2f} "
+            f"| {(r['prompt_tokens'] + r['completion_tokens']) / r['pairs']:,.0f} "
             f"| {'–' if rpa is None else f'{rpa:.2f}'} | {'–' if tpa is None else f'{tpa:,.0f}'} |"
         )
     lines += [

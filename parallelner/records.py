@@ -121,7 +121,8 @@ class ProjectedEntity(_Frozen):
     # the source mention (0..1), and the reason codes of the entity checks it failed
     back_translation: str | None = None
     roundtrip_score: float | None = None
-    checks: tuple[Reason, ...] = ()
+    checks: tuple[Reason, ...] | None = None  # None: not verified (nullable, so that
+    # tables written before these fields existed can gain them)
 
 
 class UnprojectedEntity(_Frozen):

@@ -14,13 +14,20 @@ per entity                  what it looks at                                    
                             mention: ``translate.back_translate_entities``) against
                             the source mention: Dice over words (characters in
                             CJK), words matched fuzzily (inflection, accents)
-``numbers_differ``          the digit strings of source and target mention         ``entity_numbers``
+``numbers_differ``          the digit strings of source and target mention (not    ``entity_numbers``
+                            judged when the round trip is perfect)
 ``implausible``             a target mention without a letter for a source         ``entity_implausible``
                             mention with letters (a price for a person)
 ``cuts_boundary``           a span that starts or ends inside a word, starts or    ``entity_boundary``
                             ends on an article/preposition of the target language
-                            that the source mention does not have, or holds half
-                            a bracket pair
+                            that the source mention does not have, or punctuation,
+                            or holds half a bracket pair; in Chinese, a name cut
+                            before its suffix (省, 區...) or inside a
+                            transliteration; ``in_gloss``: a source name found
+                            only as a bracketed gloss ("多斯（Doss）")
+``ambiguous``               the target mention occurs more often in the target     ``entity_ambiguous``
+                            than the source mention in the source (outside the
+                            other entities' spans): its occurrence was a guess
 ==========================  ====================================================  =======
 
 ``verify_entities(record, q)`` returns a copy whose ``tgt_entities`` carry
@@ -36,6 +43,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import Counter
+from collections.abc import Iterable
 
 from rapidfuzz import fuzz
 
@@ -52,6 +60,7 @@ __all__ = [
     "implausible",
     "cuts_boundary",
     "ambiguous",
+    "in_gloss",
     "verify_entity",
     "verify_entities",
     "check_entity_verification",
@@ -159,14 +168,26 @@ def roundtrip_score(source_mention: str, read_back: str) -> float:
 _DIGITS = re.compile(r"\d+(?:[.,\u2009\u202f ]\d{3})*(?:[.,]\d+)?")
 
 
+_ROMAN = {"I": "1", "II": "2", "III": "3", "IV": "4", "V": "5", "VI": "6", "VII": "7",
+          "VIII": "8", "IX": "9", "X": "10", "XI": "11", "XII": "12"}  # fmt: skip
+
+
 def _numbers(text: str) -> Counter[str]:
     text = unicodedata.normalize("NFKC", text)
-    return Counter(re.sub(r"\D", "", m) for m in _DIGITS.findall(text))
+    found = Counter(re.sub(r"\D", "", m) for m in _DIGITS.findall(text))
+    if found:  # "Objetivo I" / "Objective 1": a Roman numeral beside digits counts as one
+        found.update(_ROMAN[w] for w in re.findall(r"\b[IVX]+\b", text) if w in _ROMAN)
+    return found
 
 
 def numbers_differ(source_mention: str, target_mention: str) -> bool:
     """Whether the two mentions hold different numbers (digit strings, separators ignored)."""
-    return _numbers(source_mention) != _numbers(target_mention)
+    a, b = _numbers(source_mention), _numbers(target_mention)
+    if a and not b:
+        b = Counter(_ROMAN[w] for w in re.findall(r"\b[IVX]+\b", target_mention) if w in _ROMAN)
+    elif b and not a:
+        a = Counter(_ROMAN[w] for w in re.findall(r"\b[IVX]+\b", source_mention) if w in _ROMAN)
+    return a != b
 
 
 def implausible(source_mention: str, target_mention: str) -> bool:
@@ -230,21 +251,51 @@ def cuts_boundary(
         or (before in _TRANSLIT and span[0] in _TRANSLIT)
     ):
         return True
-    if spaced:
-        words = _fold(span).split()
+    if spaced:  # upper-case words are names: "DE" in "Grupo del PPE / DE", "Objetivo I"
+        words = span.split()
         src_words = set(_fold(source_mention).split())
-        if words and (
-            (words[0] in _FUNCTION and words[0] not in src_words)
-            or (len(words) > 1 and words[-1] in _FUNCTION and words[-1] not in src_words)
-        ):
+
+        def function_word(w: str) -> bool:
+            return not w.isupper() and _fold(w) in _FUNCTION and _fold(w) not in src_words
+
+        if words and (function_word(words[0]) or (len(words) > 1 and function_word(words[-1]))):
             return True
     return span.count('"') % 2 == 1 or any(span.count(o) != span.count(c) for o, c in _BRACKETS)
 
 
-def ambiguous(source_mention: str, src_text: str, target_mention: str, tgt_text: str) -> bool:
+def in_gloss(tgt_text: str, start: int, end: int) -> bool:
+    """Whether the span is a bracketed gloss right after Chinese text: "多斯（Doss）"."""
+    head = tgt_text[:start].rstrip()
+    return (
+        head[-1:] in ("（", "(")
+        and bool(_HAN_CHAR.match(head[-2:-1] or " "))
+        and tgt_text[end:].lstrip()[:1] in ("）", ")")
+    )
+
+
+def ambiguous(
+    source_mention: str,
+    src_text: str,
+    target_mention: str,
+    tgt_text: str,
+    others: Iterable[tuple[int, int]] = (),
+) -> bool:
     """Whether the target mention occurs more often in the target sentence than the source
-    mention in the source sentence: which occurrence is the entity's was a guess."""
-    return tgt_text.count(target_mention) > max(1, src_text.count(source_mention))
+    mention in the source sentence: which occurrence is the entity's was a guess.
+
+    Occurrences inside ``others`` (the spans of the other entities: "Comisión" inside
+    "Comisión de Industria") do not count.
+    """
+    if not target_mention:
+        return False
+    others = list(others)
+    n, at = 0, tgt_text.find(target_mention)
+    while at != -1:
+        end = at + len(target_mention)
+        if not any(s <= at and end <= e for s, e in others):
+            n += 1
+        at = tgt_text.find(target_mention, at + 1)
+    return n > max(1, src_text.count(source_mention))
 
 
 def verify_entity(
@@ -254,6 +305,7 @@ def verify_entity(
     tgt_lang: str,
     q: QualitySettings,
     src_text: str = "",
+    others: Iterable[tuple[int, int]] = (),
 ) -> ProjectedEntity:
     """A copy of ``e`` with its round-trip score and the reason codes of the checks it fails.
 
@@ -269,13 +321,19 @@ def verify_entity(
             score = roundtrip_score(src.text, e.back_translation)
             if score < q.entity_roundtrip_min - 1e-9:
                 checks.append(Reason.ENTITY_ROUNDTRIP)
-    if numbers_differ(src.text, e.text):
+    # a read-back that says exactly the source mention outranks a number that the
+    # translation spelled out ("millennium bug" -> "efecto del año 2000")
+    if numbers_differ(src.text, e.text) and score != 1.0:
         checks.append(Reason.ENTITY_NUMBERS)
     if implausible(src.text, e.text):
         checks.append(Reason.ENTITY_IMPLAUSIBLE)
-    if cuts_boundary(tgt_text, e.start, e.end, tgt_lang, src.text):
+    if cuts_boundary(tgt_text, e.start, e.end, tgt_lang, src.text) or (
+        # the source name found only as a gloss: the LLM named some other span, and the
+        # name of the sentence is the Chinese before the brackets
+        e.method == "source_copy" and in_gloss(tgt_text, e.start, e.end)
+    ):
         checks.append(Reason.ENTITY_BOUNDARY)
-    if ambiguous(src.text, src_text, e.text, tgt_text):
+    if ambiguous(src.text, src_text, e.text, tgt_text, others):
         checks.append(Reason.ENTITY_AMBIGUOUS)
     return e.model_copy(update={"roundtrip_score": score, "checks": tuple(checks)})
 
@@ -294,6 +352,7 @@ def verify_entities(record: ParallelRecord, q: QualitySettings) -> ParallelRecor
             record.tgt_lang,
             q,
             record.src_text,
+            [(o.start, o.end) for o in record.tgt_entities if o is not e],
         )
         if 0 <= e.source_index < n and e.end <= len(record.tgt_text)
         else e
@@ -307,7 +366,7 @@ def check_entity_verification(record: ParallelRecord, q: QualitySettings) -> Fin
     ``entity_roundtrip_min``, the lowest round-trip score of its entities."""
     if not q.verify_entities or not record.tgt_entities:
         return None
-    found = {r for e in record.tgt_entities for r in e.checks}
+    found = {r for e in record.tgt_entities for r in e.checks or ()}
     scores = [e.roundtrip_score for e in record.tgt_entities if e.roundtrip_score is not None]
     return Finding(
         {"entity_roundtrip_min": min(scores)} if scores else {},

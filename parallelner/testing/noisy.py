@@ -569,7 +569,7 @@ class NoisyTranslator:
                 if view is None or start == -1:
                     form = mention
                 else:
-                    cursor = start + 1
+                    cursor = start + len(mention)  # projected spans never overlap
                     form = source_form(view, start, start + len(mention))
                 out.append({"id": m.get("id"), "translation": form})
             reply["mentions"] = out

@@ -178,11 +178,16 @@ def test_length_ratio_passes_real_translations_across_scripts(pair_id):
 
 
 def _misaligned_pud_pair() -> ParallelRecord:
-    # A real PUD line whose Chinese side belongs to another sentence (34 vs 289 chars).
-    for pid, d in _pairs("pud-en-zh").items():
-        if d["source"]["text"].startswith("The law delineates a number of conditions"):
-            return pair(pid)
-    raise AssertionError("misaligned PUD pair not found")
+    # A long real PUD sentence paired with the Chinese of a short one (an earlier copy of
+    # pud-en-zh.jsonl paired by line order had exactly this fault: 289 vs 34 chars).
+    pairs = _pairs("pud-en-zh")
+    long_id = next(
+        pid
+        for pid, d in pairs.items()
+        if d["source"]["text"].startswith("The law delineates a number of conditions")
+    )
+    short = min(pairs.values(), key=lambda d: abs(len(d["target"]["text"]) - 34))
+    return pair(long_id, tgt_text=short["target"]["text"], tgt_entities=())
 
 
 def test_length_ratio_flags_a_misaligned_real_pair():

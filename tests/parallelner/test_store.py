@@ -833,3 +833,59 @@ def test_warehouse_that_cannot_be_created(tmp_path):
     s = load_settings(home=tmp_path / "home", warehouse=str(blocker / "wh"))
     with pytest.raises(StoreError, match="wh: cannot create the warehouse directory"):
         store.commit(real_records("pud-en-zh.jsonl", 2, "r"), "r", settings=s)
+
+
+def test_a_table_made_before_entity_verification_gains_its_fields(sqlite_settings):
+    """A catalog written by the version before the entity-verification fields: it opens,
+    evolves, takes new rows, and its old snapshot still reads (new fields null/empty)."""
+    from parallelner.store.catalog import open_catalog
+    from parallelner.store.table import NAMESPACE, TABLE_NAME
+
+    new = ("back_translation", "roundtrip_score", "checks")
+    schema = arrow_schema()
+    ent = schema.field("tgt_entities").type.value_type
+    old_ent = pa.struct([f for f in ent if f.name not in new])
+    old_schema = schema.set(
+        schema.get_field_index("tgt_entities"),
+        pa.field("tgt_entities", pa.list_(pa.field("item", old_ent, nullable=False)), False),
+    )
+    catalog = open_catalog(sqlite_settings, create=True)
+    catalog.create_namespace(NAMESPACE)
+    table = catalog.create_table(TABLE_NAME, schema=old_schema)
+    old_rows = real_records("europarl-en-de.jsonl", 5, "run-old")
+    data = pa.Table.from_pylist(
+        [
+            {
+                **r.model_dump(mode="python"),
+                "scores": list(r.scores.items()),
+                "tgt_entities": [
+                    {k: v for k, v in e.model_dump(mode="python").items() if k not in new}
+                    for e in r.tgt_entities
+                ],
+            }
+            for r in old_rows
+        ],
+        schema=old_schema,
+    )
+    table.append(data)
+    old_snapshot = table.current_snapshot().snapshot_id
+    catalog.engine.dispose()
+
+    fresh = real_records("europarl-en-de.jsonl", 5, "run-new", offset=5)
+    fresh = [
+        r.model_copy(
+            update={
+                "tgt_entities": tuple(
+                    e.model_copy(update={"back_translation": "x", "roundtrip_score": 0.5,
+                                         "checks": (Reason.ENTITY_ROUNDTRIP,)})
+                    for e in r.tgt_entities
+                )
+            }
+        )
+        for r in fresh
+    ]  # fmt: skip
+    sid = store.commit(fresh, "run-new", settings=sqlite_settings)
+    got = by_id(table_to_records(store.load_snapshot(sid, settings=sqlite_settings)))
+    assert got == by_id(old_rows + fresh)
+    before = table_to_records(store.load_snapshot(old_snapshot, settings=sqlite_settings))
+    assert by_id(before) == by_id(old_rows)
