@@ -113,10 +113,26 @@ def _source_html(record: ParallelRecord) -> str:
     return f'<div class="pn-src-text" lang="{html.escape(record.src_lang)}">{"".join(parts)}</div>'
 
 
+def _entity_doubts(record: ParallelRecord) -> str:
+    """The entities stage 3 doubted, for the reviewer: what each span read back as."""
+    notes = []
+    for e in record.tgt_entities:
+        if not e.checks or not 0 <= e.source_index < len(record.src_entities):
+            continue
+        src = record.src_entities[e.source_index].text
+        said = f" reads back as “{e.back_translation}”" if e.back_translation else ""
+        codes = ", ".join(str(c) for c in e.checks)
+        notes.append(f"“{e.text}” (for “{src}”){said}: {codes}")
+    return "; ".join(notes)
+
+
 def record_to_task(record: ParallelRecord) -> dict[str, Any]:
     """The Label Studio task (data + one prediction) for a record in review."""
     tgt = record.tgt_text or ""
     why = ", ".join(str(r) for r in record.reasons) or "review"
+    doubts = _entity_doubts(record)
+    if doubts:
+        why = f"{why}. {doubts}"
     result = []
     for e in record.tgt_entities:
         result.append(

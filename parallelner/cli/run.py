@@ -100,6 +100,9 @@ def run(
 
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no egress noise
+    # Prefect's first start migrates its database: on a busy 2-core machine that takes
+    # longer than the ephemeral server's 20 s default, and the run died in start-up
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "300")
     from flows.synthesize import make_task_runner, synthesize
 
     _quiet_user_errors()

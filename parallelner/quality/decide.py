@@ -9,7 +9,9 @@ Rules, in order:
    reviewed (``reviewed_accepted`` / ``reviewed_rejected``) are returned unchanged.
 2. Any reason in ``REJECT_REASONS`` -> ``rejected``.
 3. Else any reason in ``REVIEW_REASONS`` (borderline back-translation, entities the
-   repair ladder could not place, changed labels, low projection scores) -> ``review``.
+   repair ladder could not place, changed labels, low projection scores, every entity
+   verification reason, and the ``CARRIED_REASONS`` that stages 1-2 put on the record:
+   an extra entity in the reply, no back-translation) -> ``review``.
 4. Else ``accepted``, except a seeded random audit sample (``quality.audit_rate``,
    default 2%) -> ``review`` with ``audit_sample``. The draw hashes the seed and the
    record id, so a rerun picks the same records whatever the order or sharding.

@@ -150,3 +150,24 @@ def test_audit_sample_feeds_the_precision_estimate(pud_records) -> None:
         export.append({**task, "id": i})
     _, report = apply_export(audited, export, KNOWN, USERS)
     assert report["audit"] == {"reviewed": 3, "accepted": 2, "precision": round(2 / 3, 4)}
+
+
+def test_the_reviewer_sees_what_a_doubted_entity_read_back_as(rec) -> None:
+    e = rec.tgt_entities[0]
+    doubted = e.model_copy(
+        update={"back_translation": "charity", "roundtrip_score": 0.0,
+                "checks": (Reason.ENTITY_ROUNDTRIP,)}
+    )  # fmt: skip
+    task = record_to_task(
+        rec.model_copy(
+            update={
+                "tgt_entities": (doubted, *rec.tgt_entities[1:]),
+                "reasons": (Reason.ENTITY_ROUNDTRIP,),
+            }
+        )
+    )
+    src = rec.src_entities[e.source_index].text
+    why = task["data"]["why"]
+    assert why.startswith("entity_roundtrip. ")
+    assert f"“{e.text}” (for “{src}”) reads back as “charity”: entity_roundtrip" in why
+    assert "reads back" not in record_to_task(rec)["data"]["why"]  # nothing doubted
