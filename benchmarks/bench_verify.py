@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from parallelner.llm.client import LLMClient
-from parallelner.records import Entity, Instance, ParallelRecord
+from parallelner.records import ParallelRecord
 from parallelner.settings import QualitySettings, Settings
 from parallelner.synthesis import synthesize_instances
 from parallelner.testing.noisy import MISTAKES, GoldPair, NoisyTranslator, load_gold_pairs
@@ -56,18 +56,6 @@ FILES = {
     "en-zh": ("pud-en-zh.jsonl", "zh-Hant"),
 }
 CONFIGS = {"verify": (True, None), "no-verify": (False, None), "oracle": (True, 0.0)}
-
-
-def instance_of(p: GoldPair) -> Instance:
-    return Instance(
-        id=p.id,
-        lang=p.src_lang,
-        text=p.src_text,
-        entities=tuple(
-            Entity(start=s, end=e, label=label, text=p.src_text[s:e]) for s, e, label in p.src_spans
-        ),
-        source_dataset="projection-dev",
-    )
 
 
 def is_right(rec: ParallelRecord, translator: NoisyTranslator, p: GoldPair, tgt: str) -> bool:
@@ -87,7 +75,7 @@ def is_right(rec: ParallelRecord, translator: NoisyTranslator, p: GoldPair, tgt:
 async def _synthesize(settings: Settings, pairs: list[GoldPair], tgt: str) -> tuple[list, Any]:
     async with LLMClient.from_settings(settings, cache=False) as client:
         recs = await synthesize_instances(
-            client, [instance_of(p) for p in pairs], tgt, "bench", "bench0000", settings
+            client, [p.instance() for p in pairs], tgt, "bench", "bench0000", settings
         )
         return recs, client.usage
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Sequence
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -526,33 +526,52 @@ async def back_translate(
         result = out.text.strip()
         return result if result and out.finish_reason != "length" else None
 
-    system, user = _chat_template(BACK_PROMPT_VERSION)
+    outcome = await _ask_back(
+        client, BACK_PROMPT_VERSION, BackTranslationReply, text, src_lang, tgt_lang, settings
+    )
+    return outcome.value.translation.strip() if outcome.ok else None
+
+
+async def _ask_back(
+    client: LLMClient,
+    version: str,
+    reply_model: type[BaseModel],
+    text: str,
+    src_lang: str,
+    tgt_lang: str,
+    settings: Settings,
+    extra: dict[str, Any] | None = None,
+    check_more: Callable[[Any], tuple[Reason, str] | None] | None = None,
+) -> Any:
+    """One back-translation request on a chat endpoint (``extra`` joins the payload)."""
+    ts = settings.translate
+    system, user = _chat_template(version)
     names = {"src_name": lang_name(src_lang), "tgt_name": lang_name(tgt_lang)}
     payload = json.dumps(
-        {"source_language": src_lang, "target_language": tgt_lang, "sentence": text},
+        {"source_language": src_lang, "target_language": tgt_lang, "sentence": text}
+        | (extra or {}),
         ensure_ascii=False,
     )
 
-    def check(r: BackTranslationReply) -> tuple[Reason, str] | None:
+    def check(r: Any) -> tuple[Reason, str] | None:
         if not r.translation.strip():
             return Reason.REPLY_EMPTY, "the translation is empty"
         if script_of(src_lang) != script_of(tgt_lang) and not looks_like(r.translation, tgt_lang):
             return Reason.REPLY_WRONG_LANGUAGE, f"not written in {lang_name(tgt_lang)}"
-        return None
+        return check_more(r) if check_more is not None else None
 
-    outcome = await client.chat_json(
+    return await client.chat_json(
         [
             {"role": "system", "content": system.substitute(names)},
             {"role": "user", "content": user.substitute(names, payload=payload)},
         ],
-        BackTranslationReply,
-        prompt_version=BACK_PROMPT_VERSION,
+        reply_model,
+        prompt_version=version,
         max_tokens=ts.max_tokens,
         temperature=ts.temperature,
         check=check,
         max_reasks=ts.max_reasks,
     )
-    return outcome.value.translation.strip() if outcome.ok else None
 
 
 async def back_translate_entities(
@@ -597,40 +616,23 @@ async def back_translate_entities(
             forms.append(out.strip() or None)
         return BackTranslation(text=sentence, mentions=tuple(forms))
 
-    system, user = _chat_template(ENTITY_BACK_PROMPT_VERSION)
-    names = {"src_name": lang_name(src_lang), "tgt_name": lang_name(tgt_lang)}
-    payload = json.dumps(
-        {
-            "source_language": src_lang,
-            "target_language": tgt_lang,
-            "sentence": text,
-            "mentions": [{"id": i, "text": m} for i, m in enumerate(mentions)],
-        },
-        ensure_ascii=False,
-    )
-
-    def check(r: EntityBackTranslationReply) -> tuple[Reason, str] | None:
-        if not r.translation.strip():
-            return Reason.REPLY_EMPTY, "the translation is empty"
-        if script_of(src_lang) != script_of(tgt_lang) and not looks_like(r.translation, tgt_lang):
-            return Reason.REPLY_WRONG_LANGUAGE, f"not written in {lang_name(tgt_lang)}"
-        answered = {m.id for m in r.mentions if m.translation.strip()}
-        missing = [i for i in range(len(mentions)) if i not in answered]
+    def answered(r: EntityBackTranslationReply) -> tuple[Reason, str] | None:
+        got = {m.id for m in r.mentions if m.translation.strip()}
+        missing = [i for i in range(len(mentions)) if i not in got]
         if missing:
             return Reason.REPLY_MISSING_ENTITIES, f"mention ids {missing} are not answered"
         return None
 
-    outcome = await client.chat_json(
-        [
-            {"role": "system", "content": system.substitute(names)},
-            {"role": "user", "content": user.substitute(names, payload=payload)},
-        ],
+    outcome = await _ask_back(
+        client,
+        ENTITY_BACK_PROMPT_VERSION,
         EntityBackTranslationReply,
-        prompt_version=ENTITY_BACK_PROMPT_VERSION,
-        max_tokens=ts.max_tokens,
-        temperature=ts.temperature,
-        check=check,
-        max_reasks=ts.max_reasks,
+        text,
+        src_lang,
+        tgt_lang,
+        settings,
+        extra={"mentions": [{"id": i, "text": m} for i, m in enumerate(mentions)]},
+        check_more=answered,
     )
     if not outcome.ok:
         return None

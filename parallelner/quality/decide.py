@@ -27,6 +27,7 @@ from collections.abc import Iterable, Iterator
 
 from parallelner.quality.checks import check_duplicate, text_checks
 from parallelner.quality.entities import (
+    ENTITY_REASONS,
     check_entity_verification,
     check_script_variant,
     check_unexpected_names,
@@ -70,12 +71,7 @@ REVIEW_REASONS: frozenset[Reason] = frozenset(
         Reason.LABEL_CHANGED,
         Reason.LOW_PROJECTION_SCORE,
         Reason.AUDIT_SAMPLE,
-        Reason.ENTITY_ROUNDTRIP,
-        Reason.ENTITY_UNVERIFIED,
-        Reason.ENTITY_NUMBERS,
-        Reason.ENTITY_IMPLAUSIBLE,
-        Reason.ENTITY_BOUNDARY,
-        Reason.ENTITY_AMBIGUOUS,
+        *ENTITY_REASONS,
         Reason.UNEXPECTED_NAME,
         # found by earlier stages, carried on the record, routed here
         Reason.REPLY_EXTRA_ENTITIES,

@@ -52,7 +52,7 @@ from typing import Any
 
 from parallelner.langid import zh_variant
 from parallelner.quality.samples import read_projection_drafts
-from parallelner.records import ParallelRecord
+from parallelner.records import Entity, Instance, ParallelRecord
 
 __all__ = [
     "MISTAKES",
@@ -126,6 +126,19 @@ class GoldPair:
     def gold_mention(self, k: int) -> str:
         s, e, _ = self.gold[k]
         return self.tgt_text[s:e]
+
+    def instance(self) -> Instance:
+        """The source side as the pipeline reads it (id: the pair id)."""
+        return Instance(
+            id=self.id,
+            lang=self.src_lang,
+            text=self.src_text,
+            entities=tuple(
+                Entity(start=s, end=e, label=label, text=self.src_text[s:e])
+                for s, e, label in self.src_spans
+            ),
+            source_dataset="projection-dev",
+        )
 
     @classmethod
     def from_draft(cls, d: ParallelRecord) -> GoldPair:

@@ -20,7 +20,7 @@ from parallelner.quality.entities import (
 )
 from parallelner.quality.samples import read_projection_drafts
 from parallelner.reasons import Reason, Status
-from parallelner.records import Entity, Instance, ParallelRecord
+from parallelner.records import ParallelRecord
 from parallelner.settings import QualitySettings, Settings
 from parallelner.synthesis import synthesize_instances
 from parallelner.testing.noisy import (
@@ -163,17 +163,6 @@ def test_source_form_reads_exact_spans_as_their_source_mention():
 # --- every mistake kind through the whole pipeline ------------------------------------------
 
 
-def _instance(p: GoldPair) -> Instance:
-    return Instance(
-        id=p.id,
-        lang=p.src_lang,
-        text=p.src_text,
-        entities=tuple(
-            Entity(start=s, end=e, label=lab, text=p.src_text[s:e]) for s, e, lab in p.src_spans
-        ),
-    )
-
-
 def _right(rec: ParallelRecord, tr: NoisyTranslator, p: GoldPair, tgt: str) -> bool:
     view = tr.gold_view(p, tgt)
     want = {i: (ts, te, p.gold[p.mapping[i]][2]) for ts, te, _, _, i in view.anchors}
@@ -181,14 +170,16 @@ def _right(rec: ParallelRecord, tr: NoisyTranslator, p: GoldPair, tgt: str) -> b
     return rec.tgt_text == view.text and got == want and len(rec.tgt_entities) == len(want)
 
 
-def _run(pairs: list[GoldPair], tgt: str, tr: NoisyTranslator, tmp: Path) -> list[ParallelRecord]:
+def _run(
+    pairs: list[GoldPair], tgt: str, tr: NoisyTranslator, tmp: Path, q: QualitySettings = Q
+) -> list[ParallelRecord]:
     with OpenAIServer(responder=tr) as srv:
-        settings = Settings(home=tmp, llm_base_url=srv.base_url, llm_model="test-model", quality=Q)
+        settings = Settings(home=tmp, llm_base_url=srv.base_url, llm_model="test-model", quality=q)
 
         async def go() -> list[ParallelRecord]:
             async with LLMClient.from_settings(settings, cache=False) as client:
                 return await synthesize_instances(
-                    client, [_instance(p) for p in pairs], tgt, "t", "t0000000", settings
+                    client, [p.instance() for p in pairs], tgt, "t", "t0000000", settings
                 )
 
         return asyncio.run(go())
@@ -243,17 +234,7 @@ def test_without_verification_the_mistakes_get_through(tmp_path):
     """The benchmark's point of comparison: the checks, not the server, catch them."""
     pairs, tgt = _pairs("de", 40)
     tr = NoisyTranslator(pairs, rates={"extended": 0.5, "swapped": 0.5}, seed=1)
-    q = Q.model_copy(update={"verify_entities": False})
-    with OpenAIServer(responder=tr) as srv:
-        settings = Settings(home=tmp_path, llm_base_url=srv.base_url, llm_model="m", quality=q)
-
-        async def go() -> list[ParallelRecord]:
-            async with LLMClient.from_settings(settings, cache=False) as client:
-                return await synthesize_instances(
-                    client, [_instance(p) for p in pairs], tgt, "t", "t0000000", settings
-                )
-
-        recs = asyncio.run(go())
+    recs = _run(pairs, tgt, tr, tmp_path, Q.model_copy(update={"verify_entities": False}))
     wrong = sum(
         r.status == Status.ACCEPTED and not _right(r, tr, p, tgt)
         for r, p in zip(recs, pairs, strict=True)
