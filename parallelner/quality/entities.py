@@ -392,6 +392,9 @@ def _names(text: str) -> list[str]:
     return out
 
 
+_NOUNS_CAPITALISED = frozenset({"de", "lb", "gsw"})
+
+
 def check_unexpected_names(record: ParallelRecord, q: QualitySettings) -> Finding | None:
     """UNEXPECTED_NAME when the back-translation names something the source does not.
 
@@ -403,6 +406,8 @@ def check_unexpected_names(record: ParallelRecord, q: QualitySettings) -> Findin
     bt = record.back_translation
     if not q.verify_entities or not bt or not record.tgt_text:
         return None
+    if record.src_lang.split("-")[0].lower() in _NOUNS_CAPITALISED:
+        return None  # every German noun is capitalised: capitals say nothing of names
     src_words = {_fold(w) for w in re.findall(r"[^\W\d_]+", record.src_text)}
     if script_of(record.src_lang) == "LATIN":
         candidates = _names(bt)

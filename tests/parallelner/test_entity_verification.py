@@ -139,6 +139,22 @@ def test_unexpected_name_in_back_translation():
     assert Reason.UNEXPECTED_NAME in out.reasons and out.status == Status.REVIEW
 
 
+def test_unexpected_name_is_not_judged_on_german_capitals():
+    d = _gold_drafts()[0]  # an English -> German pair, turned around: German source
+    de = d.model_copy(
+        update={
+            "src_lang": "de",
+            "tgt_lang": "en",
+            "src_text": d.tgt_text,
+            "tgt_text": d.src_text,
+            "src_entities": (),
+            "tgt_entities": (),
+            "back_translation": d.tgt_text.replace(" .", " , meine Damen und Herren ."),
+        }
+    )
+    assert Reason.UNEXPECTED_NAME not in assess_record(de, Q, set()).reasons
+
+
 # --- the noisy translator tells the truth about what it shows ------------------------------
 
 
