@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import itertools
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -78,7 +80,9 @@ def labeling_page(url: str, user: str, password: str, project: int, task: int,
     if exe is None:
         raise RuntimeError("chromium not found: run `make services` (apt-get install chromium)")
     port = _free_port()
-    with tempfile.TemporaryDirectory() as profile:
+    # Chromium's helper processes may still write to the profile after the browser
+    # exits: the whole process group is killed, and a late file does not fail cleanup
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         proc = subprocess.Popen(
             [
                 exe,
@@ -90,6 +94,7 @@ def labeling_page(url: str, user: str, password: str, project: int, task: int,
             ],  # fmt: skip
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         page: _Page | None = None
         try:
@@ -126,11 +131,14 @@ def labeling_page(url: str, user: str, password: str, project: int, task: int,
         finally:
             if page is not None:
                 page.close()
-            proc.terminate()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
             try:
                 proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=15)
 
 
 def capture(url: str, user: str, password: str, project: int, task: int, out: Path,
