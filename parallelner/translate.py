@@ -616,13 +616,8 @@ async def back_translate_entities(
             forms.append(out.strip() or None)
         return BackTranslation(text=sentence, mentions=tuple(forms))
 
-    def answered(r: EntityBackTranslationReply) -> tuple[Reason, str] | None:
-        got = {m.id for m in r.mentions if m.translation.strip()}
-        missing = [i for i in range(len(mentions)) if i not in got]
-        if missing:
-            return Reason.REPLY_MISSING_ENTITIES, f"mention ids {missing} are not answered"
-        return None
-
+    # a read-back left out is not re-asked (that would cost a request and, after the
+    # re-asks, the sentence too): the entity is "unverified" and the pair goes to review
     outcome = await _ask_back(
         client,
         ENTITY_BACK_PROMPT_VERSION,
@@ -632,7 +627,6 @@ async def back_translate_entities(
         tgt_lang,
         settings,
         extra={"mentions": [{"id": i, "text": m} for i, m in enumerate(mentions)]},
-        check_more=answered,
     )
     if not outcome.ok:
         return None

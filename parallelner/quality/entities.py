@@ -48,8 +48,9 @@ from collections.abc import Iterable
 from rapidfuzz import fuzz
 
 from parallelner.detok import NO_SPACE_LANGS
-from parallelner.langid import script_of, variant_counts, zh_variant
+from parallelner.langid import _opencc, script_of, variant_counts, zh_variant
 from parallelner.quality.checks import Finding
+from parallelner.quality.language import FUNCTION_WORDS
 from parallelner.reasons import Reason
 from parallelner.records import Entity, ParallelRecord, ProjectedEntity
 from parallelner.settings import QualitySettings
@@ -106,8 +107,25 @@ def _fold(text: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
+_DOTTED = re.compile(r"(?<![\w.])((?:\w\.){2,})")  # U.S., U.K.
+
+
 def _units(text: str) -> list[str]:
+    """Comparison units: Traditional folded to Simplified (a read-back may use either),
+    dotted acronyms joined (``U.S.`` = ``US``)."""
+    text = _DOTTED.sub(lambda m: m.group(1).replace(".", ""), text)
+    if _HAN_CHAR.search(text):
+        text = _opencc("t2s").convert(text)
     return _UNIT.findall(_fold(text))
+
+
+def _acronym_of(short: str, long_: str) -> bool:
+    """``EU`` / ``European Union``: the initials of the long form's capitalised words."""
+    short = short.replace(".", "").strip()
+    if not (2 <= len(short) <= 6 and short.isupper() and short.isalpha()):
+        return False
+    initials = "".join(w[0] for w in re.findall(r"[^\W\d_]+", long_) if w[0].isupper())
+    return initials.upper() == short
 
 
 def _variants(u: str, v: str) -> bool:
@@ -152,11 +170,17 @@ def roundtrip_score(source_mention: str, read_back: str) -> float:
 
     Words (CJK characters) are matched one-to-one, words of four letters or more
     fuzzily (``Parliament``/``Parliaments``, ``Fabergé``/``Faberge``); a leading English
-    article the source mention lacks is ignored (``the European Parliament``). 1.0 means
-    every unit of each side is matched.
+    article is ignored on either side (``the European Parliament``, ``The Hague``),
+    Traditional Chinese is folded to Simplified, ``U.S.`` reads as ``US``, and an acronym
+    matches the initials of its expansion (``EU``/``European Union``). 1.0 means every
+    unit of each side is matched.
     """
+    if _acronym_of(source_mention, read_back) or _acronym_of(read_back, source_mention):
+        return 1.0
     a, b = _units(source_mention), _units(read_back)
-    if b and b[0] in _LEADING_ARTICLES and (not a or a[0] != b[0]):
+    if a[1:] and a[0] in _LEADING_ARTICLES:  # "The Hague" / "Hague"
+        a = a[1:]
+    if b[1:] and b[0] in _LEADING_ARTICLES:
         b = b[1:]
     if not a and not b:
         return 1.0 if _fold(source_mention).strip() == _fold(read_back).strip() else 0.0
@@ -341,7 +365,15 @@ def verify_entity(
 def verify_entities(record: ParallelRecord, q: QualitySettings) -> ParallelRecord:
     """The record with every projected entity verified (``verify_entity``); unchanged when
     ``q.verify_entities`` is off or nothing was projected."""
-    if not q.verify_entities or not record.tgt_entities or record.tgt_text is None:
+    if not record.tgt_entities or record.tgt_text is None:
+        return record
+    if not q.verify_entities:  # nothing stale from an earlier assessment stays
+        if any(e.checks is not None or e.roundtrip_score is not None for e in record.tgt_entities):
+            ents = tuple(
+                e.model_copy(update={"checks": None, "roundtrip_score": None})
+                for e in record.tgt_entities
+            )
+            return record.model_copy(update={"tgt_entities": ents})
         return record
     n = len(record.src_entities)
     ents = tuple(
@@ -377,16 +409,69 @@ def check_entity_verification(record: ParallelRecord, q: QualitySettings) -> Fin
 _SENTENCE_END = re.compile(r"[.!?;:。！？；：…\"'“”«»()\[\]-]")
 
 
-def _names(text: str) -> list[str]:
-    """Capitalised words that do not open a sentence (``I`` and one-letter words aside)."""
+# Words that open English sentences: a capital there says nothing of a name.
+_OPENERS = FUNCTION_WORDS["en"] | frozenset(
+    [
+        "although",
+        "though",
+        "while",
+        "when",
+        "whenever",
+        "if",
+        "so",
+        "then",
+        "after",
+        "before",
+        "because",
+        "since",
+        "until",
+        "however",
+        "meanwhile",
+        "yet",
+        "still",
+        "also",
+        "here",
+        "now",
+        "today",
+        "yesterday",
+        "later",
+        "earlier",
+        "some",
+        "many",
+        "most",
+        "all",
+        "one",
+        "two",
+        "three",
+        "four",
+        "five",
+        "his",
+        "her",
+        "their",
+        "its",
+        "our",
+        "my",
+        "your",
+    ]
+)
+
+
+def _names(text: str, lang: str) -> list[str]:
+    """Capitalised words of two letters or more. A word opening a sentence counts only
+    in English text, and only when it is not a common opener (``Although``)."""
     out = []
     after_end = True
+    english = lang.split("-")[0].lower() == "en"
     for m in re.finditer(r"[^\W\d_]+|\S", text):
         tok = m.group()
         if _SENTENCE_END.fullmatch(tok):
             after_end = tok in '.!?。！？:;"“«(-'
             continue
-        if not after_end and len(tok) > 1 and tok[0].isupper():
+        if (
+            len(tok) > 1
+            and tok[0].isupper()
+            and (not after_end or (english and tok.casefold() not in _OPENERS))
+        ):
             out.append(tok)
         after_end = False
     return out
@@ -408,14 +493,18 @@ def check_unexpected_names(record: ParallelRecord, q: QualitySettings) -> Findin
         return None
     if record.src_lang.split("-")[0].lower() in _NOUNS_CAPITALISED:
         return None  # every German noun is capitalised: capitals say nothing of names
-    src_words = {_fold(w) for w in re.findall(r"[^\W\d_]+", record.src_text)}
+    raw_words = set(re.findall(r"[^\W\d_]+", record.src_text))
+    src_words = {_fold(w) for w in raw_words}
     if script_of(record.src_lang) == "LATIN":
-        candidates = _names(bt)
+        candidates = _names(bt, record.src_lang)
     else:
         candidates = re.findall(r"[A-Za-z]{2,}", bt)
     for name in candidates:
         f = _fold(name)
-        if f in src_words:
+        if name.isupper():  # "US" is not the pronoun "us"
+            if name in raw_words:
+                continue
+        elif f in src_words:
             continue
         if len(f) >= 4 and any(len(w) >= 4 and fuzz.ratio(f, w) >= 80 for w in src_words):
             continue

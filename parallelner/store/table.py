@@ -83,7 +83,10 @@ def open_table(settings: Settings | None = None, *, create: bool = False) -> Tab
 def load_table(catalog: SqlCatalog, settings: Settings, *, create: bool = False) -> Table:
     """Load (or with ``create`` make) the dataset table from an open catalog."""
     try:
-        return _evolve(catalog.load_table(TABLE_NAME))
+        table = catalog.load_table(TABLE_NAME)
+        # writers add fields a newer ParallelRecord has; readers leave the table as it is
+        # (an older snapshot's rows are cast to the record schema, new fields null)
+        return _evolve(table) if create else table
     except NoSuchTableError:
         if not create:
             raise StoreError(

@@ -20,8 +20,8 @@ kind                 what the reply gets wrong
 ``dropped_entity``   one entity left out of the translation; its mention still named
 ``wrong_variant``    Simplified Chinese where Traditional was asked, or the reverse
                      (only when the request names a variant: ``zh-Hant``/``zh-Hans``)
-``extra_entity``     a name the source does not have, added to the translation and
-                     listed as an entity with a new id
+``extra_entity``     a name the source does not have, added to the translation (and
+                     listed as an entity with a new id if ``list_extra``)
 ===================  ================================================================
 
 Every other request is answered *truthfully* about the text it shows, as a good LLM
@@ -325,6 +325,9 @@ class NoisyTranslator:
     mistake_rate: float = 0.4
     seed: int = 0
     rates: Mapping[str, float] | None = None
+    # extra_entity: also list the added name as an entity with a new id (a model handed
+    # a list of ids rarely does; off, the name is only in the translation)
+    list_extra: bool = False
     mistakes: dict[str, Mistake] = field(default_factory=dict)
     _by_source: dict[tuple[str, str], GoldPair] = field(default_factory=dict, repr=False)
     _views: dict[str, View] = field(default_factory=dict, repr=False)
@@ -552,7 +555,12 @@ class NoisyTranslator:
                 name = _convert(name, _variant(tgt_lang) or "hant")
             v = self._register(_insert_name(view, name, src_name))
             extra = [{"id": len(p.src_spans), "source": src_name, "target": name}]
-            return v, self._mentions_of(v), extra, Mistake(kind, None, name)
+            return (
+                v,
+                self._mentions_of(v),
+                extra if self.list_extra else [],
+                Mistake(kind, None, name),
+            )
         raise ValueError(f"unknown mistake kind {kind!r}")
 
     # -- truthful answers ------------------------------------------------------------

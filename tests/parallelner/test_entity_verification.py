@@ -4,6 +4,7 @@ sentences, clean replies are accepted, and the entity checks stay quiet on gold 
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,12 @@ FILES = {"de": ("europarl-en-de.jsonl", "de"), "zh": ("pud-en-zh.jsonl", "zh-Han
         ("Stroke Association", "charities", False),
         ("Obama", "Kori Schulman", False),
         ("Mr Cox", "Cox", False),
+        # what real models write for a right span
+        ("U.S.", "US", True),
+        ("EU", "European Union", True),
+        ("The Hague", "Hague", True),
+        ("美國", "美国", True),
+        ("EU", "EU Commission", False),
     ],
 )
 def test_roundtrip_score(source, read_back, perfect):
@@ -137,6 +144,17 @@ def test_unexpected_name_in_back_translation():
     added = d.model_copy(update={"back_translation": d.src_text.rstrip(" .") + " Obama ."})
     out = assess_record(added, Q, set())
     assert Reason.UNEXPECTED_NAME in out.reasons and out.status == Status.REVIEW
+
+
+@pytest.mark.parametrize(
+    "added",
+    [" Obama .", " , said US .", " . Seagal said so .", " . Although late , it came ."],
+)
+def test_unexpected_name_in_back_translation_wherever_it_stands(added):
+    d = _gold_drafts()[0]
+    bt = d.src_text.rstrip(" .") + added
+    out = assess_record(d.model_copy(update={"back_translation": bt}), Q, set())
+    assert (Reason.UNEXPECTED_NAME in out.reasons) is ("Although" not in added)
 
 
 def test_unexpected_name_is_not_judged_on_german_capitals():
@@ -256,3 +274,78 @@ def test_without_verification_the_mistakes_get_through(tmp_path):
         for r, p in zip(recs, pairs, strict=True)
     )
     assert wrong >= 20
+
+
+def _forward(tr: NoisyTranslator, p: GoldPair, tgt: str) -> dict:
+    inst = p.instance()
+    payload = {
+        "source_language": "en",
+        "target_language": tgt,
+        "sentence": inst.text,
+        "entities": [
+            {"id": i, "text": e.text, "type": e.label} for i, e in enumerate(inst.entities)
+        ],
+    }
+    body = {"response_format": {"json_schema": {"name": "TranslationReply"}}}
+    content, _ = tr(body, True, json.dumps(payload, ensure_ascii=False))
+    return json.loads(content)
+
+
+@pytest.mark.parametrize("kind", MISTAKES)
+def test_the_noisy_translator_makes_the_mistake_it_records(kind):
+    lang = "zh" if kind == "wrong_variant" else "de"
+    pairs, tgt = _pairs(lang, 40)
+    tr = NoisyTranslator(pairs, rates={kind: 1.0}, seed=3)
+    checked = 0
+    for p in pairs:
+        reply = _forward(tr, p, tgt)
+        m = tr.mistakes[p.id]
+        if m.kind == "none":  # a kind a pair cannot have (one entity is never swapped)
+            assert not tr._applicable(kind, p, tgt)
+            continue
+        assert m.kind == kind
+        gold = tr.gold_view(p, tgt).text
+        text, ents = reply["translation"], {e["id"]: e["target"] for e in reply["entities"]}
+        golds = [p.gold_mention(p.mapping[i]) for i in range(len(p.src_spans))]
+        if kind == "extended":
+            assert text == gold and golds[m.entity] in ents[m.entity] != golds[m.entity]
+            assert ents[m.entity] in text
+        elif kind == "truncated":
+            assert text == gold and golds[m.entity].startswith(ents[m.entity])
+            assert len(ents[m.entity]) < len(golds[m.entity])
+        elif kind == "swapped":
+            a, b = map(int, m.detail.split("<->"))
+            assert (ents[a], ents[b]) == (golds[b], golds[a])
+        elif kind == "other_span":
+            assert text == gold and ents[m.entity] in text and ents[m.entity] not in golds
+        elif kind == "other_sentence":
+            assert text != gold and text in {q.tgt_text for q in pairs}
+        elif kind == "untranslated":
+            assert text == p.src_text
+        elif kind == "dropped_entity":
+            assert golds[m.entity] not in text and ents[m.entity] == golds[m.entity]
+        elif kind == "wrong_variant":
+            from parallelner.langid import _opencc
+
+            assert text == _opencc("t2s").convert(gold) != gold
+        elif kind == "extra_entity":
+            assert len(text) > len(gold) and text.count(m.detail) > gold.count(m.detail)
+            assert len(reply["entities"]) == len(p.src_spans)  # not listed: only in the text
+        checked += 1
+    assert checked >= 10
+
+
+def test_back_translation_is_truthful_about_the_gold_translation():
+    pairs, tgt = _pairs("de", 40)
+    tr = NoisyTranslator(pairs, mistake_rate=0.0)
+    body = {"response_format": {"json_schema": {"name": "EntityBackTranslationReply"}}}
+    for p in pairs:
+        view = tr.gold_view(p, tgt)
+        mentions = [view.text[ts:te] for ts, te, *_ in view.anchors]
+        payload = {"sentence": view.text,
+                   "mentions": [{"id": j, "text": t} for j, t in enumerate(mentions)]}  # fmt: skip
+        reply = json.loads(tr(body, True, json.dumps(payload, ensure_ascii=False))[0])
+        assert reply["translation"] == p.src_text
+        assert [m["translation"] for m in reply["mentions"]] == [
+            p.src_mention(i) for *_, i in view.anchors
+        ]
