@@ -481,7 +481,8 @@ _NOUNS_CAPITALISED = frozenset({"de", "lb", "gsw"})
 
 
 def check_unexpected_names(record: ParallelRecord, q: QualitySettings) -> Finding | None:
-    """UNEXPECTED_NAME when the back-translation names something the source does not.
+    """UNEXPECTED_NAME when the back-translation names something the source does not,
+    or names a source name more often than the source does.
 
     An LLM that adds a person or place to the translation adds it to the back-translation
     too. Latin-script sources: a capitalised word (not opening a sentence) with no
@@ -495,12 +496,17 @@ def check_unexpected_names(record: ParallelRecord, q: QualitySettings) -> Findin
         return None  # every German noun is capitalised: capitals say nothing of names
     raw_words = set(re.findall(r"[^\W\d_]+", record.src_text))
     src_words = {_fold(w) for w in raw_words}
+    src_count = Counter(_fold(w) for w in re.findall(r"[^\W\d_]+", record.src_text))
+    bt_count = Counter(_fold(w) for w in re.findall(r"[^\W\d_]+", bt))
     if script_of(record.src_lang) == "LATIN":
         candidates = _names(bt, record.src_lang)
     else:
         candidates = re.findall(r"[A-Za-z]{2,}", bt)
     for name in candidates:
         f = _fold(name)
+        if bt_count[f] > src_count[f] and src_count[f]:
+            # a name of the source, once more: "... Parliament ... Parliament ."
+            return Finding(reasons=(Reason.UNEXPECTED_NAME,))
         if name.isupper():  # "US" is not the pronoun "us"
             if name in raw_words:
                 continue

@@ -430,7 +430,11 @@ class NoisyTranslator:
         if kind == "wrong_variant":
             return _variant(tgt_lang) is not None
         if kind == "extra_entity":
-            return any(q.gold and q is not p for q in self.pairs)
+            return any(
+                q is not p and any(c.isupper() for c in q.src_mention(i))
+                for q in self.pairs
+                for i in q.mapping
+            )
         return True
 
     def _forward(self, payload: dict[str, Any]) -> str:
@@ -547,7 +551,14 @@ class NoisyTranslator:
             v = self._register(_convert_view(view, "hans" if want == "hant" else "hant"))
             return v, self._mentions_of(v), [], Mistake(kind)
         if kind == "extra_entity":
-            donors = [(q, k) for q in self.pairs if q is not p for k in q.mapping]
+            # a name: an English mention with a capital (not "millennium bug")
+            donors = [
+                (q, k)
+                for q in self.pairs
+                if q is not p
+                for k in q.mapping
+                if any(c.isupper() for c in q.src_mention(k))
+            ]
             q, i = self._pick(p, "donor", donors)
             k = q.mapping[i]
             name, src_name = q.gold_mention(k), q.src_mention(i)
