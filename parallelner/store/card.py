@@ -42,7 +42,7 @@ SOURCES: dict[str, tuple[str | None, str, str]] = {
         'Benchmark for Chinese", 2020, github.com/CLUEbenchmark/CLUENER2020',
         """@article{xu2020cluener2020,
   title = {{CLUENER2020}: Fine-grained Named Entity Recognition Dataset and Benchmark for Chinese},
-  author = {Xu, Liang and Dong, Qianqian and Yu, Cong and Tian, Yin and Liu, Weitang and Li, Lu and Zhang, Xuanwei},
+  author = {Xu, Liang and Tong, Yu and Dong, Qianqian and Liao, Yixuan and Yu, Cong and Tian, Yin and Liu, Weitang and Li, Lu and Liu, Caiquan and Zhang, Xuanwei},
   journal = {arXiv preprint arXiv:2001.04351},
   year = {2020}
 }""",
