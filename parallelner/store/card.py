@@ -13,11 +13,9 @@ may assume rights that were never stated).
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import yaml
 
 __all__ = ["SOURCES", "source_of", "combined_licence", "render_card", "size_category"]
@@ -176,13 +174,8 @@ COLUMNS: dict[str, str] = {
 }
 
 
-def _label_rows(rows: pa.Table, column: str) -> list[list[Any]]:
-    direction = pc.binary_join_element_wise(rows.column("src_lang"), rows.column("tgt_lang"), "->")
-    counts: Counter[tuple[str, str]] = Counter()
-    for d, ents in zip(direction.to_pylist(), rows.column(column).to_pylist(), strict=True):
-        for e in ents:
-            counts[(d, e["label"])] += 1
-    return [[d, lab, n] for (d, lab), n in sorted(counts.items())]
+def _label_rows(counts: dict[str, dict[str, int]]) -> list[list[Any]]:
+    return [[d, lab, n] for d, c in counts.items() for lab, n in c.items()]
 
 
 def render_card(meta: dict[str, Any], rows: pa.Table, features: list[dict[str, Any]]) -> str:
@@ -309,11 +302,11 @@ proportions. Sizes are proportions of instances in expectation; the actual count
 
 Source entities by label:
 
-{_table(["direction", "label", "entities"], _label_rows(rows, "src_entities"))}
+{_table(["direction", "label", "entities"], _label_rows(stats["source_labels"]))}
 
 Target (projected) entities by label:
 
-{_table(["direction", "label", "entities"], _label_rows(rows, "tgt_entities"))}
+{_table(["direction", "label", "entities"], _label_rows(stats["target_labels"]))}
 
 ## Columns
 

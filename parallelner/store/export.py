@@ -33,6 +33,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.json as paj
 import pyarrow.parquet as pq
 
 from parallelner.errors import StoreError
@@ -318,18 +319,16 @@ def read_export(directory: str | Path, *, verify: bool = True) -> pa.Table:
         if meta["format"] == "parquet":
             part = pq.read_table(path)
         else:
-            with path.open(encoding="utf-8") as fh:
-                part = pa.Table.from_pylist(
-                    [_json_row(json.loads(line)) for line in fh if line.strip()], schema=schema
+            try:
+                part = paj.read_json(
+                    path,
+                    parse_options=paj.ParseOptions(
+                        explicit_schema=schema, unexpected_field_behavior="error"
+                    ),
                 )
+            except pa.ArrowInvalid as exc:
+                raise StoreError(f"{path}: not an export's JSONL ({exc})") from None
         parts.append(from_export_table(part))
     if not parts:
         return arrow_schema().empty_table()
     return pa.concat_tables(parts).sort_by("record_id")
-
-
-def _json_row(row: dict[str, Any]) -> dict[str, Any]:
-    for key in ("created_at", "reviewed_at"):
-        if isinstance(row.get(key), str):
-            row[key] = datetime.fromisoformat(row[key])
-    return row
