@@ -229,10 +229,11 @@ def export(
 
     Example: parallelner snapshot export v1.0 out/v1.0 --status accepted,reviewed_accepted --format jsonl
 
-    Writes data/<split>-NNNNN-of-NNNNN.<format> (train/validation/test by source
-    instance), a dataset card README.md with Hub YAML, metadata.json and SHA256SUMS.
-    Annotators are pseudonymised and raw LLM replies left out unless asked. Nothing is
-    half-written: the files are verified, then the directory is moved into place.
+    Writes data/<split>-NNNNN-of-NNNNN.<format> (train/validation/test by source instance), a dataset card README.md with Hub YAML, metadata.json and SHA256SUMS.
+
+    Annotators are pseudonymised and raw LLM replies left out unless asked.
+
+    Nothing is half-written: the files are verified, then the directory is moved into place.
     """
     from parallelner.store import export_snapshot, upload_export
 
@@ -292,8 +293,7 @@ def upload(
 
     Example: parallelner snapshot upload out/v1.0 my-org/parallelner-v1.0 --private
 
-    The export is checked against SHA256SUMS first; files under data/ from an earlier
-    upload are removed in the same commit. Token: HF_TOKEN or `hf auth login`.
+    The export is checked against SHA256SUMS first; files under data/ from an earlier upload are removed in the same commit. Token: HF_TOKEN or `hf auth login`.
     """
     from parallelner.store import upload_export
 

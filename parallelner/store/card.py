@@ -220,6 +220,9 @@ def render_card(meta: dict[str, Any], rows: pa.Table, features: list[dict[str, A
             ],
         },
     }
+    if not meta["files"]:  # no rows: nothing for `configs` to name
+        header.pop("configs")
+        header["dataset_info"].pop("splits")
     yaml_text = yaml.safe_dump(header, sort_keys=False, allow_unicode=True, width=1000)
 
     statuses = sorted(stats["by_status"])

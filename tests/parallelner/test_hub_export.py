@@ -703,3 +703,16 @@ def test_cli_export_hub_and_upload(released, tmp_path, hub):
     )  # fmt: skip
     assert res.returncode == 2 and "no such export directory" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_an_export_with_no_rows_has_no_data_files_and_no_configs(released, tmp_path):
+    from huggingface_hub import DatasetCard
+
+    s, _ = released
+    out = tmp_path / "e"
+    meta = store.export_snapshot("v1", out, status="review", settings=s)  # none left
+    assert meta["records"] == 0 and meta["files"] == []
+    assert list((out / "data").iterdir()) == []
+    assert store.read_export(out).num_rows == 0
+    data = DatasetCard.load(out / "README.md").data.to_dict()
+    assert "configs" not in data and data["license"] == "unknown"
