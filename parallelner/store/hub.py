@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -143,7 +143,10 @@ def export_schema(include_raw: bool = False) -> pa.Schema:
     return pa.schema(fields)
 
 
-def pseudonymiser(key: bytes | None = None) -> Any:
+Pseudonymiser = Callable[[str | None], str | None]
+
+
+def pseudonymiser(key: bytes | None = None) -> Pseudonymiser:
     """A function mapping an ``annotator`` value to pseudonyms under ``key`` (random if None).
 
     Several annotators joined by ``,`` are mapped one by one; None stays None.
@@ -162,7 +165,7 @@ def pseudonymiser(key: bytes | None = None) -> Any:
 
 
 def to_export_table(
-    rows: pa.Table, *, include_raw: bool = False, pseudonymise: bool | Any = True
+    rows: pa.Table, *, include_raw: bool = False, pseudonymise: bool | Pseudonymiser = True
 ) -> pa.Table:
     """Record rows (``arrow_schema()``) -> exported rows (``export_schema(include_raw)``).
 
@@ -322,8 +325,7 @@ def to_hf_dataset(
     names = _labels(rows)
     label = datasets.ClassLabel(names=names)
     value_set = pa.array(names, pa.string())
-    fn = pseudonymiser() if pseudonymise else False
-    table = to_export_table(rows, include_raw=include_raw, pseudonymise=fn)
+    table = to_export_table(rows, include_raw=include_raw, pseudonymise=pseudonymise)
     features = datasets.Features.from_arrow_schema(table.schema)
     for name in _LABELLED:
         i = table.schema.get_field_index(name)
