@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import yaml
 
 __all__ = ["SOURCES", "source_of", "combined_licence", "render_card", "size_category"]
@@ -182,11 +183,15 @@ def render_card(meta: dict[str, Any], rows: pa.Table, features: list[dict[str, A
     """README.md of an export: YAML header (Hub metadata), then the card text."""
     stats = meta["statistics"]
     splits = meta["splits"]
-    sources = sorted(set(rows.column("source_dataset").to_pylist()))
+    sources = sorted(
+        v for v in pc.unique(rows.column("source_dataset")).to_pylist() if v is not None
+    )
     keys = {s: source_of(s) for s in sources}
     licences = [SOURCES[k][0] if k else None for k in keys.values()]
     licence = combined_licence(licences)
-    langs = sorted({_lang(x) for c in ("src_lang", "tgt_lang") for x in rows.column(c).to_pylist()})
+    langs = sorted(
+        {_lang(x) for c in ("src_lang", "tgt_lang") for x in pc.unique(rows.column(c)).to_pylist()}
+    )
     reviewed = any(s.startswith("reviewed_") for s in stats["by_status"])
     header: dict[str, Any] = {
         "pretty_name": f"ParallelNER {meta['name']}",

@@ -112,7 +112,7 @@ def export_snapshot(
     schema = export_schema(include_raw)
     spec = ",".join(f"{k}={v:g}" for k, v in proportions.items())
     prov = {
-        key: sorted({v for v in rows.column(col).to_pylist() if v is not None})
+        key: sorted(v for v in pc.unique(rows.column(col)).to_pylist() if v is not None)
         for key, col in (
             ("models", "model"),
             ("prompt_versions", "prompt_version"),
@@ -210,8 +210,8 @@ def _thresholds(rows: pa.Table, settings: Settings) -> dict[str, Any] | None:
     row's configuration hash (records carry only the hash); None otherwise."""
     from parallelner.pipeline import stage_config_hash
 
-    hashes = set(rows.column("config_hash").to_pylist())
-    langs = set(rows.column("tgt_lang").to_pylist())
+    hashes = set(pc.unique(rows.column("config_hash")).to_pylist())
+    langs = set(pc.unique(rows.column("tgt_lang")).to_pylist())
     if not hashes:
         return None
     try:

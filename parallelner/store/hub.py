@@ -116,8 +116,10 @@ def split_rows(
     rows: pa.Table, splits: Mapping[str, float], seed: int = DEFAULT_SEED
 ) -> dict[str, pa.Table]:
     """Rows by split (every split of ``splits`` present, possibly empty), order kept."""
-    names = [split_of(i, splits, seed) for i in rows.column("instance_id").to_pylist()]
-    col = pa.array(names, pa.string())
+    ids = rows.column("instance_id")
+    unique = pc.unique(ids)  # hash each instance once, however many rows it has
+    names = pa.array([split_of(i, splits, seed) for i in unique.to_pylist()], pa.string())
+    col = pc.take(names, pc.index_in(ids, value_set=unique))
     return {s: rows.filter(pc.equal(col, s)) for s in splits}
 
 
@@ -178,7 +180,9 @@ def to_export_table(
         col = rows.column(f.name)
         if f.name == "annotator" and pseudonymise is not False:
             fn = pseudonymiser() if pseudonymise is True else pseudonymise
-            col = pa.array([fn(v) for v in col.to_pylist()], pa.string())
+            unique = pc.unique(col)  # a few reviewers over many rows: map each value once
+            mapped = pa.array([fn(v) for v in unique.to_pylist()], pa.string())
+            col = pc.take(mapped, pc.index_in(col, value_set=unique, skip_nulls=False))
         elif pa.types.is_map(rows.schema.field(f.name).type):
             col = col.cast(f.type)
         cols.append(col)
