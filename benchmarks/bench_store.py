@@ -170,6 +170,22 @@ def main() -> None:
         rows.append(
             ("export JSONL (+ checksum verification)", t, f"{dir_mib(tmp / 'exp-jsonl'):.1f} MiB")
         )
+        try:  # the Hugging Face side, when the `train` extra is installed
+            import datasets
+        except ImportError:
+            datasets = None
+        if datasets is not None:
+            for fmt in ("parquet", "jsonl"):
+                ds, t = timed(
+                    datasets.load_dataset,
+                    str(tmp / f"exp-{fmt}"),
+                    cache_dir=str(tmp / "hf-cache" / fmt),
+                )
+                sizes = ", ".join(f"{k} {len(v):,}" for k, v in ds.items())
+                rows.append((f"datasets.load_dataset(export dir), {fmt}", t, sizes))
+            dd, t = timed(store.to_hf_dataset, "bench-v1", settings=settings)
+            sizes = ", ".join(f"{k} {len(v):,}" for k, v in dd.items())
+            rows.append(("to_hf_dataset (accepted + reviewed_accepted)", t, sizes))
         d, t = timed(store.diff_snapshots, sid, "bench-v1", settings=settings)
         rows.append(("diff (first snapshot -> tag)", t, f"{d['changed']:,} changed"))
         _, t = timed(store.list_snapshots, settings)

@@ -9,13 +9,22 @@ from parallelner.version import PIPELINE_VERSION
 
 __version__ = PIPELINE_VERSION
 
-__all__ = ["Entity", "Instance", "ParallelRecord", "Reason", "Status", "__version__"]
+__all__ = [
+    "Entity",
+    "Instance",
+    "ParallelRecord",
+    "Reason",
+    "Status",
+    "__version__",
+    "load_snapshot",
+    "to_hf_dataset",
+]
 
 
 def __getattr__(name: str):
     # Lazy: the store pulls in pyiceberg, which most commands never need.
-    if name == "load_snapshot":
-        from parallelner.store import load_snapshot
+    if name in ("load_snapshot", "to_hf_dataset"):
+        from parallelner import store
 
-        return load_snapshot
+        return getattr(store, name)
     raise AttributeError(name)

@@ -1,4 +1,4 @@
-"""`parallelner snapshot ...`: list, show, diff, tag, export and verify dataset snapshots."""
+"""`parallelner snapshot ...`: list, show, diff, tag, export, upload and verify snapshots."""
 
 from __future__ import annotations
 
@@ -189,28 +189,122 @@ def export(
     format_: Annotated[
         ExportFormat, typer.Option("--format", help="Data file format.")
     ] = ExportFormat.parquet,
+    splits: Annotated[
+        str,
+        typer.Option(
+            "--splits",
+            help="Split proportions by source instance id: NAME=P,... over train, "
+            "validation, test (a split at 0 is left out).",
+        ),
+    ] = "train=0.8,validation=0.1,test=0.1",
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the split hash.")] = 0,
+    include_raw: Annotated[
+        bool,
+        typer.Option("--include-raw", help="Also export raw LLM replies (raw_reply)."),
+    ] = False,
+    keep_annotators: Annotated[
+        bool,
+        typer.Option(
+            "--keep-annotators",
+            help="Export annotator identities as recorded (default: pseudonymised).",
+        ),
+    ] = False,
+    hub: Annotated[
+        str | None,
+        typer.Option(
+            "--hub",
+            help="Then upload the export to this Hub dataset repo (e.g. org/parallelner); "
+            "token from HF_TOKEN or `hf auth login`, endpoint from HF_ENDPOINT.",
+            show_default=False,
+        ),
+    ] = None,
+    private: Annotated[
+        bool, typer.Option("--private", help="With --hub: create the repo private.")
+    ] = False,
     config: ConfigOption = None,
     home: HomeOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """Export a snapshot: data files, dataset card README.md, metadata.json, SHA256SUMS.
+    """Export a snapshot in the layout `datasets.load_dataset(DIR)` and the Hub read.
 
     Example: parallelner snapshot export v1.0 out/v1.0 --status accepted,reviewed_accepted --format jsonl
 
+    Writes data/<split>-NNNNN-of-NNNNN.<format> (train/validation/test by source instance), a dataset card README.md with Hub YAML, metadata.json and SHA256SUMS.
+
+    Annotators are pseudonymised and raw LLM replies left out unless asked.
+
     Nothing is half-written: the files are verified, then the directory is moved into place.
     """
-    from parallelner.store import export_snapshot
+    from parallelner.store import export_snapshot, upload_export
 
     meta = export_snapshot(
-        name, directory, status=status, fmt=format_.value, settings=settings_from(config, home=home)
+        name,
+        directory,
+        status=status,
+        fmt=format_.value,
+        splits=splits,
+        seed=seed,
+        include_raw=include_raw,
+        pseudonymise=not keep_annotators,
+        settings=settings_from(config, home=home),
     )
+    pushed = upload_export(directory, hub, private=private or None) if hub else None
     if json_:
-        print_json({k: v for k, v in meta.items() if k != "schema"})
+        print_json(
+            {k: v for k, v in meta.items() if k != "schema"}
+            | ({"upload": pushed} if pushed else {})
+        )
         return
+    sizes = ", ".join(f"{s} {i['records']}" for s, i in meta["splits"].items())
     console.print(
         f"exported {meta['records']} records of {name} (snapshot "
-        f"{meta['snapshot_id']}) to {directory}; checksums verified",
+        f"{meta['snapshot_id']}) to {directory} ({sizes}); checksums verified",
         highlight=False,
+    )
+    if pushed:
+        console.print(f"uploaded to {pushed['url']} (commit {pushed['commit']})", highlight=False)
+
+
+@snapshot_app.command("upload")
+def upload(
+    directory: Annotated[Path, typer.Argument(help="An export directory.", show_default=False)],
+    repo_id: Annotated[
+        str,
+        typer.Argument(help="Hub dataset repo, e.g. org/parallelner.", show_default=False),
+    ],
+    private: Annotated[
+        bool, typer.Option("--private", help="Create the repo private if it is new.")
+    ] = False,
+    revision: Annotated[
+        str | None,
+        typer.Option("--revision", help="Branch to commit to (default: main).", show_default=False),
+    ] = None,
+    endpoint: Annotated[
+        str | None,
+        typer.Option(
+            "--endpoint",
+            help="Hub URL \\[env HF_ENDPOINT, default https://huggingface.co].",
+            show_default=False,
+        ),
+    ] = None,
+    json_: JsonOption = False,
+) -> None:
+    """Push a verified export to a Hugging Face Hub dataset repo (one commit).
+
+    Example: parallelner snapshot upload out/v1.0 my-org/parallelner-v1.0 --private
+
+    The export is checked against SHA256SUMS first; files under data/ from an earlier upload are removed in the same commit. Token: HF_TOKEN or `hf auth login`.
+    """
+    from parallelner.store import upload_export
+
+    result = upload_export(
+        directory, repo_id, endpoint=endpoint, private=private or None, revision=revision
+    )
+    if json_:
+        print_json(result)
+        return
+    console.print(
+        f"uploaded {directory} to {result['url']} (commit {result['commit']})", highlight=False
     )
 
 

@@ -3,11 +3,15 @@
 - ``commit(records_or_table, run_id, replace=False)`` -> snapshot id (one per run / pull)
 - ``create_tag(name, snapshot=None)`` -> release note (tags are immutable)
 - ``load_snapshot(name_or_id, status=None, home=None)`` -> pyarrow Table
-- ``export_snapshot(name_or_id, dir, status=None, fmt="parquet")`` / ``verify_export(dir)``
+- ``export_snapshot(name_or_id, dir, status=None, fmt="parquet")`` / ``verify_export(dir)``:
+  the Hugging Face layout (splits by instance, card with Hub YAML, privacy by default)
+- ``to_hf_dataset(name_or_id, status=ACCEPTED)`` -> ``datasets.DatasetDict``;
+  ``upload_export(dir, repo_id)`` pushes an export to a Hub dataset repo
 """
 
-from parallelner.store.api import diff_snapshots, load_snapshot, to_hf_dataset
+from parallelner.store.api import diff_snapshots, load_snapshot
 from parallelner.store.export import export_snapshot, read_export, verify_export
+from parallelner.store.hub import to_hf_dataset, upload_export
 from parallelner.store.table import commit, commit_run, list_snapshots, open_table
 from parallelner.store.tags import create_tag, show, snapshot_stats, validate_tag_name
 
@@ -24,6 +28,7 @@ __all__ = [
     "show",
     "snapshot_stats",
     "to_hf_dataset",
+    "upload_export",
     "validate_tag_name",
     "verify_export",
 ]

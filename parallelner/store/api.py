@@ -3,7 +3,7 @@
 >>> import parallelner
 >>> table = parallelner.load_snapshot("v1", status=["accepted", "reviewed_accepted"])
 >>> df = table.to_pandas()                       # pandas DataFrame
->>> ds = parallelner.store.to_hf_dataset("v1")   # Hugging Face datasets.Dataset
+>>> ds = parallelner.to_hf_dataset("v1")   # datasets.DatasetDict: train/validation/test
 
 A tag always gives the same rows (sorted by ``record_id``), whatever was committed
 after it. ``table_to_records(table)`` turns the rows back into ``ParallelRecord``s.
@@ -22,13 +22,13 @@ from pyiceberg.expressions import AlwaysTrue, In
 from pyiceberg.table import Table
 from pyiceberg.table.snapshots import Snapshot
 
-from parallelner.errors import ConfigError, StoreError
+from parallelner.errors import StoreError
 from parallelner.reasons import Status
 from parallelner.records import arrow_schema
 from parallelner.settings import Settings, load_settings
 from parallelner.store.table import reading, resolve_snapshot, to_records_table
 
-__all__ = ["load_snapshot", "to_hf_dataset", "parse_statuses", "scan_snapshot", "diff_snapshots"]
+__all__ = ["load_snapshot", "parse_statuses", "scan_snapshot", "diff_snapshots"]
 
 
 def parse_statuses(status: str | Iterable[str] | None) -> list[str] | None:
@@ -87,34 +87,6 @@ def load_snapshot(
     statuses = parse_statuses(status)
     with reading(_settings_for(home, settings)) as table:
         return scan_snapshot(table, resolve_snapshot(table, name_or_id), statuses)
-
-
-def to_hf_dataset(
-    name_or_id: str | int,
-    status: str | Iterable[str] | None = None,
-    home: str | Path | None = None,
-    *,
-    settings: Settings | None = None,
-) -> Any:
-    """The snapshot as a Hugging Face ``datasets.Dataset`` (needs the ``datasets`` package).
-
-    The ``scores`` map becomes a list of ``{key, value}`` pairs (datasets has no map type).
-    """
-    try:
-        import datasets
-    except ImportError:
-        raise ConfigError(
-            "Hugging Face `datasets` is not installed: pip install 'parallelner[train]' "
-            "(or use load_snapshot(...).to_pandas())"
-        ) from None
-    table = load_snapshot(name_or_id, status, home, settings=settings)
-    i = table.schema.get_field_index("scores")
-    field = table.schema.field(i)
-    pairs = pa.list_(pa.struct([pa.field("key", pa.string()), pa.field("value", pa.float64())]))
-    table = table.set_column(
-        i, pa.field("scores", pairs, nullable=field.nullable), table.column(i).cast(pairs)
-    )
-    return datasets.Dataset(table)
 
 
 def _ids(table: Table, snapshot: Snapshot) -> pa.Table:

@@ -1,11 +1,19 @@
 """Export a snapshot as plain files a researcher can use without ParallelNER.
 
-Layout of an export directory::
+Layout of an export directory (what ``datasets.load_dataset(DIR)`` and the Hub read)::
 
-    data/records-00000.parquet   (or .jsonl: one ParallelRecord JSON a line)
-    metadata.json                snapshot id, filter, statistics, release note, schema
-    README.md                    dataset card: statistics, schema, licences and credits
-    SHA256SUMS                   ``sha256sum -c`` format, covers every other file
+    data/train-00000-of-00001.parquet       (or .jsonl; one file set per split:
+    data/validation-00000-of-00001.parquet   train / validation / test, by source
+    data/test-00000-of-00001.parquet         instance id; an empty split has no file)
+    README.md      dataset card: Hub YAML (licence, languages, configs/data_files per
+                   split, features), columns, statistics, signature, personal data, credits
+    metadata.json  snapshot id, filter, splits, statistics, release note, schema
+    SHA256SUMS     ``sha256sum -c`` format, covers every other file
+
+Rows have ``parallelner.store.hub.export_schema()``: the record schema with the
+``scores`` map as a list of ``{key, value}`` (no Arrow map type anywhere), annotators
+pseudonymised and ``raw_reply`` left out by default. ``read_export`` turns them back
+into record rows.
 
 The export is written to a temporary sibling directory, checked, then renamed into
 place: an interrupted export leaves nothing half-written under the target name.
@@ -18,18 +26,31 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as paj
 import pyarrow.parquet as pq
 
 from parallelner.errors import StoreError
 from parallelner.records import arrow_schema
-from parallelner.settings import Settings
+from parallelner.settings import Settings, load_settings
 from parallelner.store.api import parse_statuses, scan_snapshot
+from parallelner.store.card import render_card
+from parallelner.store.hub import (
+    DEFAULT_SEED,
+    PRIVATE_COLUMNS,
+    export_schema,
+    from_export_table,
+    hf_features_yaml,
+    parse_splits,
+    split_rows,
+    to_export_table,
+)
 from parallelner.store.table import reading, resolve_snapshot
 from parallelner.store.tags import read_release_note, snapshot_stats
 from parallelner.version import PIPELINE_VERSION
@@ -39,42 +60,6 @@ __all__ = ["export_snapshot", "verify_export", "read_export", "CHECKSUMS", "FORM
 CHECKSUMS = "SHA256SUMS"
 FORMATS = ("parquet", "jsonl")
 ROWS_PER_FILE = 100_000
-
-# Licences and credits of the source corpora (from data/NOTICE.md), matched on
-# ``source_dataset`` by substring.
-_CREDITS: dict[str, tuple[str, str]] = {
-    "wikineural": (
-        "CC BY-NC-SA 4.0 (non-commercial use only)",
-        'Tedeschi, Maiorca, Campagnano, Conia, Navigli, "WikiNEuRal: Combined Neural and '
-        'Knowledge-based Silver Data Creation for Multilingual NER", Findings of EMNLP 2021, '
-        "github.com/Babelscape/wikineural",
-    ),
-    "cluener": (
-        "as published by the CLUENER2020 authors (see their repository)",
-        'Xu et al., "CLUENER2020: Fine-grained Named Entity Recognition Dataset and '
-        'Benchmark for Chinese", 2020, github.com/CLUEbenchmark/CLUENER2020',
-    ),
-    "europarl": (
-        "as published by the authors (see their repository)",
-        'Agerri, Chung, Aldabe, Aranberri, Labaka, Rigau, "Building Named Entity '
-        'Recognition Taggers via Parallel Corpora", LREC 2018, '
-        "github.com/ixa-ehu/ner-evaluation-corpus-europarl",
-    ),
-    "pud": (
-        "CC BY-SA 4.0",
-        'Mayhew et al., "Universal NER: A Gold-Standard Multilingual Named Entity '
-        'Recognition Benchmark", NAACL 2024, github.com/UniversalNER',
-    ),
-}
-_CREDITS["uner"] = _CREDITS["universalner"] = _CREDITS["pud"]
-
-
-def _credit(source: str) -> tuple[str, str]:
-    key = source.lower().replace("_", "").replace("-", "").replace(" ", "")
-    for name, credit in _CREDITS.items():
-        if name in key:
-            return credit
-    return ("unknown: check the licence of the source corpus before use", "not recorded")
 
 
 def _sha256(path: Path) -> str:
@@ -98,23 +83,45 @@ def export_snapshot(
     *,
     status: str | Iterable[str] | None = None,
     fmt: str = "parquet",
+    splits: str | Mapping[str, float] | None = None,
+    seed: int = DEFAULT_SEED,
+    include_raw: bool = False,
+    pseudonymise: bool = True,
     settings: Settings | None = None,
 ) -> dict[str, Any]:
     """Export a tag or snapshot to ``out_dir`` (new or empty); return its metadata.
 
-    The written files are verified against their checksums before the directory is
-    moved into place.
+    The layout is the one ``datasets.load_dataset(out_dir)`` and the Hub read as is:
+    splits by source instance id (``splits``, ``seed``: see ``parallelner.store.hub``),
+    one file set per split under ``data/``, the card's ``configs`` naming them. Annotators
+    are pseudonymised and raw LLM replies left out unless ``pseudonymise=False`` /
+    ``include_raw=True``. The written files are verified against their checksums before
+    the directory is moved into place.
     """
     if fmt not in FORMATS:
         raise StoreError(f"{fmt}: unknown export format (choose {' or '.join(FORMATS)})")
     statuses = parse_statuses(status)
+    proportions = parse_splits(splits)
     out = Path(out_dir)
     _check_target(out)
+    settings = settings if settings is not None else load_settings()
     with reading(settings) as table:
         snap = resolve_snapshot(table, name_or_id)
         rows = scan_snapshot(table, snap, statuses)
         note = read_release_note(table, str(name_or_id))
-    meta = {
+    schema = export_schema(include_raw)
+    spec = ",".join(f"{k}={v:g}" for k, v in proportions.items())
+    prov = {
+        key: sorted(v for v in pc.unique(rows.column(col)).to_pylist() if v is not None)
+        for key, col in (
+            ("models", "model"),
+            ("prompt_versions", "prompt_version"),
+            ("pipeline_versions", "pipeline_version"),
+            ("config_hashes", "config_hash"),
+            ("source_datasets", "source_dataset"),
+        )
+    }
+    meta: dict[str, Any] = {
         "name": str(name_or_id),
         "snapshot_id": snap.snapshot_id,
         "status_filter": statuses,
@@ -124,22 +131,65 @@ def export_snapshot(
         "exported_with": f"parallelner {PIPELINE_VERSION}",
         "statistics": snapshot_stats(rows),
         "release_note": note,
-        "schema": [
-            {"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in arrow_schema()
-        ],
+        "provenance": prov,
+        "thresholds": _thresholds(rows, settings),
+        "split_spec": spec,
+        "split_seed": seed,
+        "signature": "|".join(
+            [
+                f"name:{name_or_id}",
+                f"snapshot:{snap.snapshot_id}",
+                f"status:{'+'.join(statuses) if statuses else 'all'}",
+                f"models:{'+'.join(prov['models']) or '-'}",
+                f"prompts:{'+'.join(prov['prompt_versions']) or '-'}",
+                f"config:{'+'.join(prov['config_hashes']) or '-'}",
+                f"code:{'+'.join(prov['pipeline_versions']) or '-'}",
+                f"split:{spec},seed={seed}",
+                f"export:{PIPELINE_VERSION}",
+            ]
+        ),
+        "privacy": {
+            "annotator": (
+                "pseudonymised: `annotator-<10 hex>` per person, HMAC-SHA-256 under a key "
+                "drawn for this export and not kept (same person, same pseudonym within "
+                "this export; not linkable to other exports)"
+                if pseudonymise
+                else "identities as recorded by the review tool (e-mail addresses or user "
+                "names): this export was made with --keep-annotators"
+            ),
+            "raw_reply": (
+                "included (--include-raw): raw LLM replies of the rows whose reply could "
+                "not be parsed"
+                if include_raw
+                else "left out of this export (made without --include-raw)"
+            ),
+        },
+        "omitted_columns": [] if include_raw else list(PRIVATE_COLUMNS),
+        "schema": [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in schema],
     }
+    exported = to_export_table(rows, include_raw=include_raw, pseudonymise=pseudonymise)
+    parts = split_rows(exported, proportions, seed)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
     except OSError as exc:
         raise StoreError(f"{out}: cannot write the export here ({exc.strerror})") from None
     try:
-        files = _write_data(rows, tmp, fmt)
-        meta["files"] = files
+        (tmp / "data").mkdir()
+        meta["splits"] = {
+            s: {
+                "files": _write_data(part, tmp, fmt, s),
+                "records": part.num_rows,
+                "instances": len(pc.unique(part.column("instance_id"))),
+                "bytes": part.nbytes,
+            }
+            for s, part in parts.items()
+        }
+        meta["files"] = [f for info in meta["splits"].values() for f in info["files"]]
         (tmp / "metadata.json").write_text(
             json.dumps(meta, indent=2, sort_keys=True, ensure_ascii=False) + "\n", "utf-8"
         )
-        (tmp / "README.md").write_text(_card(meta, rows), "utf-8")
+        (tmp / "README.md").write_text(render_card(meta, rows, hf_features_yaml(schema)), "utf-8")
         _write_checksums(tmp)
         verify_export(tmp)
         if read_export(tmp, verify=False).num_rows != rows.num_rows:
@@ -155,36 +205,54 @@ def export_snapshot(
     return meta
 
 
-def _write_data(rows: pa.Table, tmp: Path, fmt: str) -> list[str]:
-    (tmp / "data").mkdir()
+def _thresholds(rows: pa.Table, settings: Settings) -> dict[str, Any] | None:
+    """The stage settings behind the rows, when the exporting settings reproduce every
+    row's configuration hash (records carry only the hash); None otherwise."""
+    from parallelner.pipeline import stage_config_hash
+
+    hashes = set(pc.unique(rows.column("config_hash")).to_pylist())
+    langs = set(pc.unique(rows.column("tgt_lang")).to_pylist())
+    if not hashes:
+        return None
+    try:
+        ours = {stage_config_hash(settings, lang) for lang in langs}
+    except Exception:  # noqa: BLE001 - a settings object that cannot hash: not known
+        return None
+    if not hashes <= ours:
+        return None
+    return {
+        "fuzzy_threshold": settings.project.fuzzy_threshold,
+        **{
+            k: v
+            for k, v in settings.quality.model_dump().items()
+            if isinstance(v, int | float) and not isinstance(v, bool)
+        },
+    }
+
+
+def _write_data(rows: pa.Table, tmp: Path, fmt: str, split: str) -> list[str]:
+    """Write one split's rows as ``data/<split>-NNNNN-of-NNNNN.<fmt>``; none if empty."""
+    if rows.num_rows == 0:
+        return []
+    n_files = -(-rows.num_rows // ROWS_PER_FILE)
     names = []
-    for n, start in enumerate(range(0, max(rows.num_rows, 1), ROWS_PER_FILE)):
-        part = rows.slice(start, ROWS_PER_FILE)
-        name = f"data/records-{n:05d}.{fmt}"
+    for n in range(n_files):
+        part = rows.slice(n * ROWS_PER_FILE, ROWS_PER_FILE)
+        name = f"data/{split}-{n:05d}-of-{n_files:05d}.{fmt}"
         if fmt == "parquet":
             pq.write_table(part, tmp / name, compression="zstd")
         else:
             with (tmp / name).open("w", encoding="utf-8") as fh:
                 for row in part.to_pylist():
-                    fh.write(_json_line(row))
+                    fh.write(json.dumps(row, ensure_ascii=False, default=_json_default) + "\n")
         names.append(name)
     return names
-
-
-_MAP_COLUMNS = {f.name for f in arrow_schema() if pa.types.is_map(f.type)}
 
 
 def _json_default(value: Any) -> str:
     if isinstance(value, datetime):
         return value.isoformat().replace("+00:00", "Z")
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
-
-
-def _json_line(row: dict[str, Any]) -> str:
-    """One row as the JSON of its ParallelRecord (maps as objects, times as ISO 8601)."""
-    for name in _MAP_COLUMNS:
-        row[name] = dict(row[name] or ())
-    return json.dumps(row, ensure_ascii=False, default=_json_default) + "\n"
 
 
 def _write_checksums(root: Path) -> None:
@@ -244,99 +312,23 @@ def read_export(directory: str | Path, *, verify: bool = True) -> pa.Table:
         raise StoreError(
             f"{root / 'metadata.json'}: not a readable export metadata file ({exc})"
         ) from None
+    schema = export_schema("raw_reply" not in meta.get("omitted_columns", []))
     parts = []
     for name in meta["files"]:
+        path = root / name
         if meta["format"] == "parquet":
-            parts.append(pq.read_table(root / name).cast(arrow_schema()))
+            part = pq.read_table(path)
         else:
-            from parallelner.records import ParallelRecord, records_to_table
-
-            with (root / name).open(encoding="utf-8") as fh:
-                parts.append(
-                    records_to_table(
-                        ParallelRecord.model_validate_json(line) for line in fh if line.strip()
-                    )
+            try:
+                part = paj.read_json(
+                    path,
+                    parse_options=paj.ParseOptions(
+                        explicit_schema=schema, unexpected_field_behavior="error"
+                    ),
                 )
-    return pa.concat_tables(parts) if parts else arrow_schema().empty_table()
-
-
-def _table(header: list[str], rows: list[list[Any]]) -> str:
-    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-    return "\n".join(out)
-
-
-def _card(meta: dict[str, Any], rows: pa.Table) -> str:
-    stats = meta["statistics"]
-    statuses = sorted(stats["by_status"])
-    by_dir = [
-        [d, c["records"], *[c.get(s, 0) for s in statuses]]
-        for d, c in stats["by_direction"].items()
-    ]
-    labels = [[d, lab, n] for d, c in stats["source_labels"].items() for lab, n in c.items()]
-    sources = sorted({s for s in rows.column("source_dataset").to_pylist()})
-    credits = [[s or "(not recorded)", *_credit(s)] for s in sources]
-    schema = [
-        [f["name"], f"`{f['type']}`", "yes" if f["nullable"] else "no"] for f in meta["schema"]
-    ]
-    note = meta["release_note"] or {}
-    prov = note.get("provenance", {})
-    audited = stats["audited_precision"]
-    ext = meta["format"]
-    return f"""# ParallelNER dataset: `{meta["name"]}`
-
-Bilingual, span-aligned NER pairs produced by ParallelNER (LLM translation of annotated
-sentences, entity span projection, automatic and human quality filtering).
-
-- snapshot id: `{meta["snapshot_id"]}`
-- records in this export: {meta["records"]} (status filter: {", ".join(meta["status_filter"] or ["none, all statuses"])})
-- format: {ext}; exported {meta["exported_at"]} with {meta["exported_with"]}
-- acceptance rate (accepted + reviewed_accepted, over the exported rows): {stats["acceptance_rate"]}
-- acceptance rate of the whole snapshot: {note.get("statistics", {}).get("acceptance_rate", "see `parallelner snapshot show`")}
-- audited precision: {audited if audited is not None else "not known (no audited pairs reviewed)"}
-
-Rows are never dropped by the pipeline: rejected and failed pairs carry their reasons in
-`reasons`; this export contains the statuses given by the filter above.
-
-## Statistics
-
-{_table(["direction", "records", *statuses], by_dir) if by_dir else "(no rows)"}
-
-Source-side entities by label:
-
-{_table(["direction", "label", "entities"], labels) if labels else "(no entities)"}
-
-## How to load
-
-```python
-import pyarrow.parquet as pq                      # Parquet export
-table = pq.read_table("data")                      # or pandas.read_parquet("data")
-# JSONL export: one ParallelRecord per line
-# from parallelner.records import ParallelRecord
-# records = [ParallelRecord.model_validate_json(l) for l in open("data/records-00000.jsonl")]
-# with ParallelNER and the store at hand:
-# import parallelner; table = parallelner.load_snapshot("{meta["name"]}")
-```
-
-Check the files first: `sha256sum -c SHA256SUMS` or `parallelner snapshot verify DIR`.
-Offsets are Python string indices (Unicode code points), end exclusive:
-`text[start:end] == entity.text`.
-
-## Schema
-
-{_table(["field", "Arrow type", "nullable"], schema)}
-
-## Provenance
-
-- prompt versions: {", ".join(prov.get("prompt_versions", [])) or "see rows (prompt_version)"}
-- models: {", ".join(prov.get("models", [])) or "see rows (model)"}
-- pipeline versions: {", ".join(prov.get("pipeline_versions", [])) or "see rows (pipeline_version)"}
-- configuration hashes: {", ".join(prov.get("config_hashes", [])) or "see rows (config_hash)"}
-
-## Licences and credits of the source corpora
-
-Each source corpus keeps its own licence; it applies to the sentences and their
-translations in this dataset.
-
-{_table(["source_dataset", "licence", "credit"], credits) if credits else "(no rows)"}
-"""
+            except pa.ArrowInvalid as exc:
+                raise StoreError(f"{path}: not an export's JSONL ({exc})") from None
+        parts.append(from_export_table(part))
+    if not parts:
+        return arrow_schema().empty_table()
+    return pa.concat_tables(parts).sort_by("record_id")

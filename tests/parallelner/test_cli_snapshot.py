@@ -81,7 +81,11 @@ def test_release_then_export_then_verify(home, tmp_path):
     )
     assert res.returncode == 0, res.stderr
     assert "checksums verified" in res.stdout
-    lines = (out / "data" / "records-00000.jsonl").read_text("utf-8").splitlines()
+    lines = [
+        line
+        for f in sorted((out / "data").glob("*.jsonl"))  # one file set per split
+        for line in f.read_text("utf-8").splitlines()
+    ]
     assert len(lines) == sum(r.status == "accepted" for r in records)  # v1 predates the review
     assert cli("verify", str(out)).returncode == 0
 
@@ -108,6 +112,10 @@ def test_human_output(home):
         (("tag", "v2", "--snapshot", "42"), "42: no snapshot with this id"),
         (("export", "v9", "/nonexistent-dir-x"), "v9: no such tag or snapshot"),
         (("export", "main", "OUT", "--status", "acepted"), "unknown status acepted"),
+        (
+            ("export", "main", "OUT", "--splits", "train=0.5"),
+            "proportions must be >= 0 and sum to 1",
+        ),
     ],
 )
 def test_bad_input_is_one_clear_line(home, tmp_path, args, message):
@@ -140,7 +148,7 @@ def test_catalog_that_is_not_a_catalog(tmp_path):
     fails_cleanly(cli("list", home=tmp_path), "catalog.db: not a catalog")
 
 
-@pytest.mark.parametrize("command", ["list", "show", "diff", "tag", "export", "verify"])
+@pytest.mark.parametrize("command", ["list", "show", "diff", "tag", "export", "upload", "verify"])
 def test_every_command_has_help_with_an_example(command):
     res = cli(command, "--help")
     assert res.returncode == 0 and "Usage" in res.stdout

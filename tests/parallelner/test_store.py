@@ -595,17 +595,24 @@ def test_tag_export_load_round_trip(settings, tmp_path, fmt):
     assert store.verify_export(out)["ok"]
     exported = store.read_export(out)
     loaded = store.load_snapshot("v1", settings=settings)
-    assert exported.equals(loaded)
-    assert table_to_records(exported) == by_id(records)
+    # privacy by default: raw LLM replies are left out (v1 has no annotators yet)
+    i = loaded.schema.get_field_index("raw_reply")
+    private = loaded.set_column(i, loaded.schema.field(i), pa.nulls(loaded.num_rows, pa.string()))
+    assert exported.equals(private)
+    full = tmp_path / "full"
+    store.export_snapshot("v1", full, fmt=fmt, include_raw=True, settings=settings)
+    assert store.read_export(full).equals(loaded)
+    assert table_to_records(store.read_export(full)) == by_id(records)
     assert (
         meta["records"] == 30
         and meta["snapshot_id"] == store.show("v1", settings=settings)["snapshot_id"]
     )
     card = (out / "README.md").read_text("utf-8")
-    assert "CC BY-SA 4.0" in card and "Universal NER" in card  # credits of the source corpus
-    assert "| src_entities |" in card and "en->zh" in card
+    assert "cc-by-sa-4.0" in card and "Universal NER" in card  # credits of the source corpus
+    assert "| `src_entities` |" in card and "en->zh" in card
     listed = (out / "SHA256SUMS").read_text().split()
-    assert f"data/records-00000.{fmt}" in listed and "README.md" in listed
+    assert f"data/train-00000-of-00001.{fmt}" in listed and "README.md" in listed
+    assert sorted(meta["files"]) == sorted(n for n in listed if n.startswith("data/"))
 
 
 def test_export_status_filter_and_parquet_is_plain(sqlite_settings, tmp_path):
@@ -636,8 +643,9 @@ def test_export_into_empty_existing_directory(sqlite_settings, tmp_path):
     store.commit(real_records("pud-en-zh.jsonl", 3, "r"), "r", settings=sqlite_settings)
     out = tmp_path / "empty"
     out.mkdir()
-    store.export_snapshot("main", out, settings=sqlite_settings)
-    assert store.verify_export(out)["files"] == 3  # data, metadata.json, README.md
+    meta = store.export_snapshot("main", out, settings=sqlite_settings)
+    # a data file per non-empty split, metadata.json, README.md
+    assert store.verify_export(out)["files"] == len(meta["files"]) + 2
 
 
 def test_failed_export_leaves_nothing(sqlite_settings, tmp_path):
@@ -652,7 +660,7 @@ def _exported(settings: Settings, out: Path) -> Path:
     store.commit(real_records("pud-en-zh.jsonl", 10, "r"), "r", settings=settings)
     store.create_tag("v1", settings=settings)
     store.export_snapshot("v1", out, settings=settings)
-    return out / "data" / "records-00000.parquet"
+    return out / "data" / "train-00000-of-00001.parquet"
 
 
 def test_tampered_export_file_is_reported(sqlite_settings, tmp_path):
@@ -660,18 +668,18 @@ def test_tampered_export_file_is_reported(sqlite_settings, tmp_path):
     raw = bytearray(data.read_bytes())
     raw[len(raw) // 2] ^= 0xFF
     data.write_bytes(bytes(raw))
-    with pytest.raises(StoreError, match=r"records-00000.parquet: content changed"):
+    with pytest.raises(StoreError, match=r"train-00000-of-00001.parquet: content changed"):
         store.verify_export(tmp_path / "e")
-    with pytest.raises(StoreError, match=r"records-00000.parquet: content changed"):
+    with pytest.raises(StoreError, match=r"train-00000-of-00001.parquet: content changed"):
         store.read_export(tmp_path / "e")  # a reader of an export checks too
 
 
 def test_missing_export_file_is_reported(sqlite_settings, tmp_path):
     data = _exported(sqlite_settings, tmp_path / "e")
     data.unlink()
-    with pytest.raises(StoreError, match=r"records-00000.parquet: missing"):
+    with pytest.raises(StoreError, match=r"train-00000-of-00001.parquet: missing"):
         store.verify_export(tmp_path / "e")
-    with pytest.raises(StoreError, match=r"records-00000.parquet: missing"):
+    with pytest.raises(StoreError, match=r"train-00000-of-00001.parquet: missing"):
         store.read_export(tmp_path / "e")
 
 
@@ -688,11 +696,12 @@ def test_extra_data_file_and_bad_checksum_line_are_reported(sqlite_settings, tmp
     data = _exported(sqlite_settings, tmp_path / "e")
     shutil.copy(data, data.with_name("records-99999.parquet"))
     sums = tmp_path / "e" / "SHA256SUMS"
+    n = len(sums.read_text().splitlines())
     sums.write_text(sums.read_text() + "garbage\n")
     with pytest.raises(StoreError) as err:
         store.verify_export(tmp_path / "e")
     assert "records-99999.parquet: data file not listed" in str(err.value)
-    assert "SHA256SUMS:4: malformed checksum line" in str(err.value)
+    assert f"SHA256SUMS:{n + 1}: malformed checksum line" in str(err.value)
 
 
 def test_not_an_export_is_reported(tmp_path):
@@ -799,12 +808,15 @@ def test_hf_dataset_path(sqlite_settings):
     import datasets
 
     store.commit(real_records("pud-en-zh.jsonl", 4, "r"), "r", settings=sqlite_settings)
-    ds = store.to_hf_dataset("main", settings=sqlite_settings)
-    assert isinstance(ds, datasets.Dataset)
+    dd = store.to_hf_dataset("main", status=None, splits="train=1", settings=sqlite_settings)
+    assert isinstance(dd, datasets.DatasetDict) and list(dd) == ["train"]
+    ds = dd["train"]
     assert len(ds) == 4 and ds[0]["src_lang"] == "en"
     assert ds[1]["record_id"] == "pud-00001-zh"
     assert ds[1]["scores"] == [{"key": "chrf", "value": 41.0}, {"key": "projection", "value": 0.9}]
     assert ds[1]["tgt_entities"][0]["text"] == "國會山"
+    labels = ds.features["tgt_entities"].feature["label"]
+    assert labels.int2str(ds[1]["tgt_entities"][0]["label"]) == "LOC"
 
 
 def test_hf_dataset_without_the_datasets_package_is_a_clear_error(sqlite_settings, monkeypatch):
