@@ -96,8 +96,10 @@ async def _llm_rows(lines, settings, threshold, labels):
         return [r for _, r in rows], client.usage.as_dict()
 
 
-def evaluate(mode: str, limit: int | None, threshold: float) -> dict[str, Any]:
-    """Evaluate every pair; returns the result record (also merged into the JSON file)."""
+def evaluate(
+    mode: str, limit: int | None, threshold: float, only: set[str] | None = None
+) -> dict[str, Any]:
+    """Evaluate every pair (or those in ``only``); returns the result record."""
     labels = known_labels()
     settings = load_settings()
     if mode == "local":
@@ -114,6 +116,8 @@ def evaluate(mode: str, limit: int | None, threshold: float) -> dict[str, Any]:
         "pairs": {},
     }
     for pair, name in PAIRS.items():
+        if only and pair not in only:
+            continue
         lines = _lines(name, limit)
         t0 = time.perf_counter()
         usage = None
@@ -134,9 +138,13 @@ def evaluate(mode: str, limit: int | None, threshold: float) -> dict[str, Any]:
             "wall_s": round(wall, 2),
             "llm_usage": usage,
         }
-    euro = [result["pairs"][p]["F1"] for p in ("en-de", "en-es", "en-it")]
-    result["europarl_avg_F1"] = round(sum(euro) / 3, 1)
+    _europarl_avg(result)
     return result
+
+
+def _europarl_avg(result: dict[str, Any]) -> None:
+    euro = [result["pairs"][p]["F1"] for p in ("en-de", "en-es", "en-it") if p in result["pairs"]]
+    result["europarl_avg_F1"] = round(sum(euro) / 3, 1) if len(euro) == 3 else None
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -177,11 +185,19 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="first N sentences of each pair")
     ap.add_argument("--threshold", type=float, default=0.8)
     ap.add_argument("--no-save", action="store_true", help="do not update the JSON results")
+    ap.add_argument("--pairs", nargs="+", choices=list(PAIRS), help="only these pairs "
+                    "(their results replace those pairs' in the saved run)")  # fmt: skip
     args = ap.parse_args()
-    result = evaluate(args.llm, args.limit, args.threshold)
+    result = evaluate(args.llm, args.limit, args.threshold, set(args.pairs or ()))
     if not args.no_save:
         data = json.loads(OUT.read_text(encoding="utf-8")) if OUT.exists() else {}
-        data[f"{args.llm}|limit:{args.limit or 'all'}"] = result
+        key = f"{args.llm}|limit:{args.limit or 'all'}"
+        if args.pairs and key in data:  # keep the other pairs of the saved run
+            merged = data[key]
+            merged["pairs"].update(result["pairs"])
+            _europarl_avg(merged)
+            result = merged
+        data[key] = result
         OUT.parent.mkdir(parents=True, exist_ok=True)
         OUT.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     print(markdown(result))
