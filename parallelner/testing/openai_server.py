@@ -28,6 +28,14 @@ characters for CJK targets and other scripts to ASCII letters for the rest, so r
 pass the script check of the target language and every mention's translation occurs in
 the translated sentence.
 
+``OpenAIServer(fault_mix={"500": 0.1, "429": 0.03, ...}, seed=1)``: every request that no
+script matches draws its step at random from the mix (the rest ``ok``), with a seeded
+generator. ``server.outage(seconds)`` (or ``set_down(True)`` / ``set_down(False)``) closes
+the listening socket and drops open connections, as a crashed server does: connections are
+refused until it is back. A ``hang`` ends early when the client gives up (closes the
+connection), as vLLM aborts a request whose client went away. ``stats()["max_concurrent"]``
+is the most requests the server held at once, answered or not (faults included).
+
 Run it: ``python -m parallelner.testing.openai_server --port 8000 --service-time 1
 --capacity 64``; in tests: ``with OpenAIServer(...) as srv: srv.base_url``.
 """
@@ -39,6 +47,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import random
 import threading
 import time
 from collections import deque
@@ -87,6 +96,12 @@ class OpenAIServer:
     model: str = "test-model"
     requests: list[dict[str, Any]] = field(default_factory=list)
     _scripts: list[_Script] = field(default_factory=list)
+    # step -> probability for requests no script matches (e.g. {"500": 0.1, "hang": 0.05})
+    fault_mix: dict[str, float] | None = None
+    seed: int = 0
+    # an outage of ``outage_s`` seconds that starts when this many requests have come in
+    outage_after: int | None = None
+    outage_s: float = 60.0
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -101,6 +116,22 @@ class OpenAIServer:
         self._thread: threading.Thread | None = None
         self._sem: asyncio.Semaphore | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._readers: dict[asyncio.StreamWriter, asyncio.StreamReader] = {}
+        self._open = 0  # requests received and not yet answered (faults included)
+        self._max_open = 0
+        self._first_at: float | None = None  # first request since reset (monotonic)
+        self._last_done_at: float | None = None  # latest answer or hang end
+        self._down = False
+        self._hung_slot_s = 0.0  # slot-seconds spent in hangs (no work done)
+        self._answered: set[int] = set()  # hashes of request bodies answered with a 200
+        self._repeated = 0  # ... answered again: replies paid twice
+        self._rng = random.Random(self.seed)
+        if self.fault_mix:
+            unknown = set(self.fault_mix) - set(FAULTS)
+            if unknown:
+                raise ValueError(f"unknown faults {sorted(unknown)}; known: {', '.join(FAULTS)}")
+            if sum(self.fault_mix.values()) > 1.0 + 1e-9:
+                raise ValueError("fault_mix probabilities add up to more than 1")
 
     # -- control ---------------------------------------------------------------------
 
@@ -127,6 +158,9 @@ class OpenAIServer:
         self.requests.clear()
         self._busy_slot_s = 0.0
         self._max_busy = self._busy
+        self._max_open = self._open
+        self._hung_slot_s = 0.0
+        self._first_at = self._last_done_at = None
         self._t0 = time.monotonic()
         self._busy_since = self._t0
 
@@ -142,8 +176,61 @@ class OpenAIServer:
             "wall_s": wall,
             "busy_slot_s": busy,
             "max_busy": self._max_busy,
+            "max_concurrent": self._max_open,
+            "repeated_answers": self._repeated,
+            "hung_slot_s": self._hung_slot_s,  # ended hangs: busy slots that did no work
+            # from the first request to the latest answer: the window a run kept it busy
+            "active_wall_s": (
+                (self._last_done_at or now) - self._first_at if self._first_at else 0.0
+            ),
             "utilisation": busy / (self.capacity * wall) if wall > 0 else 0.0,
         }
+
+    @property
+    def down(self) -> bool:
+        """True while an outage is in progress (connections refused)."""
+        return self._down
+
+    def set_down(self, down: bool) -> None:
+        """Start (``True``) or end (``False``) an outage of a server run by ``start()``."""
+        if self._loop is None:
+            raise RuntimeError("the server is not running")
+        coro = self._go_down() if down else self._come_up()
+        asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=10)
+
+    def outage(self, seconds: float) -> None:
+        """Go down now and come back by itself after ``seconds`` (returns at once)."""
+        self.set_down(True)
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(
+            lambda: self._loop.call_later(  # type: ignore[union-attr]
+                seconds, lambda: asyncio.ensure_future(self._come_up())
+            )
+        )
+
+    def _start_outage(self) -> None:  # on the server's loop: down now, up in outage_s
+        loop = asyncio.get_running_loop()
+        asyncio.ensure_future(self._go_down())
+        loop.call_later(self.outage_s, lambda: asyncio.ensure_future(self._come_up()))
+
+    async def _go_down(self) -> None:
+        if self._down:
+            return
+        self._down = True
+        if self._server is not None:
+            self._server.close()
+            for w in list(self._writers):
+                w.transport.abort()
+            await self._server.wait_closed()
+            self._server = None
+
+    async def _come_up(self) -> None:
+        if not self._down:
+            return
+        self._server = await asyncio.start_server(
+            self._handle, self.host, self.port, backlog=4096, limit=1 << 22
+        )
+        self._down = False
 
     def start(self) -> OpenAIServer:
         """Run the server in a daemon thread; returns once it accepts connections."""
@@ -214,6 +301,7 @@ class OpenAIServer:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
+        self._readers[writer] = reader
         try:
             while True:
                 line = await reader.readline()
@@ -231,12 +319,22 @@ class OpenAIServer:
                     k, _, v = h.decode("latin-1").partition(":")
                     headers[k.strip().lower()] = v.strip()
                 body = await reader.readexactly(int(headers.get("content-length") or 0))
-                if not await self._dispatch(method, path, headers, body, writer):
-                    return
+                self._open += 1
+                self._max_open = max(self._max_open, self._open)
+                if self._first_at is None and method == "POST":
+                    self._first_at = time.monotonic()
+                try:
+                    if not await self._dispatch(method, path, headers, body, writer):
+                        return
+                finally:
+                    self._open -= 1
+                    if method == "POST":
+                        self._last_done_at = time.monotonic()
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
             return
         finally:
             self._writers.discard(writer)
+            self._readers.pop(writer, None)
             writer.close()
 
     async def _respond(
@@ -283,10 +381,14 @@ class OpenAIServer:
             await self._respond(writer, 400, {"error": {"message": "body is not JSON"}})
             return True
         chat = path.endswith("chat/completions")
+        if self.outage_after is not None and len(self.requests) + 1 == self.outage_after:
+            asyncio.get_running_loop().call_soon(self._start_outage)
         text = self._request_text(body, chat)
         step = self._next_step(text)
         fault = step if isinstance(step, str) else step.get("fault", "content")
-        self.requests.append(
+        entry: dict[str, Any] = {"answered": False}
+        self.requests.append(entry)
+        entry.update(
             {
                 "path": path,
                 "body": body,
@@ -315,15 +417,32 @@ class OpenAIServer:
             self._slot(+1)
             try:
                 if fault == "hang":
-                    await asyncio.sleep(self.hang_s)
+                    await self._hang(writer)
                     return False
                 if self.service_time:
                     await asyncio.sleep(self.service_time)
                 content, finish = self._content(body, chat, text, step)
                 await self._respond(writer, 200, self._completion(body, chat, content, finish))
+                entry["answered"] = True  # a 200 on its way: the client has paid for it
+                h = hash(json.dumps(body, sort_keys=True))
+                self._repeated += h in self._answered
+                self._answered.add(h)
             finally:
                 self._slot(-1)
         return True
+
+    async def _hang(self, writer: asyncio.StreamWriter) -> None:
+        """Answer nothing for ``hang_s`` seconds, or until the client closes the connection."""
+        reader = self._readers.get(writer)
+        t0 = time.monotonic()
+        try:
+            if reader is None:
+                await asyncio.sleep(self.hang_s)
+                return
+            with contextlib.suppress(TimeoutError, ConnectionError):
+                await asyncio.wait_for(reader.read(1), self.hang_s)  # b"": the client left
+        finally:
+            self._hung_slot_s += time.monotonic() - t0
 
     def _slot(self, delta: int) -> None:
         now = time.monotonic()
@@ -349,6 +468,12 @@ class OpenAIServer:
             for s in self._scripts:
                 if s.match in text and s.steps:
                     return s.steps.popleft()
+            if self.fault_mix:
+                x = self._rng.random()
+                for name, p in self.fault_mix.items():
+                    if x < p:
+                        return name
+                    x -= p
         return "ok"
 
     def _content(
@@ -428,10 +553,20 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--service-time", type=float, default=0.0, help="seconds per request")
     ap.add_argument("--capacity", type=int, default=64, help="requests served at once")
     ap.add_argument("--model", default="test-model")
+    ap.add_argument("--hang-s", type=float, default=30.0, help="seconds a hang lasts at most")
+    ap.add_argument(
+        "--fault-mix", default="", help="random faults, e.g. 500=0.1,429=0.03,hang=0.05"
+    )
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--outage-after", type=int, default=None, help="go down at request N")
+    ap.add_argument("--outage-s", type=float, default=60.0, help="... for this many seconds")
     args = ap.parse_args(argv)
+    mix = {k: float(v) for k, v in (kv.split("=") for kv in args.fault_mix.split(",") if kv)}
     srv = OpenAIServer(
         host=args.host, port=args.port, service_time=args.service_time,
-        capacity=args.capacity, model=args.model,
+        capacity=args.capacity, model=args.model, hang_s=args.hang_s,
+        fault_mix=mix or None, seed=args.seed, outage_after=args.outage_after,
+        outage_s=args.outage_s,
     )  # fmt: skip
 
     async def _main() -> None:
