@@ -81,6 +81,8 @@ _TIMEOUT_P99_FACTOR = 3.0
 _TIMEOUT_MIN_SAMPLES = 20
 _TIMEOUT_WINDOW = 500  # latencies the fitted timeout looks at (the most recent)
 _HEDGE_AT = 0.5  # share of its fitted timeout after which a slow request is hedged
+# connection errors (httpx's class names) that mean the request was never sent
+_NOT_SENT = frozenset({"ConnectError", "ConnectTimeout"})
 # llama.cpp's server answers one request at a time: more in flight only queues there and
 # turns into client timeouts.
 _LOCAL_MAX_IN_FLIGHT = 2
@@ -90,13 +92,14 @@ _LOCAL_MAX_IN_FLIGHT = 2
 class Usage:
     """Counters for one client (one run): requests, retries, tokens, cache, latency."""
 
-    requests: int = 0  # HTTP requests sent, retries included
+    requests: int = 0  # HTTP requests sent, retries and hedges included
     retries: int = 0  # transport retries (429, 5xx, timeouts, resets)
     reasks: int = 0  # re-asks after an unusable reply
     failures: int = 0  # calls that ended without any reply after all retries
     transient_failures: int = 0  # ... of which for a transient reason (outage, 5xx, 429...)
     timeouts: int = 0  # requests given up for taking too long (then retried)
     hedges: int = 0  # second copies of a slow request sent while a slot was free
+    connect_failures: int = 0  # tries that could not connect (not in ``requests``)
     cache_hits: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -126,6 +129,7 @@ class Usage:
                 "transient_failures",
                 "timeouts",
                 "hedges",
+                "connect_failures",
                 "cache_hits",
                 "prompt_tokens",
                 "completion_tokens",
@@ -539,8 +543,12 @@ class LLMClient:
             self._fitted = (n, min(self.timeout_s, fitted))
         return self._fitted[1]
 
-    async def _within_deadline(self, call: Callable[[], Awaitable[T]], timeouts: int) -> T:
+    async def _within_deadline(
+        self, call: Callable[[], Awaitable[T]], timeouts: int
+    ) -> tuple[T, float]:
         """Await ``call()`` until its deadline; hedge it when it is slow and a slot is free.
+
+        Returns the result and the latency of the copy that answered.
 
         The deadline is the fitted timeout (doubled for each time this request timed out
         before), looked at again every second, so requests sent before enough latencies
@@ -554,6 +562,7 @@ class LLMClient:
         """
         started = time.monotonic()
         tasks = [asyncio.ensure_future(call())]
+        sent_at = {tasks[0]: started}
         extra_slot = False
         try:
             while True:
@@ -572,6 +581,7 @@ class LLMClient:
                         self._count("requests")
                         self._count("hedges")
                         tasks.append(asyncio.ensure_future(call()))
+                        sent_at[tasks[-1]] = time.monotonic()
                     elif age < hedge_at:
                         wait = min(wait, hedge_at - age)
                 done, _ = await asyncio.wait(
@@ -579,7 +589,7 @@ class LLMClient:
                 )
                 for task in done:
                     if task.exception() is None or len(tasks) == 1:
-                        return task.result()
+                        return task.result(), time.monotonic() - sent_at[task]
                     tasks.remove(task)  # the hedge (or the original) failed: the other runs on
         finally:
             for task in tasks:
@@ -661,7 +671,9 @@ class LLMClient:
                 try:
                     oa = self._oa
                     create = oa.chat.completions.create if kind == "chat" else oa.completions.create
-                    resp = await self._within_deadline(functools.partial(create, **body), timeouts)
+                    resp, latency = await self._within_deadline(
+                        functools.partial(create, **body), timeouts
+                    )
                     choice = resp.choices[0]
                     content = (choice.message.content if kind == "chat" else choice.text) or ""
                 except openai.APIStatusError as exc:
@@ -680,6 +692,9 @@ class LLMClient:
                     failure = _Failure(Reason.LLM_UNREACHABLE, f"no reply within {waited:.3g} s")
                 except openai.APIConnectionError as exc:
                     cause = type(exc.__cause__).__name__ if exc.__cause__ else "connection error"
+                    if cause in _NOT_SENT:  # refused: no request reached the server
+                        self._count("requests", -1)
+                        self._count("connect_failures")
                     failure = _Failure(
                         Reason.LLM_UNREACHABLE, self._redact(f"connection failed ({cause})")
                     )
@@ -694,7 +709,6 @@ class LLMClient:
                         transient=False,
                     )
                 else:
-                    latency = time.perf_counter() - t0
                     self._answered(latency)
                     for u in (self.usage, *_SINKS.get()):
                         u.latencies_s.append(latency)

@@ -1,7 +1,7 @@
 """A small real OpenAI-compatible HTTP server on loopback, for tests and benchmarks.
 
 It speaks ``POST /v1/chat/completions``, ``POST /v1/completions`` and ``GET /v1/models``
-(HTTP/1.1 with keep-alive, plain asyncio streams), plus ``GET /stats``. It models a
+(HTTP/1.1 with keep-alive, plain asyncio streams), plus ``GET /stats`` and ``POST /reset``. It models a
 serving engine with ``capacity`` slots and a ``service_time`` per request, records every
 request it received (so tests can assert that nothing was asked twice), and plays
 scripted replies and injected faults:
@@ -370,6 +370,10 @@ class OpenAIServer:
             )
             return True
         if method == "GET" and path == "/stats":
+            await self._respond(writer, 200, self.stats())
+            return True
+        if method == "POST" and path == "/reset":  # what reset_log() does, over HTTP
+            self.reset_log()
             await self._respond(writer, 200, self.stats())
             return True
         if method != "POST" or path not in ("/v1/chat/completions", "/v1/completions"):

@@ -99,7 +99,7 @@ def test_outage_past_the_wait_then_a_rerun_gives_the_table_of_a_run_without_outa
              "translate": {"max_retries": 2}}  # fmt: skip
     with OpenAIServer(model="test-model") as ref_srv:
         ref = _flow(ref_srv, tmp_path / "ref", src, **extra)
-    assert ref.get("unfinished") == {}
+    assert ref.get("unfinished", {}) == {}
 
     home = tmp_path / "home"
     with OpenAIServer(model="test-model", service_time=0.02) as srv:
