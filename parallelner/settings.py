@@ -91,7 +91,7 @@ class Settings(BaseSettings):
     # a run waits this long for an LLM server that answers nothing before it fails the
     # requests (failed for a transient reason: the next run retries them)
     llm_outage_wait_s: float = Field(default=600.0, ge=0)
-    # the request timeout is fitted to the observed latency (4 x p99), never below this
+    # the request timeout is fitted to the observed latency (3 x p99), never below this
     # and never above translate.timeout_s
     llm_timeout_min_s: float = Field(default=10.0, gt=0)
     # Label Studio

@@ -5,8 +5,8 @@ What it adds to the SDK (whose own retries are switched off, so that ours are co
 - retries with exponential backoff and full jitter on connection errors, timeouts and
   HTTP 408/409/429/5xx, honouring ``Retry-After``;
 - an outage is waited out (``outage_wait_s``): a request whose retries are spent keeps
-  trying, at most every ``_OUTAGE_PROBE_S``, while the server has answered nothing since
-  it first failed; a failure for a transient reason is counted
+  trying, at most every ``_OUTAGE_PROBE_S``, while the server answers nobody (see
+  ``_waits_out``); a failure for a transient reason is counted
   (``usage.transient_failures``) so callers can tell it from a final one;
 - a request timeout fitted to observed latency (``min_timeout_s``): once
   ``_TIMEOUT_MIN_SAMPLES`` replies are in, a request is given up after
@@ -77,6 +77,8 @@ _BACKOFF_CAP_S = 20.0
 _RETRY_AFTER_CAP_S = 120.0
 _OUTAGE_PROBE_S = 5.0  # while waiting out an outage: the longest pause between tries
 _OUTAGE_LOG_EVERY_S = 15.0
+_OUTAGE_GRACE_S = 5.0  # no answer from the server for this long: an outage
+_OUTAGE_FAILURES = 10  # ... or this many tries in a row failed (any requests)
 _TIMEOUT_P99_FACTOR = 3.0
 _TIMEOUT_MIN_SAMPLES = 20
 _TIMEOUT_WINDOW = 500  # latencies the fitted timeout looks at (the most recent)
@@ -338,6 +340,7 @@ class LLMClient:
         self.usage = Usage()
         self.last_reply_at: float | None = None  # monotonic time of the latest answer
         self.outage_since: float | None = None  # first failure with no answer since
+        self._failures_since_reply = 0  # transient failures of any request since an answer
         self._in_flight: dict[int, float] = {}  # request number -> monotonic start
         self._request_ids = 0
         self._recent: list[float] = []  # latest latencies, for the fitted timeout
@@ -613,6 +616,7 @@ class LLMClient:
 
     def _answered(self, latency: float) -> None:
         self.last_reply_at = time.monotonic()
+        self._failures_since_reply = 0
         if self.outage_since is not None and self._outage_logged >= self.outage_since:
             log.warning(
                 "the LLM server answers again after %.0f s", self.last_reply_at - self.outage_since
@@ -623,13 +627,20 @@ class LLMClient:
             del self._recent[:-_TIMEOUT_WINDOW]
 
     def _waits_out(self, first_failure: float, failure: _Failure) -> bool:
-        """Keep trying past the retry budget: an outage (no answer since this request
-        first failed), for at most ``outage_wait_s`` from that first failure."""
+        """Keep trying past the retry budget during an outage, for at most
+        ``outage_wait_s`` from this request's first failure.
+
+        An outage: the server has answered nobody for ``_OUTAGE_GRACE_S``, or the last
+        ``_OUTAGE_FAILURES`` tries (of any request) all failed. A request that fails
+        while others are answered fails for its own reasons: its retry budget decides.
+        """
         if not failure.transient or self.outage_wait_s <= 0:
             return False
-        if self.last_reply_at is not None and self.last_reply_at >= first_failure:
-            return False  # the server answers others: this request's own failures are final
         now = time.monotonic()
+        last = self.last_reply_at
+        quiet = last is None or now - last >= _OUTAGE_GRACE_S
+        if not quiet and self._failures_since_reply < _OUTAGE_FAILURES:
+            return False  # the server answers others: this request's own failures are final
         if now - first_failure >= self.outage_wait_s:
             return False
         if now - self._outage_logged >= _OUTAGE_LOG_EVERY_S:
@@ -729,6 +740,7 @@ class LLMClient:
                 finally:
                     self._in_flight.pop(rid, None)
             now = time.monotonic()
+            self._failures_since_reply += 1
             if first_failure is None:
                 first_failure = now
             if self.outage_since is None and (

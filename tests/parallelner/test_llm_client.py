@@ -252,6 +252,34 @@ def test_an_outage_within_the_wait_is_waited_out(tmp_path):
     assert usage.retries >= 2 and usage.failures == usage.transient_failures == 0
 
 
+def test_a_request_that_failed_just_before_an_outage_waits_it_out_too(tmp_path):
+    import threading
+
+    # its first try fails (a 500) while another request is still answered, then the
+    # server goes down: its retries fall in the outage (where the requests sent after it
+    # fail too), which it waits out
+    with OpenAIServer(service_time=0.3) as srv:
+        srv.script("unlucky", ["500"])
+
+        async def go():
+            async with _client(srv, tmp_path, max_retries=2, outage_wait_s=30.0) as c:
+                threading.Timer(0.5, srv.set_down, args=(True,)).start()
+                threading.Timer(3.5, srv.set_down, args=(False,)).start()
+
+                async def later(i: int):
+                    await asyncio.sleep(0.6)
+                    return await _ask(c, f"sent during the outage {i}")
+
+                outs = await asyncio.gather(
+                    _ask(c, "unlucky"), _ask(c, "answered"), *(later(i) for i in range(10))
+                )
+                return outs, c.usage
+
+        outs, usage = asyncio.run(go())
+    assert all(o.ok for o in outs)
+    assert usage.transient_failures == 0 and usage.connect_failures >= 10
+
+
 def test_an_outage_longer_than_the_wait_fails_as_transient(tmp_path):
     with OpenAIServer() as srv:
 
