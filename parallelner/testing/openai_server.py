@@ -34,7 +34,8 @@ generator. ``server.outage(seconds)`` (or ``set_down(True)`` / ``set_down(False)
 the listening socket and drops open connections, as a crashed server does: connections are
 refused until it is back. A ``hang`` ends early when the client gives up (closes the
 connection), as vLLM aborts a request whose client went away. ``stats()["max_concurrent"]``
-is the most requests the server held at once, answered or not (faults included).
+is the most completion requests the server held at once, answered or not (faults
+included; ``/stats`` and ``/models`` are not counted).
 
 Run it: ``python -m parallelner.testing.openai_server --port 8000 --service-time 1
 --capacity 64``; in tests: ``with OpenAIServer(...) as srv: srv.base_url``.
@@ -118,6 +119,7 @@ class OpenAIServer:
         self._writers: set[asyncio.StreamWriter] = set()
         self._readers: dict[asyncio.StreamWriter, asyncio.StreamReader] = {}
         self._open = 0  # requests received and not yet answered (faults included)
+        self._pending: set[asyncio.StreamWriter] = set()  # connections with one open
         self._max_open = 0
         self._first_at: float | None = None  # first request since reset (monotonic)
         self._last_done_at: float | None = None  # latest answer or hang end
@@ -319,15 +321,17 @@ class OpenAIServer:
                     k, _, v = h.decode("latin-1").partition(":")
                     headers[k.strip().lower()] = v.strip()
                 body = await reader.readexactly(int(headers.get("content-length") or 0))
-                self._open += 1
-                self._max_open = max(self._max_open, self._open)
+                if method == "POST" and path.startswith("/v1/"):  # completions only
+                    self._open += 1
+                    self._pending.add(writer)
+                    self._max_open = max(self._max_open, self._open)
                 if self._first_at is None and method == "POST":
                     self._first_at = time.monotonic()
                 try:
                     if not await self._dispatch(method, path, headers, body, writer):
                         return
                 finally:
-                    self._open -= 1
+                    self._close_request(writer)
                     if method == "POST":
                         self._last_done_at = time.monotonic()
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
@@ -345,6 +349,9 @@ class OpenAIServer:
         extra: dict[str, str] | None = None,
     ) -> None:
         data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        # answered before the bytes leave: a client may send its next request on another
+        # connection as soon as it reads them, before this coroutine runs again
+        self._close_request(writer)
         head = [
             f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}",
             "Content-Type: application/json",
@@ -434,6 +441,11 @@ class OpenAIServer:
             finally:
                 self._slot(-1)
         return True
+
+    def _close_request(self, writer: asyncio.StreamWriter) -> None:
+        if writer in self._pending:
+            self._pending.discard(writer)
+            self._open -= 1
 
     async def _hang(self, writer: asyncio.StreamWriter) -> None:
         """Answer nothing for ``hang_s`` seconds, or until the client closes the connection."""
