@@ -214,6 +214,7 @@ class _Failure:
     reason: Reason
     detail: str
     transient: bool = True  # another try later may succeed (outage, 5xx, 429, timeout)
+    connection: bool = False  # no HTTP answer at all: refused, reset (the server, not us)
 
 
 _FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.S)
@@ -630,15 +631,16 @@ class LLMClient:
         """Keep trying past the retry budget during an outage, for at most
         ``outage_wait_s`` from this request's first failure.
 
-        An outage: the server has answered nobody for ``_OUTAGE_GRACE_S``, or the last
-        ``_OUTAGE_FAILURES`` tries (of any request) all failed. A request that fails
-        while others are answered fails for its own reasons: its retry budget decides.
+        An outage: the last try could not even connect (refused, reset), the server has
+        answered nobody for ``_OUTAGE_GRACE_S``, or the last ``_OUTAGE_FAILURES`` tries
+        (of any request) all failed. A request that gets 5xx/429/timeouts while others
+        are answered fails for its own reasons: its retry budget decides.
         """
         if not failure.transient or self.outage_wait_s <= 0:
             return False
         now = time.monotonic()
         last = self.last_reply_at
-        quiet = last is None or now - last >= _OUTAGE_GRACE_S
+        quiet = failure.connection or last is None or now - last >= _OUTAGE_GRACE_S
         if not quiet and self._failures_since_reply < _OUTAGE_FAILURES:
             return False  # the server answers others: this request's own failures are final
         if now - first_failure >= self.outage_wait_s:
@@ -707,7 +709,9 @@ class LLMClient:
                         self._count("requests", -1)
                         self._count("connect_failures")
                     failure = _Failure(
-                        Reason.LLM_UNREACHABLE, self._redact(f"connection failed ({cause})")
+                        Reason.LLM_UNREACHABLE,
+                        self._redact(f"connection failed ({cause})"),
+                        connection=True,
                     )
                 except (openai.APIResponseValidationError, ValueError, IndexError) as exc:
                     # a 200 whose body is not a chat completion: retrying will not help
