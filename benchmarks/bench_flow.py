@@ -230,6 +230,7 @@ def run_flow(src: Path, home: Path, base_url: str, args) -> dict[str, Any]:
             (last["requests"] - first["requests"]) / summary["instances"], 3
         ),
         "utilisation": round(util, 4),
+        "max_concurrent": server_stats(base_url).get("max_concurrent"),  # peak at the server
         "utilisation_10s_min": round(min(per_window), 4) if per_window else None,
         "utilisation_10s_windows": [round(u, 3) for u in per_window],
         "instances": summary["instances"],

@@ -8,6 +8,8 @@ the LLM reply cache covers the shard that was cut off.
 
 from __future__ import annotations
 
+import dataclasses
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -29,25 +31,38 @@ from parallelner.shards import Shard
 __all__ = ["synthesize", "make_task_runner"]
 
 _RUNTIME: dict[str, pipeline.LLMRuntime] = {}
+# Shard tasks start on several worker threads at once: without the lock each of them could
+# find no runtime and build its own, and each runtime has its own in-flight bound.
+_RUNTIME_LOCK = threading.Lock()
 
 
 def _runtime(settings: Settings) -> pipeline.LLMRuntime:
     """The process-wide LLM runtime (one event loop, one global in-flight bound)."""
     key = settings.model_dump_json()
-    if key not in _RUNTIME:
-        _RUNTIME[key] = pipeline.LLMRuntime(settings)
-    return _RUNTIME[key]
+    with _RUNTIME_LOCK:
+        if key not in _RUNTIME:
+            _RUNTIME[key] = pipeline.LLMRuntime(settings)
+        return _RUNTIME[key]
 
 
 def _close_runtimes() -> None:
-    while _RUNTIME:
-        _RUNTIME.popitem()[1].close()
+    with _RUNTIME_LOCK:
+        while _RUNTIME:
+            _RUNTIME.popitem()[1].close()
 
 
 def _shard_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
     shard: Shard = parameters["shard"]
     plan: pipeline.RunPlan = parameters["plan"]
-    return f"shard-{shard.id}-{plan.config_hash}"  # config hash includes the code version
+    key = f"shard-{shard.id}-{plan.config_hash}"  # config hash includes the code version
+    settings: Settings | None = parameters.get("settings")
+    if settings is not None:
+        # rows with transient LLM failures: not finished, so no cached result may stand
+        # for them; the token changes with each attempt
+        token = pipeline.shard_unfinished(settings, plan.config_hash, shard)
+        if token is not None:
+            key += f"-retry-{token}"
+    return key
 
 
 @task(name="plan-run", cache_policy=NO_CACHE)
@@ -106,6 +121,7 @@ def _summary_rows(summary: pipeline.RunSummary, seconds: float) -> list[dict[str
     rows += [{"what": f"reason:{k}", "count": v} for k, v in sorted(summary.reasons.items())]
     rows += [{"what": f"read:{k}", "count": v} for k, v in sorted(summary.read_counts.items())]
     rows += [{"what": f"llm:{k}", "count": v} for k, v in sorted(summary.usage.items())]
+    rows += [{"what": f"unfinished:{k}", "count": v} for k, v in sorted(summary.unfinished.items())]
     rows.append({"what": "acceptance_rate", "count": round(summary.acceptance_rate, 4)})
     rows.append(
         {
@@ -157,7 +173,10 @@ def synthesize(
     latency: dict[str, float] = {}
     try:
         for i, fut in enumerate(futures, 1):
-            results.append(fut.result())
+            result = fut.result()
+            if fut.state.name == "Cached":  # finished by an earlier run: it asked nothing now
+                result = dataclasses.replace(result, usage={})
+            results.append(result)
             update_progress_artifact(progress, progress=100.0 * i / len(futures))
         for rt in _RUNTIME.values():  # latency percentiles of this process's requests
             usage = rt.client.usage.as_dict()
@@ -178,4 +197,12 @@ def synthesize(
     logger.info(
         "run %s finished: %s, snapshot %s", plan.run_id, summary.counts, summary.snapshot_id
     )
+    if summary.unfinished:
+        logger.warning(
+            "run %s: %d rows failed for transient LLM errors (server down, overloaded or too "
+            "slow) in %d shards; run it again to retry exactly those",
+            plan.run_id,
+            summary.unfinished.get("rows", 0),
+            summary.unfinished.get("shards", 0),
+        )
     return summary.as_dict()

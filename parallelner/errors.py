@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from parallelner.reasons import Reason
 
-__all__ = ["ParallelNERError", "ConfigError", "InputError", "LLMError", "StoreError", "ReviewError"]
+__all__ = [
+    "ParallelNERError",
+    "ConfigError",
+    "InputError",
+    "LLMError",
+    "StoreError",
+    "ReviewError",
+    "UnfinishedRun",
+]
 
 
 class ParallelNERError(Exception):
@@ -43,3 +51,9 @@ class StoreError(ParallelNERError):
 
 class ReviewError(ParallelNERError):
     """Label Studio cannot be used (unreachable, bad token, deleted project)."""
+
+
+class UnfinishedRun(ParallelNERError):
+    """A run ended with rows failed for transient LLM reasons: running it again retries them."""
+
+    exit_code = 3

@@ -80,6 +80,10 @@ _RANGES: tuple[tuple[int, int, str], ...] = (
 )
 
 
+# Languages the pipeline knows how to check (script statistics, langdetect codes).
+LANGUAGES = frozenset({"en", "zh", "de", "es", "it", "fr", "pt", "nl", "ja", "ko", "ru", "ar"})
+
+
 def _char_class(script: str) -> str:
     """The ``_RANGES`` of ``script`` as the inside of a regex character class."""
     return "".join(f"{chr(lo)}-{chr(hi)}" for lo, hi, s in _RANGES if s == script)

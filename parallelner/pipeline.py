@@ -13,6 +13,7 @@ however many shard threads submit work.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -28,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from parallelner.errors import ConfigError
+from parallelner.langid import LANGUAGES  # re-exported: the CLI checks --to / --from here
 from parallelner.reasons import Reason, Status
 from parallelner.records import ParallelRecord, records_to_table, table_to_records
 from parallelner.settings import Settings
@@ -41,17 +43,22 @@ __all__ = [
     "RunSummary",
     "LLMRuntime",
     "check_languages",
+    "check_sources",
     "plan_run",
     "process_shard",
     "finalize_run",
     "stage_config_hash",
     "add_progress_listener",
     "check_endpoint",
+    "shard_unfinished",
+    "TRANSIENT_REASONS",
 ]
 
-# Languages the pipeline knows how to check (script statistics, langdetect codes).
-LANGUAGES = {"en", "zh", "de", "es", "it", "fr", "pt", "nl", "ja", "ko", "ru", "ar"}
 
+# Reasons of a failed row that a later run may cure: the LLM server was down, overloaded
+# or too slow. Whether a given failure was transient is known when it happens (a 400
+# also gives llm_http_error): shards count those, see ``shard_unfinished``.
+TRANSIENT_REASONS = frozenset({Reason.LLM_UNREACHABLE, Reason.LLM_HTTP_ERROR})
 
 _LISTENERS: list[Callable[[str, int], None]] = []
 
@@ -78,6 +85,36 @@ def check_languages(*langs: str | None) -> None:
             raise ConfigError(
                 f"unknown language {lang!r}: use a BCP-47 code among {', '.join(sorted(LANGUAGES))}"
             )
+
+
+def check_sources(sources: Sequence[Path]) -> None:
+    """Raise ConfigError unless every source is a file this process can read.
+
+    One message names every bad source: not found, a directory, or not readable (and why).
+    """
+    if not sources:
+        raise ConfigError("no source file given: name at least one")
+    missing, dirs, unreadable = [], [], []
+    for p in map(Path, sources):
+        if p.is_dir():
+            dirs.append(str(p))
+        elif not p.exists():
+            missing.append(str(p))
+        else:
+            try:
+                with open(p, "rb") as fh:
+                    fh.read(1)
+            except OSError as exc:
+                unreadable.append(f"{p} ({exc.strerror or type(exc).__name__})")
+    problems = []
+    if missing:
+        problems.append(f"source file not found: {', '.join(missing)}")
+    if dirs:
+        problems.append(f"source is a directory, not a file: {', '.join(dirs)}")
+    if unreadable:
+        problems.append(f"cannot read source file: {', '.join(unreadable)}")
+    if problems:
+        raise ConfigError("; ".join(problems))
 
 
 def check_endpoint(settings: Settings, timeout_s: float = 10.0) -> None:
@@ -156,6 +193,7 @@ class ShardResult:
     counts: dict[str, int]  # by status
     reasons: dict[str, int]
     usage: dict[str, Any] = field(default_factory=dict)
+    retried: bool = False  # processed again after an earlier attempt's transient failures
 
 
 @dataclass
@@ -171,6 +209,9 @@ class RunSummary:
     usage: dict[str, Any]
     report_dir: str | None = None
     output_files: list[str] = field(default_factory=list)
+    # shards left unfinished by transient LLM failures (what the next run retries):
+    # {"shards": n, "rows": failed rows in them, "requests": requests that failed}
+    unfinished: dict[str, int] = field(default_factory=dict)
 
     @property
     def acceptance_rate(self) -> float:
@@ -197,9 +238,7 @@ def plan_run(
     from parallelner.readers import read_instances
 
     check_languages(tgt_lang, src_lang)
-    missing = [str(p) for p in sources if not Path(p).is_file()]
-    if missing:
-        raise ConfigError(f"source file not found: {', '.join(missing)}")
+    check_sources(sources)
     home = Path(settings.home)
     config_hash = stage_config_hash(settings, tgt_lang)
     counts: Counter[str] = Counter()
@@ -241,7 +280,14 @@ def plan_run(
 
 
 class LLMRuntime:
-    """One LLM client on one event loop in a background thread, shared by all shards."""
+    """One LLM client on one event loop in a background thread, shared by all shards.
+
+    The client waits out an outage of the LLM server (``llm_outage_wait_s``). Once a second
+    the runtime tells progress listeners what the requests are waiting for: event
+    ``llm_outage`` with the seconds the server has answered nothing (0 when it answers
+    again) and ``llm_stalled`` with the requests on the wire for longer than half their
+    timeout (0 when none).
+    """
 
     def __init__(self, settings: Settings):
         from parallelner.llm.client import LLMClient
@@ -251,8 +297,26 @@ class LLMRuntime:
             target=self._loop.run_forever, name="llm-runtime", daemon=True
         )
         self._thread.start()
-        self._cm = LLMClient.from_settings(settings)
+        self._cm = LLMClient.from_settings(settings, wait_out_outages=True)
         self.client = self.run(self._cm.__aenter__())
+        self._shown = {"llm_outage": 0, "llm_stalled": 0}
+        self._monitor = asyncio.run_coroutine_threadsafe(self._watch(), self._loop)
+
+    async def _watch(self, every_s: float = 1.0) -> None:
+        shown = self._shown
+        while True:
+            await asyncio.sleep(every_s)
+            outage = int(self.client.outage_seconds())
+            now = {
+                "llm_outage": outage if outage >= 5 else 0,
+                "llm_stalled": sum(
+                    age > self.client.request_timeout() / 2 for age in self.client.in_flight_ages()
+                ),
+            }
+            for event, n in now.items():
+                if n != shown[event]:
+                    shown[event] = n
+                    _notify(event, n)
 
     def run(self, coro) -> Any:
         """Run a coroutine on the runtime's loop and wait for its result."""
@@ -260,6 +324,10 @@ class LLMRuntime:
         return fut.result()
 
     def close(self) -> None:
+        self._monitor.cancel()
+        for event, n in self._shown.items():
+            if n:  # nothing waits any more
+                _notify(event, 0)
         try:
             self.run(self._cm.__aexit__(None, None, None))
         finally:
@@ -275,6 +343,24 @@ class LLMRuntime:
 
 def _shard_rows_path(settings: Settings, plan_config_hash: str, shard: Shard) -> Path:
     return Path(settings.home) / "rows" / plan_config_hash / f"{shard.id}.parquet"
+
+
+def _unfinished_marker(rows_path: Path) -> Path:
+    return rows_path.with_suffix(".unfinished")
+
+
+def shard_unfinished(settings: Settings, config_hash: str, shard: Shard) -> str | None:
+    """A token when the shard's rows hold transient LLM failures (None: finished or new).
+
+    Such a shard is not finished: the next run processes it again, its paid replies come
+    from the reply cache, and only the requests that failed are sent again. The token
+    changes with each attempt, so a task cache keyed on it never returns an old attempt.
+    """
+    marker = _unfinished_marker(_shard_rows_path(settings, config_hash, shard))
+    try:
+        return json.loads(marker.read_text())["token"]
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def _write_parquet_atomic(table: pa.Table, path: Path) -> None:
@@ -307,12 +393,14 @@ def process_shard(
     processed again. Otherwise its LLM replies come from the reply cache where present.
     """
     path = _shard_rows_path(settings, plan.config_hash, shard)
-    if path.exists():
+    marker = _unfinished_marker(path)
+    if path.exists() and not marker.exists():
         records = table_to_records(pq.read_table(path))
         counts, reasons = _summarize(records)
         _notify("record", len(records))
         _notify("shard", 1)
         return ShardResult(shard.id, shard.index, str(path), counts, reasons)
+    retried = path.exists()  # rows of an earlier attempt, with transient failures
     from parallelner.synthesis import synthesize_instances  # stage wiring, one module
 
     instances = read_shard(shard)
@@ -322,26 +410,40 @@ def process_shard(
         if on_record is not None:
             on_record(rec)
 
-    before = runtime.client.usage.as_dict()
+    from parallelner.llm.client import Usage, count_usage
+
+    # this shard's own requests: other shards send theirs through the same client meanwhile
+    usage = Usage()
     records = runtime.run(
-        synthesize_instances(
-            runtime.client,
-            instances,
-            plan.tgt_lang,
-            plan.run_id,
-            plan.config_hash,
-            settings,
-            on_record=done,
+        count_usage(
+            usage,
+            synthesize_instances(
+                runtime.client,
+                instances,
+                plan.tgt_lang,
+                plan.run_id,
+                plan.config_hash,
+                settings,
+                on_record=done,
+            ),
         )
     )
-    after = runtime.client.usage.as_dict()
     if len(records) != len(instances):  # every instance ends in exactly one record
         raise RuntimeError(f"shard {shard.id}: {len(instances)} instances, {len(records)} records")
-    _write_parquet_atomic(records_to_table(records), path)
+    if usage.transient_failures:  # the marker first: a crash in between redoes the shard
+        from parallelner.writers.base import AtomicTextWriter
+
+        token = os.urandom(8).hex()
+        with AtomicTextWriter(marker) as w:
+            w.write_line(json.dumps({"token": token, "transient": usage.transient_failures}))
+        _write_parquet_atomic(records_to_table(records), path)
+    else:
+        _write_parquet_atomic(records_to_table(records), path)
+        marker.unlink(missing_ok=True)
     counts, reasons = _summarize(records)
     _notify("shard", 1)
-    usage = {k: v - before[k] for k, v in after.items() if type(v) is int}  # counters only
-    return ShardResult(shard.id, shard.index, str(path), counts, reasons, usage)
+    counters = {k: v for k, v in usage.as_dict().items() if type(v) is int}
+    return ShardResult(shard.id, shard.index, str(path), counts, reasons, counters, retried)
 
 
 def mark_duplicates(
@@ -378,10 +480,39 @@ def _committed_snapshot(settings: Settings, run_id: str) -> int | None:
         snapshots = list_snapshots(settings)
     except StoreError:  # no table yet: nothing committed
         return None
-    for snap in snapshots:
+    found = None
+    for snap in snapshots:  # oldest first: the latest commit of the run wins
         if snap.get("run_id") == run_id:
-            return snap["snapshot_id"]
-    return None
+            found = snap["snapshot_id"]
+    return found
+
+
+def _retried_rows(settings: Settings, run_id: str, table: pa.Table, ids: set[str]) -> pa.Table:
+    """Rows of ``table`` among ``ids`` (rows of shards processed again after a transient
+    failure) that differ from what the store holds for them: what a re-run commits.
+
+    Rows people have reviewed since are never replaced.
+    """
+    import pyarrow.compute as pc
+
+    from parallelner.store import load_snapshot
+
+    if not ids:
+        return table.slice(0, 0)
+    volatile = {"created_at", "reviewed_at"}
+    mine = table.filter(pc.is_in(table.column("record_id"), pa.array(sorted(ids), pa.string())))
+    stored = load_snapshot("main", settings=settings)
+    stored = stored.filter(pc.is_in(stored.column("record_id"), mine.column("record_id")))
+    keep_cols = [c for c in mine.column_names if c not in volatile]
+    before = {r["record_id"]: r for r in stored.select(keep_cols).to_pylist()}
+    reviewed = {Status.REVIEWED_ACCEPTED.value, Status.REVIEWED_REJECTED.value}
+    changed = [
+        r["record_id"]
+        for r in mine.select(keep_cols).to_pylist()
+        if r["record_id"] not in before
+        or (before[r["record_id"]] != r and before[r["record_id"]]["status"] not in reviewed)
+    ]
+    return mine.filter(pc.is_in(mine.column("record_id"), pa.array(changed, pa.string())))
 
 
 def finalize_run(
@@ -401,6 +532,9 @@ def finalize_run(
     counts: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
 
+    unfinished: Counter[str] = Counter()
+    retried_ids: set[str] = set()
+
     def marked() -> Iterable[ParallelRecord]:
         # one shard's records as objects at a time: at 257k rows, holding every record
         # as a pydantic object would take several GB; Arrow tables take a fraction
@@ -410,6 +544,17 @@ def finalize_run(
             c, rs = _summarize(records)
             counts.update(c)
             reasons.update(rs)
+            if r.retried:
+                retried_ids.update(rec.record_id for rec in records)
+            marker = _unfinished_marker(Path(r.path))
+            if marker.exists():  # the rows file is the truth, not a (cached) ShardResult
+                unfinished["shards"] += 1
+                unfinished["rows"] += sum(
+                    rec.status == Status.FAILED and bool(set(rec.reasons) & TRANSIENT_REASONS)
+                    for rec in records
+                )
+                with contextlib.suppress(OSError, ValueError, KeyError):
+                    unfinished["requests"] += int(json.loads(marker.read_text())["transient"])
             yield from records
 
     report_dir = Path(settings.home) / "reports" / plan.run_id
@@ -422,13 +567,18 @@ def finalize_run(
     if commit:
         from parallelner.store.table import commit as commit_rows
 
+        props = {"config-hash": plan.config_hash, "tgt-lang": plan.tgt_lang,
+                 "sources": json.dumps(plan.sources)}  # fmt: skip
         snapshot_id = _committed_snapshot(settings, plan.run_id)
         if snapshot_id is None:
-            snapshot_id = commit_rows(
-                table, plan.run_id, settings=settings,
-                properties={"config-hash": plan.config_hash, "tgt-lang": plan.tgt_lang,
-                            "sources": json.dumps(plan.sources)},
-            )  # fmt: skip
+            snapshot_id = commit_rows(table, plan.run_id, settings=settings, properties=props)
+        else:  # committed before: only rows retried after a transient failure are new
+            retried = _retried_rows(settings, plan.run_id, table, retried_ids)
+            if retried.num_rows:
+                snapshot_id = commit_rows(
+                    retried, plan.run_id, settings=settings, replace=True,
+                    properties={**props, "retried-rows": retried.num_rows},
+                )  # fmt: skip
     files = []
     if output_dir is not None:
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -448,4 +598,5 @@ def finalize_run(
         usage=dict(usage),
         report_dir=str(report_dir),
         output_files=files,
+        unfinished=dict(unfinished),
     )

@@ -42,6 +42,8 @@ class Reason(StrEnum):
     DUPLICATE_ID = "duplicate_id"  # the same instance id twice in one input
     UNCLOSED_ENTITY = "unclosed_entity"  # BIOES B-/I- not ended by E- (closed, repaired)
     UNREADABLE_FILE = "unreadable_file"  # missing, unreadable or not in the format asked
+    UNKNOWN_LANGUAGE = "unknown_language"  # a record's lang is not a language we support
+    SENTENCE_TOO_LONG = "sentence_too_long"  # longer than the reader's cap: never sent
 
     # --- stage 1, translation ------------------------------------------------
     LLM_UNREACHABLE = "llm_unreachable"  # connection errors / timeouts after all retries

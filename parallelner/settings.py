@@ -93,6 +93,12 @@ class Settings(BaseSettings):
     llm_model: str = "gemma-3-270m"
     llm_fallback_model: str | None = None
     llm_max_in_flight: int = Field(default=64, ge=1)
+    # a run waits this long for an LLM server that answers nothing before it fails the
+    # requests (failed for a transient reason: the next run retries them)
+    llm_outage_wait_s: float = Field(default=600.0, ge=0)
+    # the request timeout is fitted to the observed latency (3 x p99), never below this
+    # and never above translate.timeout_s
+    llm_timeout_min_s: float = Field(default=10.0, gt=0)
     # Label Studio
     label_studio_url: str = "http://127.0.0.1:8080"
     label_studio_api_key: SecretStr | None = None

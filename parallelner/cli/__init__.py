@@ -64,9 +64,17 @@ def main() -> None:
     except typer.Abort:
         sys.exit(1)
     except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+        if _is_usage_error(exc):
+            exc.show()  # type: ignore[attr-defined]
+            sys.exit(exc.exit_code)  # type: ignore[attr-defined]
         raise
+
+
+def _is_usage_error(exc: BaseException) -> bool:
+    """A click ``ClickException``, or Typer's own copy of one (not a click subclass)."""
+    import click
+
+    if isinstance(exc, click.ClickException):
+        return True
+    names = {c.__name__ for c in type(exc).__mro__}
+    return "ClickException" in names and hasattr(exc, "show") and hasattr(exc, "exit_code")

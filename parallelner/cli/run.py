@@ -91,11 +91,7 @@ def run(
     from parallelner import pipeline
 
     pipeline.check_languages(to, src_lang)
-    missing = [str(p) for p in sources if not p.is_file()]
-    if missing:
-        from parallelner.errors import ConfigError
-
-        raise ConfigError(f"source file not found: {', '.join(missing)}")
+    pipeline.check_sources(sources)
     pipeline.check_endpoint(settings)
 
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
@@ -132,11 +128,21 @@ def run(
     with progress:
         bar = progress.add_task("reading sources", total=None)
 
+        waiting = {"llm_outage": 0, "llm_stalled": 0}
+
         def on_event(event: str, n: int) -> None:
             if event == "planned":
                 progress.update(bar, total=n, description=f"instances -> {to}")
             elif event == "record":
                 progress.advance(bar, n)
+            elif event in waiting:  # what the run waits for, in the bar's own line
+                waiting[event] = n
+                note = ""
+                if waiting["llm_outage"]:
+                    note = f" (LLM server not answering for {waiting['llm_outage']} s: waiting)"
+                elif waiting["llm_stalled"]:
+                    note = f" ({waiting['llm_stalled']} LLM requests slow)"
+                progress.update(bar, description=f"instances -> {to}{note}")
 
         remove = pipeline.add_progress_listener(on_event)
         try:
@@ -155,8 +161,18 @@ def run(
             remove()
     if json_:
         print_json(summary)
-        return
-    _print_summary(summary)
+    else:
+        _print_summary(summary)
+    unfinished = summary.get("unfinished") or {}
+    if unfinished:
+        from parallelner.errors import UnfinishedRun
+
+        raise UnfinishedRun(
+            f"{unfinished.get('rows', 0)} rows failed and {unfinished.get('requests', 0)} "
+            f"LLM requests gave up because the LLM server was down, overloaded or too slow "
+            f"(in {unfinished.get('shards', 0)} shards); run the same command again when it "
+            "answers: only those are retried (paid replies come from the cache)"
+        )
 
 
 class _UserErrorFilter(logging.Filter):

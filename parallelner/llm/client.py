@@ -4,12 +4,23 @@ What it adds to the SDK (whose own retries are switched off, so that ours are co
 
 - retries with exponential backoff and full jitter on connection errors, timeouts and
   HTTP 408/409/429/5xx, honouring ``Retry-After``;
+- an outage is waited out (``outage_wait_s``): a request whose retries are spent keeps
+  trying, at most every ``_OUTAGE_PROBE_S``, while the server answers nobody (see
+  ``_waits_out``); a failure for a transient reason is counted
+  (``usage.transient_failures``) so callers can tell it from a final one;
+- a request timeout fitted to observed latency (``min_timeout_s``): once
+  ``_TIMEOUT_MIN_SAMPLES`` replies are in, a request is given up after
+  ``_TIMEOUT_P99_FACTOR`` x the p99 latency (never less than ``min_timeout_s``, never more
+  than ``timeout_s``; doubled for each retry of that request), so a hung request frees its
+  slot in seconds, not minutes; a request slow past half that, while a slot is free, is
+  hedged (sent once more, the first answer wins);
 - one ``asyncio.Semaphore`` per client bounding the requests in flight for every caller
   (a slot is held only while a request is on the wire, never while backing off);
 - the persistent reply cache (``parallelner.llm.cache``), looked up before a slot is taken;
 - validated structured output: ``chat_json`` asks for ``response_format=json_schema``
   and always validates the reply with pydantic, re-asking a bounded number of times;
-- usage counters (``client.usage``).
+- usage counters (``client.usage``, and ``count_usage(usage)`` to count one piece of work,
+  e.g. a shard, while other work shares the client).
 
 Per-request failures are values (``ChatOutcome.reason``), never exceptions, so one bad
 instance cannot stop a batch. The API key is never put in a log line, a cache row or an
@@ -19,6 +30,8 @@ error message.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import email.utils
 import functools
 import json
@@ -27,7 +40,7 @@ import math
 import random
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -49,6 +62,7 @@ __all__ = [
     "Check",
     "json_chat_body",
     "judge_reply",
+    "count_usage",
 ]
 
 log = logging.getLogger("parallelner.llm")
@@ -61,6 +75,16 @@ _RETRY_STATUS = frozenset({408, 409, 429})
 _BACKOFF_BASE_S = 0.5
 _BACKOFF_CAP_S = 20.0
 _RETRY_AFTER_CAP_S = 120.0
+_OUTAGE_PROBE_S = 5.0  # while waiting out an outage: the longest pause between tries
+_OUTAGE_LOG_EVERY_S = 15.0
+_OUTAGE_GRACE_S = 5.0  # no answer from the server for this long: an outage
+_OUTAGE_FAILURES = 10  # ... or this many tries in a row failed (any requests)
+_TIMEOUT_P99_FACTOR = 3.0
+_TIMEOUT_MIN_SAMPLES = 20
+_TIMEOUT_WINDOW = 500  # latencies the fitted timeout looks at (the most recent)
+_HEDGE_AT = 0.5  # share of its fitted timeout after which a slow request is hedged
+# connection errors (httpx's class names) that mean the request was never sent
+_NOT_SENT = frozenset({"ConnectError", "ConnectTimeout"})
 # llama.cpp's server answers one request at a time: more in flight only queues there and
 # turns into client timeouts.
 _LOCAL_MAX_IN_FLIGHT = 2
@@ -70,14 +94,22 @@ _LOCAL_MAX_IN_FLIGHT = 2
 class Usage:
     """Counters for one client (one run): requests, retries, tokens, cache, latency."""
 
-    requests: int = 0  # HTTP requests sent, retries included
+    requests: int = 0  # HTTP requests sent, retries and hedges included
     retries: int = 0  # transport retries (429, 5xx, timeouts, resets)
     reasks: int = 0  # re-asks after an unusable reply
     failures: int = 0  # calls that ended without any reply after all retries
+    transient_failures: int = 0  # ... of which for a transient reason (outage, 5xx, 429...)
+    timeouts: int = 0  # requests given up for taking too long (then retried)
+    hedges: int = 0  # second copies of a slow request sent while a slot was free
+    connect_failures: int = 0  # tries that could not connect (not in ``requests``)
     cache_hits: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     latencies_s: list[float] = field(default_factory=list, repr=False)
+
+    def add(self, name: str, n: int = 1) -> None:
+        """Add ``n`` to the counter ``name``."""
+        setattr(self, name, getattr(self, name) + n)
 
     def percentile(self, p: float) -> float | None:
         """Latency percentile (nearest rank) of answered requests, in seconds."""
@@ -96,6 +128,10 @@ class Usage:
                 "retries",
                 "reasks",
                 "failures",
+                "transient_failures",
+                "timeouts",
+                "hedges",
+                "connect_failures",
                 "cache_hits",
                 "prompt_tokens",
                 "completion_tokens",
@@ -105,6 +141,27 @@ class Usage:
             v = self.percentile(p)
             out[f"latency_p{p}_s"] = None if v is None else round(v, 4)
         return out
+
+
+# Extra Usage objects that the requests of the current task (and the tasks it starts) are
+# also counted in: how a shard counts its own requests on a client that other shards share.
+_SINKS: contextvars.ContextVar[tuple[Usage, ...]] = contextvars.ContextVar(
+    "parallelner_usage_sinks", default=()
+)
+
+T = TypeVar("T")
+
+
+async def count_usage(usage: Usage, work: Coroutine[Any, Any, T]) -> T:
+    """Await ``work`` while counting every request it makes in ``usage`` too.
+
+    ``work`` is a coroutine not yet started: the tasks it starts inherit the counting.
+    """
+    token = _SINKS.set((*_SINKS.get(), usage))
+    try:
+        return await work
+    finally:
+        _SINKS.reset(token)
 
 
 @dataclass(frozen=True)
@@ -156,6 +213,8 @@ class _Reply:
 class _Failure:
     reason: Reason
     detail: str
+    transient: bool = True  # another try later may succeed (outage, 5xx, 429, timeout)
+    connection: bool = False  # no HTTP answer at all: refused, reset (the server, not us)
 
 
 _FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.S)
@@ -265,6 +324,8 @@ class LLMClient:
         timeout_s: float = 120.0,
         max_retries: int = 6,
         cache_path: Path | None = None,
+        outage_wait_s: float = 0.0,
+        min_timeout_s: float | None = None,
     ):
         self.base_url = base_url
         self.model = model
@@ -275,7 +336,17 @@ class LLMClient:
         self.timeout_s = timeout_s
         self.max_retries = max_retries
         self.cache_path = cache_path
+        self.outage_wait_s = outage_wait_s
+        self.min_timeout_s = min_timeout_s
         self.usage = Usage()
+        self.last_reply_at: float | None = None  # monotonic time of the latest answer
+        self.outage_since: float | None = None  # first failure with no answer since
+        self._failures_since_reply = 0  # transient failures of any request since an answer
+        self._in_flight: dict[int, float] = {}  # request number -> monotonic start
+        self._request_ids = 0
+        self._recent: list[float] = []  # latest latencies, for the fitted timeout
+        self._fitted: tuple[int, float] | None = None  # (replies when computed, timeout)
+        self._outage_logged = 0.0
         self._api_key = api_key
         self._sem = asyncio.Semaphore(self.max_in_flight)
         self._oa: openai.AsyncOpenAI | None = None
@@ -283,8 +354,14 @@ class LLMClient:
         self._local = None
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, cache: bool = True) -> LLMClient:
-        """A client configured by settings (cache under ``settings.home``)."""
+    def from_settings(
+        cls, settings: Settings, *, cache: bool = True, wait_out_outages: bool = False
+    ) -> LLMClient:
+        """A client configured by settings (cache under ``settings.home``).
+
+        ``wait_out_outages``: wait up to ``settings.llm_outage_wait_s`` for a server that
+        answers nothing (a pipeline run); otherwise give up after the retries.
+        """
         key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
         return cls(
             base_url=settings.llm_base_url,
@@ -294,6 +371,8 @@ class LLMClient:
             timeout_s=settings.translate.timeout_s,
             max_retries=settings.translate.max_retries,
             cache_path=settings.home / "llm-cache.sqlite" if cache else None,
+            outage_wait_s=settings.llm_outage_wait_s if wait_out_outages else 0.0,
+            min_timeout_s=settings.llm_timeout_min_s,
         )
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -379,7 +458,7 @@ class LLMClient:
                 )
             last = (reason, detail, reply.content, reply.finish_reason, reply.cached)
             if ask < max_reasks:
-                self.usage.reasks += 1
+                self._count("reasks")
                 if reason is Reason.REPLY_TRUNCATED:
                     tokens = tokens * 2
                 # the conversation grows with each bad reply, and re-asks sample a little,
@@ -446,38 +525,170 @@ class LLMClient:
 
     # -- internals -----------------------------------------------------------------------
 
+    def _count(self, name: str, n: int = 1) -> None:
+        self.usage.add(name, n)
+        for sink in _SINKS.get():
+            sink.add(name, n)
+
     def _redact(self, text: str) -> str:
         if self._api_key and len(self._api_key) >= 4:
             text = text.replace(self._api_key, "***")
         return text[:300]
 
+    def request_timeout(self) -> float:
+        """Seconds the next request may take: fitted to the observed p99, within bounds."""
+        if self.min_timeout_s is None or len(self._recent) < _TIMEOUT_MIN_SAMPLES:
+            return self.timeout_s
+        n = self.usage.requests
+        if self._fitted is None or n - self._fitted[0] >= 10:  # recomputed every 10 sends
+            data = sorted(self._recent)
+            p99 = data[max(0, math.ceil(0.99 * len(data)) - 1)]
+            fitted = max(self.min_timeout_s, _TIMEOUT_P99_FACTOR * p99)
+            self._fitted = (n, min(self.timeout_s, fitted))
+        return self._fitted[1]
+
+    async def _within_deadline(
+        self, call: Callable[[], Awaitable[T]], timeouts: int
+    ) -> tuple[T, float]:
+        """Await ``call()`` until its deadline; hedge it when it is slow and a slot is free.
+
+        Returns the result and the latency of the copy that answered.
+
+        The deadline is the fitted timeout (doubled for each time this request timed out
+        before), looked at again every second, so requests sent before enough latencies
+        were seen get the fitted timeout too once it exists. It is an overall deadline: the
+        SDK's timeout is per read, and a server that trickles bytes would never trip it.
+
+        Hedging: once the request has waited half its fitted timeout (``_HEDGE_AT``), and
+        only while a slot is free (nobody waits for one: it costs no one throughput), the
+        same request is sent once more and the first answer wins; the other is cancelled.
+        It keeps a hung request from holding back the end of a shard.
+        """
+        started = time.monotonic()
+        tasks = [asyncio.ensure_future(call())]
+        sent_at = {tasks[0]: started}
+        extra_slot = False
+        try:
+            while True:
+                fitted = self.min_timeout_s is not None and self._fitted is not None
+                limit = min(self.timeout_s, self.request_timeout() * 2**timeouts)
+                age = time.monotonic() - started
+                left = limit - age
+                if left <= 0:
+                    raise TimeoutError
+                wait = min(left, 1.0)
+                if fitted and len(tasks) == 1:
+                    hedge_at = _HEDGE_AT * limit
+                    if age >= hedge_at and not self._sem.locked():
+                        await self._sem.acquire()
+                        extra_slot = True
+                        self._count("requests")
+                        self._count("hedges")
+                        tasks.append(asyncio.ensure_future(call()))
+                        sent_at[tasks[-1]] = time.monotonic()
+                    elif age < hedge_at:
+                        wait = min(wait, hedge_at - age)
+                done, _ = await asyncio.wait(
+                    tasks, timeout=max(wait, 0.01), return_when=asyncio.FIRST_COMPLETED
+                )
+                for task in done:
+                    if task.exception() is None or len(tasks) == 1:
+                        return task.result(), time.monotonic() - sent_at[task]
+                    tasks.remove(task)  # the hedge (or the original) failed: the other runs on
+        finally:
+            for task in tasks:
+                if not task.done():
+                    task.cancel()
+                    with contextlib.suppress(BaseException):
+                        await task
+            if extra_slot:
+                self._sem.release()
+
+    def in_flight_ages(self) -> list[float]:
+        """Seconds each request now on the wire has been waiting for its reply."""
+        now = time.monotonic()
+        return [now - t for t in self._in_flight.values()]
+
+    def outage_seconds(self) -> float:
+        """How long the server has answered nothing while requests failed (0: no outage)."""
+        if self.outage_since is None:
+            return 0.0
+        return time.monotonic() - self.outage_since
+
+    def _answered(self, latency: float) -> None:
+        self.last_reply_at = time.monotonic()
+        self._failures_since_reply = 0
+        if self.outage_since is not None and self._outage_logged >= self.outage_since:
+            log.warning(
+                "the LLM server answers again after %.0f s", self.last_reply_at - self.outage_since
+            )
+        self.outage_since = None
+        self._recent.append(latency)
+        if len(self._recent) > 2 * _TIMEOUT_WINDOW:
+            del self._recent[:-_TIMEOUT_WINDOW]
+
+    def _waits_out(self, first_failure: float, failure: _Failure) -> bool:
+        """Keep trying past the retry budget during an outage, for at most
+        ``outage_wait_s`` from this request's first failure.
+
+        An outage: the last try could not even connect (refused, reset), the server has
+        answered nobody for ``_OUTAGE_GRACE_S``, or the last ``_OUTAGE_FAILURES`` tries
+        (of any request) all failed. A request that gets 5xx/429/timeouts while others
+        are answered fails for its own reasons: its retry budget decides.
+        """
+        if not failure.transient or self.outage_wait_s <= 0:
+            return False
+        now = time.monotonic()
+        last = self.last_reply_at
+        quiet = failure.connection or last is None or now - last >= _OUTAGE_GRACE_S
+        if not quiet and self._failures_since_reply < _OUTAGE_FAILURES:
+            return False  # the server answers others: this request's own failures are final
+        if now - first_failure >= self.outage_wait_s:
+            return False
+        if now - self._outage_logged >= _OUTAGE_LOG_EVERY_S:
+            self._outage_logged = now
+            log.warning(
+                "the LLM server has not answered for %.1f s (%s); waiting up to %.0f s "
+                "for it to come back (setting llm_outage_wait_s)",
+                self.outage_seconds(),
+                failure.detail,
+                self.outage_wait_s,
+            )
+        return True
+
     async def _send(
         self, kind: str, body: dict[str, Any], prompt_version: str
     ) -> _Reply | _Failure:
-        """One logical request: cache, then up to ``max_retries`` retries under the bound."""
+        """One logical request: cache, then retries under the bound; waits out an outage."""
         if self._oa is None:
             raise LLMError("the LLM client is not open: use 'async with LLMClient(...)'")
         key = cache_key({"kind": kind, **body}, prompt_version)
         if self._cache is not None:
             hit = self._cache.get(key)
             if hit is not None:
-                self.usage.cache_hits += 1
+                self._count("cache_hits")
                 return _Reply(hit.content, hit.finish_reason, cached=True)
         failure: _Failure | None = None
-        for attempt in range(self.max_retries + 1):
+        first_failure: float | None = None
+        waiting_since: float | None = None
+        timeouts = 0
+        attempt = 0
+        while True:
             retry_after: float | None = None
             async with self._sem:
-                self.usage.requests += 1
+                self._count("requests")
+                self._request_ids += 1
+                rid = self._request_ids
                 t0 = time.perf_counter()
+                self._in_flight[rid] = time.monotonic()
                 try:
-                    if kind == "chat":
-                        resp = await self._oa.chat.completions.create(**body)
-                        choice = resp.choices[0]
-                        content = choice.message.content or ""
-                    else:
-                        resp = await self._oa.completions.create(**body)
-                        choice = resp.choices[0]
-                        content = choice.text or ""
+                    oa = self._oa
+                    create = oa.chat.completions.create if kind == "chat" else oa.completions.create
+                    resp, latency = await self._within_deadline(
+                        functools.partial(create, **body), timeouts
+                    )
+                    choice = resp.choices[0]
+                    content = (choice.message.content if kind == "chat" else choice.text) or ""
                 except openai.APIStatusError as exc:
                     status = exc.status_code
                     detail = self._redact(f"HTTP {status} from the LLM server: {exc.message}")
@@ -485,28 +696,37 @@ class LLMClient:
                         failure = _Failure(Reason.LLM_HTTP_ERROR, detail)
                         retry_after = _retry_after(exc)
                     else:
-                        self.usage.failures += 1
-                        return _Failure(Reason.LLM_HTTP_ERROR, detail)
-                except openai.APITimeoutError:
-                    failure = _Failure(
-                        Reason.LLM_UNREACHABLE, f"no reply within {self.timeout_s:g} s"
-                    )
+                        self._count("failures")
+                        return _Failure(Reason.LLM_HTTP_ERROR, detail, transient=False)
+                except (openai.APITimeoutError, TimeoutError):
+                    self._count("timeouts")
+                    waited = time.perf_counter() - t0
+                    timeouts += 1
+                    failure = _Failure(Reason.LLM_UNREACHABLE, f"no reply within {waited:.3g} s")
                 except openai.APIConnectionError as exc:
                     cause = type(exc.__cause__).__name__ if exc.__cause__ else "connection error"
+                    if cause in _NOT_SENT:  # refused: no request reached the server
+                        self._count("requests", -1)
+                        self._count("connect_failures")
                     failure = _Failure(
-                        Reason.LLM_UNREACHABLE, self._redact(f"connection failed ({cause})")
+                        Reason.LLM_UNREACHABLE,
+                        self._redact(f"connection failed ({cause})"),
+                        connection=True,
                     )
                 except (openai.APIResponseValidationError, ValueError, IndexError) as exc:
                     # a 200 whose body is not a chat completion: retrying will not help
-                    self.usage.failures += 1
+                    self._count("failures")
                     return _Failure(
                         Reason.LLM_HTTP_ERROR,
                         self._redact(
                             f"the server's response is not a completion ({type(exc).__name__})"
                         ),
+                        transient=False,
                     )
                 else:
-                    self.usage.latencies_s.append(time.perf_counter() - t0)
+                    self._answered(latency)
+                    for u in (self.usage, *_SINKS.get()):
+                        u.latencies_s.append(latency)
                     u = resp.usage
                     reply = CachedReply(
                         content,
@@ -514,29 +734,54 @@ class LLMClient:
                         getattr(u, "prompt_tokens", 0) or 0,
                         getattr(u, "completion_tokens", 0) or 0,
                     )
-                    self.usage.prompt_tokens += reply.prompt_tokens
-                    self.usage.completion_tokens += reply.completion_tokens
+                    self._count("prompt_tokens", reply.prompt_tokens)
+                    self._count("completion_tokens", reply.completion_tokens)
                     # the slot is held until the reply is on disk, so what a SIGKILL can
                     # lose is bounded by max_in_flight (the write itself is off the loop)
                     if self._cache is not None:
                         await self._cache.aput(key, str(body["model"]), prompt_version, reply)
                     return _Reply(reply.content, reply.finish_reason, cached=False)
-            if attempt == self.max_retries:
-                break
-            self.usage.retries += 1
+                finally:
+                    self._in_flight.pop(rid, None)
+            now = time.monotonic()
+            self._failures_since_reply += 1
+            if first_failure is None:
+                first_failure = now
+            if self.outage_since is None and (
+                self.last_reply_at is None or self.last_reply_at < first_failure
+            ):
+                self.outage_since = now
+            if waiting_since is not None and (self.last_reply_at or 0.0) > waiting_since:
+                # the outage this request waited out is over: a fresh budget of retries
+                attempt, first_failure, waiting_since = 0, now, None
+            waiting = False
+            if attempt >= self.max_retries:
+                if not self._waits_out(first_failure, failure):
+                    break
+                waiting = True
+                waiting_since = waiting_since or now
+            self._count("retries")
             backoff = random.uniform(0, min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2**attempt))
             if retry_after is None:
                 delay = backoff
             else:  # what the server asked for, plus up to 10% so callers do not stampede
                 delay = min(retry_after, _RETRY_AFTER_CAP_S) * random.uniform(1.0, 1.1)
+            if waiting:  # probe often enough to notice the server is back
+                delay = min(delay, random.uniform(0.5, 1.0) * _OUTAGE_PROBE_S)
             log.info(
-                "LLM request failed (%s); retry %d/%d in %.2f s",
-                failure.detail if failure else "?",
+                "LLM request failed (%s); retry %d in %.2f s",
+                failure.detail,
                 attempt + 1,
-                self.max_retries,
                 delay,
             )
+            attempt += 1
             await asyncio.sleep(delay)
-        self.usage.failures += 1
-        assert failure is not None
-        return _Failure(failure.reason, f"{failure.detail} (after {self.max_retries} retries)")
+        self._count("failures")
+        if failure.transient:
+            self._count("transient_failures")
+        waited = time.monotonic() - first_failure
+        return _Failure(
+            failure.reason,
+            f"{failure.detail} (after {attempt} retries in {waited:.0f} s)",
+            failure.transient,
+        )

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict
 
 from parallelner.errors import ConfigError, InputError
 from parallelner.reasons import Reason
-from parallelner.records import Instance
+from parallelner.records import Entity, Instance
 
 __all__ = [
     "FORMATS",
@@ -46,9 +46,16 @@ __all__ = [
     "BadRecord",
     "is_int",
     "record_text",
+    "check_instance_parts",
+    "MAX_SENTENCE_CHARS",
 ]
 
 FORMATS = ("conll", "wikineural", "cluener", "jsonl", "parquet")
+
+# Longer "sentences" are quarantined, never sent to the LLM: a whole document pasted into
+# one line would cost thousands of tokens and cannot fit the translation's max_tokens.
+MAX_SENTENCE_CHARS = 5_000
+_RAW_KEPT = 2_000  # characters of a too-long input kept in its quarantine record
 
 
 class _Frozen(BaseModel):
@@ -190,6 +197,7 @@ class Source:
     lang: str | None
     dataset: str | None
     _labels: dict[str, frozenset[str]] = field(default_factory=dict)
+    max_chars: int = MAX_SENTENCE_CHARS
 
     @property
     def name(self) -> str:
@@ -212,6 +220,8 @@ class Source:
         self, line: int | None, reason: Reason, detail: str, raw: str = ""
     ) -> Quarantined:
         """A Quarantined event for this file."""
+        if reason is Reason.SENTENCE_TOO_LONG and len(raw) > _RAW_KEPT:
+            raw = f"{raw[:_RAW_KEPT]}... [{len(raw)} characters in all]"
         return Quarantined(path=self.name, line=line, reason=reason, detail=detail, raw=raw)
 
     def repaired(self, line: int | None, reason: Reason, detail: str) -> Repaired:
@@ -276,6 +286,45 @@ def record_text(obj: object) -> tuple[dict[str, Any], str]:
     if not text.strip():
         raise BadRecord(Reason.EMPTY_SENTENCE, 'empty sentence: "text" is empty')
     return obj, text
+
+
+def check_instance_parts(
+    source: Source, lang: str | None, text: str, entities: Iterable[Entity]
+) -> None:
+    """Raise BadRecord for what no reader may let through, whatever its format.
+
+    An unknown language, a text longer than ``source.max_chars``, or two entities that
+    share characters (overlapping or nested spans: one span per character is the
+    contract of every stage after reading). ``lang`` None: the file's language, checked once
+    by the caller.
+    """
+    from parallelner.langid import LANGUAGES
+
+    if lang is not None and lang not in LANGUAGES:
+        raise BadRecord(
+            Reason.UNKNOWN_LANGUAGE,
+            f"unknown language {lang!r}: use a BCP-47 code among {', '.join(sorted(LANGUAGES))}",
+        )
+    if len(text) > source.max_chars:
+        raise BadRecord(
+            Reason.SENTENCE_TOO_LONG,
+            f"the sentence has {len(text)} characters, more than the cap of {source.max_chars}",
+        )
+    ordered = sorted(entities, key=lambda e: (e.start, e.end))
+    for a, b in zip(ordered, ordered[1:], strict=False):
+        if b.start < a.end:
+            kind = (
+                "is nested in"
+                if b.end <= a.end
+                else "contains"
+                if b.start == a.start
+                else "overlaps"
+            )
+            raise BadRecord(
+                Reason.OVERLAPPING_ENTITIES,
+                f"entity {b.label} {b.text!r} [{b.start}, {b.end}) {kind} "
+                f"{a.label} {a.text!r} [{a.start}, {a.end})",
+            )
 
 
 def iter_json_lines(source: Source) -> Iterator[tuple[int, str, Any] | Quarantined]:
@@ -387,15 +436,16 @@ def read_events(
     *,
     lang: str | None = None,
     dataset: str | None = None,
+    max_chars: int = MAX_SENTENCE_CHARS,
     **opts: Any,
 ) -> Iterator[ReadEvent]:
     """Stream the events (Instance / Repaired / Quarantined) of one file, in file order."""
     path = Path(path)
-    fmt = format or detect_format(path)
-    parse = _parser(fmt)
     if path.is_dir():
         raise InputError(str(path), None, Reason.UNREADABLE_FILE, "is a directory, not a file")
-    source = Source(path=path, lang=lang, dataset=dataset)
+    fmt = format or detect_format(path)
+    parse = _parser(fmt)
+    source = Source(path=path, lang=lang, dataset=dataset, max_chars=max_chars)
     if dataset:
         source.labels()  # unknown dataset: a ConfigError now, not one per line
     return parse(source, **opts)
@@ -425,6 +475,8 @@ def read_instances(
     - ``opts``: format options, e.g. ``token_col``, ``tag_col``, ``scheme`` for CoNLL.
     """
     path = Path(path)
+    if path.is_dir():
+        raise InputError(str(path), None, Reason.UNREADABLE_FILE, "is a directory, not a file")
     fmt = format or detect_format(path)
     if report is not None:
         report.path = report.path or str(path)

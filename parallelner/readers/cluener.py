@@ -17,6 +17,7 @@ from parallelner.readers.base import (
     Quarantined,
     ReadEvent,
     Source,
+    check_instance_parts,
     is_int,
     iter_json_lines,
     record_text,
@@ -85,6 +86,7 @@ def read_cluener(source: Source) -> Iterator[ReadEvent]:
         lineno, line, obj = item
         try:
             text, entities = parse_cluener_line(obj, labels)
+            check_instance_parts(source, None, text, entities)
         except BadRecord as bad:
             yield source.quarantine(lineno, bad.reason, bad.detail, line)
             continue

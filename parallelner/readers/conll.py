@@ -23,7 +23,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from parallelner.detok import tokens_to_text
-from parallelner.readers.base import ReadEvent, Source, invalid_utf8_detail, iter_lines
+from parallelner.readers.base import (
+    BadRecord,
+    ReadEvent,
+    Source,
+    check_instance_parts,
+    invalid_utf8_detail,
+    iter_lines,
+)
 from parallelner.reasons import Reason
 from parallelner.records import Entity, Instance
 
@@ -171,13 +178,18 @@ def read_conll(
             yield source.quarantine(line, reason, detail, raw)
             return
         chunks, repairs = decode_tags(b.tags, scheme)
-        for tok_i, reason, detail in repairs:
-            yield source.repaired(b.lines[tok_i], reason, detail)
         detok = tokens_to_text(b.tokens, lang)
         entities = []
         for first, last, label in chunks:
             s, e = detok.char_span(first, last)
             entities.append(Entity(start=s, end=e, label=label, text=detok.text[s:e]))
+        try:  # tags cannot overlap; the length can be over the cap
+            check_instance_parts(source, None, detok.text, entities)
+        except BadRecord as bad:
+            yield source.quarantine(b.first_line, bad.reason, bad.detail, raw)
+            return
+        for tok_i, reason, detail in repairs:
+            yield source.repaired(b.lines[tok_i], reason, detail)
         yield Instance(
             id=f"{dataset}-{source.stem}-{sentence_no}",
             lang=lang,

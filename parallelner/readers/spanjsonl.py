@@ -7,7 +7,7 @@ One instance a line::
 
 Offsets are code points, end exclusive. ``entities[].text`` is optional; when present it
 must equal ``text[start:end]``. ``lang`` and ``source_dataset`` fall back to the
-reader's ``lang`` / ``dataset``; labels are checked against that dataset's label map,
+reader's ``lang`` / ``dataset``; ``lang`` must be a language the pipeline supports; labels are checked against that dataset's label map,
 or against the ontology's class names when no dataset is named. A missing ``id``
 becomes ``<dataset or "jsonl">-<file stem>-<line>``; an id seen twice is quarantined.
 Other top-level keys are ignored.
@@ -24,6 +24,7 @@ from parallelner.readers.base import (
     Quarantined,
     ReadEvent,
     Source,
+    check_instance_parts,
     is_int,
     iter_json_lines,
     record_text,
@@ -92,6 +93,7 @@ def instance_from_dict(obj: Any, source: Source, line: int) -> Instance:
                 Reason.UNKNOWN_LABEL, f"entity {k} has unknown label {label!r} for {where}"
             )
         entities.append(Entity(start=start, end=end, label=label, text=text[start:end]))
+    check_instance_parts(source, lang, text, entities)
     return Instance(id=rid, lang=lang, text=text, entities=tuple(entities), source_dataset=dataset)
 
 

@@ -1,7 +1,7 @@
 """A small real OpenAI-compatible HTTP server on loopback, for tests and benchmarks.
 
 It speaks ``POST /v1/chat/completions``, ``POST /v1/completions`` and ``GET /v1/models``
-(HTTP/1.1 with keep-alive, plain asyncio streams), plus ``GET /stats``. It models a
+(HTTP/1.1 with keep-alive, plain asyncio streams), plus ``GET /stats`` and ``POST /reset``. It models a
 serving engine with ``capacity`` slots and a ``service_time`` per request, records every
 request it received (so tests can assert that nothing was asked twice), and plays
 scripted replies and injected faults:
@@ -28,6 +28,15 @@ characters for CJK targets and other scripts to ASCII letters for the rest, so r
 pass the script check of the target language and every mention's translation occurs in
 the translated sentence.
 
+``OpenAIServer(fault_mix={"500": 0.1, "429": 0.03, ...}, seed=1)``: every request that no
+script matches draws its step at random from the mix (the rest ``ok``), with a seeded
+generator. ``server.outage(seconds)`` (or ``set_down(True)`` / ``set_down(False)``) closes
+the listening socket and drops open connections, as a crashed server does: connections are
+refused until it is back. A ``hang`` ends early when the client gives up (closes the
+connection), as vLLM aborts a request whose client went away. ``stats()["max_concurrent"]``
+is the most completion requests the server held at once, answered or not (faults
+included; ``/stats`` and ``/models`` are not counted).
+
 Run it: ``python -m parallelner.testing.openai_server --port 8000 --service-time 1
 --capacity 64``; in tests: ``with OpenAIServer(...) as srv: srv.base_url``.
 """
@@ -39,6 +48,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import random
 import threading
 import time
 from collections import deque
@@ -91,6 +101,12 @@ class OpenAIServer:
     responder: Callable[[dict[str, Any], bool, str], tuple[str, str] | None] | None = None
     requests: list[dict[str, Any]] = field(default_factory=list)
     _scripts: list[_Script] = field(default_factory=list)
+    # step -> probability for requests no script matches (e.g. {"500": 0.1, "hang": 0.05})
+    fault_mix: dict[str, float] | None = None
+    seed: int = 0
+    # an outage of ``outage_s`` seconds that starts when this many requests have come in
+    outage_after: int | None = None
+    outage_s: float = 60.0
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -105,6 +121,23 @@ class OpenAIServer:
         self._thread: threading.Thread | None = None
         self._sem: asyncio.Semaphore | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._readers: dict[asyncio.StreamWriter, asyncio.StreamReader] = {}
+        self._open = 0  # requests received and not yet answered (faults included)
+        self._pending: set[asyncio.StreamWriter] = set()  # connections with one open
+        self._max_open = 0
+        self._first_at: float | None = None  # first request since reset (monotonic)
+        self._last_done_at: float | None = None  # latest answer or hang end
+        self._down = False
+        self._hung_slot_s = 0.0  # slot-seconds spent in hangs (no work done)
+        self._answered: set[int] = set()  # hashes of request bodies answered with a 200
+        self._repeated = 0  # ... answered again: replies paid twice
+        self._rng = random.Random(self.seed)
+        if self.fault_mix:
+            unknown = set(self.fault_mix) - set(FAULTS)
+            if unknown:
+                raise ValueError(f"unknown faults {sorted(unknown)}; known: {', '.join(FAULTS)}")
+            if sum(self.fault_mix.values()) > 1.0 + 1e-9:
+                raise ValueError("fault_mix probabilities add up to more than 1")
 
     # -- control ---------------------------------------------------------------------
 
@@ -131,6 +164,9 @@ class OpenAIServer:
         self.requests.clear()
         self._busy_slot_s = 0.0
         self._max_busy = self._busy
+        self._max_open = self._open
+        self._hung_slot_s = 0.0
+        self._first_at = self._last_done_at = None
         self._t0 = time.monotonic()
         self._busy_since = self._t0
 
@@ -146,8 +182,61 @@ class OpenAIServer:
             "wall_s": wall,
             "busy_slot_s": busy,
             "max_busy": self._max_busy,
+            "max_concurrent": self._max_open,
+            "repeated_answers": self._repeated,
+            "hung_slot_s": self._hung_slot_s,  # ended hangs: busy slots that did no work
+            # from the first request to the latest answer: the window a run kept it busy
+            "active_wall_s": (
+                (self._last_done_at or now) - self._first_at if self._first_at else 0.0
+            ),
             "utilisation": busy / (self.capacity * wall) if wall > 0 else 0.0,
         }
+
+    @property
+    def down(self) -> bool:
+        """True while an outage is in progress (connections refused)."""
+        return self._down
+
+    def set_down(self, down: bool) -> None:
+        """Start (``True``) or end (``False``) an outage of a server run by ``start()``."""
+        if self._loop is None:
+            raise RuntimeError("the server is not running")
+        coro = self._go_down() if down else self._come_up()
+        asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=10)
+
+    def outage(self, seconds: float) -> None:
+        """Go down now and come back by itself after ``seconds`` (returns at once)."""
+        self.set_down(True)
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(
+            lambda: self._loop.call_later(  # type: ignore[union-attr]
+                seconds, lambda: asyncio.ensure_future(self._come_up())
+            )
+        )
+
+    def _start_outage(self) -> None:  # on the server's loop: down now, up in outage_s
+        loop = asyncio.get_running_loop()
+        asyncio.ensure_future(self._go_down())
+        loop.call_later(self.outage_s, lambda: asyncio.ensure_future(self._come_up()))
+
+    async def _go_down(self) -> None:
+        if self._down:
+            return
+        self._down = True
+        if self._server is not None:
+            self._server.close()
+            for w in list(self._writers):
+                w.transport.abort()
+            await self._server.wait_closed()
+            self._server = None
+
+    async def _come_up(self) -> None:
+        if not self._down:
+            return
+        self._server = await asyncio.start_server(
+            self._handle, self.host, self.port, backlog=4096, limit=1 << 22
+        )
+        self._down = False
 
     def start(self) -> OpenAIServer:
         """Run the server in a daemon thread; returns once it accepts connections."""
@@ -218,6 +307,7 @@ class OpenAIServer:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
+        self._readers[writer] = reader
         try:
             while True:
                 line = await reader.readline()
@@ -235,12 +325,24 @@ class OpenAIServer:
                     k, _, v = h.decode("latin-1").partition(":")
                     headers[k.strip().lower()] = v.strip()
                 body = await reader.readexactly(int(headers.get("content-length") or 0))
-                if not await self._dispatch(method, path, headers, body, writer):
-                    return
+                if method == "POST" and path.startswith("/v1/"):  # completions only
+                    self._open += 1
+                    self._pending.add(writer)
+                    self._max_open = max(self._max_open, self._open)
+                if self._first_at is None and method == "POST":
+                    self._first_at = time.monotonic()
+                try:
+                    if not await self._dispatch(method, path, headers, body, writer):
+                        return
+                finally:
+                    self._close_request(writer)
+                    if method == "POST":
+                        self._last_done_at = time.monotonic()
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
             return
         finally:
             self._writers.discard(writer)
+            self._readers.pop(writer, None)
             writer.close()
 
     async def _respond(
@@ -251,6 +353,9 @@ class OpenAIServer:
         extra: dict[str, str] | None = None,
     ) -> None:
         data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        # answered before the bytes leave: a client may send its next request on another
+        # connection as soon as it reads them, before this coroutine runs again
+        self._close_request(writer)
         head = [
             f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}",
             "Content-Type: application/json",
@@ -278,6 +383,10 @@ class OpenAIServer:
         if method == "GET" and path == "/stats":
             await self._respond(writer, 200, self.stats())
             return True
+        if method == "POST" and path == "/reset":  # what reset_log() does, over HTTP
+            self.reset_log()
+            await self._respond(writer, 200, self.stats())
+            return True
         if method != "POST" or path not in ("/v1/chat/completions", "/v1/completions"):
             await self._respond(writer, 404, {"error": {"message": f"no route {method} {path}"}})
             return True
@@ -287,10 +396,14 @@ class OpenAIServer:
             await self._respond(writer, 400, {"error": {"message": "body is not JSON"}})
             return True
         chat = path.endswith("chat/completions")
+        if self.outage_after is not None and len(self.requests) + 1 == self.outage_after:
+            asyncio.get_running_loop().call_soon(self._start_outage)
         text = self._request_text(body, chat)
         step = self._next_step(text)
         fault = step if isinstance(step, str) else step.get("fault", "content")
-        self.requests.append(
+        entry: dict[str, Any] = {"answered": False}
+        self.requests.append(entry)
+        entry.update(
             {
                 "path": path,
                 "body": body,
@@ -319,15 +432,37 @@ class OpenAIServer:
             self._slot(+1)
             try:
                 if fault == "hang":
-                    await asyncio.sleep(self.hang_s)
+                    await self._hang(writer)
                     return False
                 if self.service_time:
                     await asyncio.sleep(self.service_time)
                 content, finish = self._content(body, chat, text, step)
                 await self._respond(writer, 200, self._completion(body, chat, content, finish))
+                entry["answered"] = True  # a 200 on its way: the client has paid for it
+                h = hash(json.dumps(body, sort_keys=True))
+                self._repeated += h in self._answered
+                self._answered.add(h)
             finally:
                 self._slot(-1)
         return True
+
+    def _close_request(self, writer: asyncio.StreamWriter) -> None:
+        if writer in self._pending:
+            self._pending.discard(writer)
+            self._open -= 1
+
+    async def _hang(self, writer: asyncio.StreamWriter) -> None:
+        """Answer nothing for ``hang_s`` seconds, or until the client closes the connection."""
+        reader = self._readers.get(writer)
+        t0 = time.monotonic()
+        try:
+            if reader is None:
+                await asyncio.sleep(self.hang_s)
+                return
+            with contextlib.suppress(TimeoutError, ConnectionError):
+                await asyncio.wait_for(reader.read(1), self.hang_s)  # b"": the client left
+        finally:
+            self._hung_slot_s += time.monotonic() - t0
 
     def _slot(self, delta: int) -> None:
         now = time.monotonic()
@@ -353,6 +488,12 @@ class OpenAIServer:
             for s in self._scripts:
                 if s.match in text and s.steps:
                     return s.steps.popleft()
+            if self.fault_mix:
+                x = self._rng.random()
+                for name, p in self.fault_mix.items():
+                    if x < p:
+                        return name
+                    x -= p
         return "ok"
 
     def _content(
@@ -436,13 +577,20 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--service-time", type=float, default=0.0, help="seconds per request")
     ap.add_argument("--capacity", type=int, default=64, help="requests served at once")
     ap.add_argument("--model", default="test-model")
+    ap.add_argument("--hang-s", type=float, default=30.0, help="seconds a hang lasts at most")
+    ap.add_argument(
+        "--fault-mix", default="", help="random faults, e.g. 500=0.1,429=0.03,hang=0.05"
+    )
+    ap.add_argument("--seed", type=int, default=0, help="for --fault-mix and --gold")
+    ap.add_argument("--outage-after", type=int, default=None, help="go down at request N")
+    ap.add_argument("--outage-s", type=float, default=60.0, help="... for this many seconds")
     ap.add_argument(
         "--gold", nargs="+", metavar="JSONL",
         help="answer from these projection-dev pairs, with mistakes (testing.noisy)",
     )  # fmt: skip
     ap.add_argument("--mistake-rate", type=float, default=0.4, help="with --gold")
-    ap.add_argument("--seed", type=int, default=0, help="with --gold")
     args = ap.parse_args(argv)
+    mix = {k: float(v) for k, v in (kv.split("=") for kv in args.fault_mix.split(",") if kv)}
     responder = None
     if args.gold:
         from parallelner.testing.noisy import NoisyTranslator, load_gold_pairs
@@ -452,7 +600,9 @@ def main(argv: list[str] | None = None) -> None:
         )
     srv = OpenAIServer(
         host=args.host, port=args.port, service_time=args.service_time,
-        capacity=args.capacity, model=args.model, responder=responder,
+        capacity=args.capacity, model=args.model, hang_s=args.hang_s,
+        fault_mix=mix or None, seed=args.seed, outage_after=args.outage_after,
+        outage_s=args.outage_s, responder=responder,
     )  # fmt: skip
 
     async def _main() -> None:

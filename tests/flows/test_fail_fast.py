@@ -34,6 +34,11 @@ def _closed_port() -> int:
             "source file not found: data/sources/no-such-file.conllu",
         ),
         (
+            "source is a directory",
+            ["tests/data", "--to", "zh"],
+            "source is a directory, not a file: tests/data",
+        ),
+        (
             "source is the target language",
             [str(WIKINEURAL_SAMPLE), "--to", "en"],
             "is the target language",

@@ -219,3 +219,159 @@ def test_sigkill_loses_only_requests_in_flight(tmp_path):
         assert len(results) == 40
         assert usage.cache_hits == kept and usage.requests == 40 - kept
         assert len(srv.requests) == sent_before + 40 - kept
+
+
+# -- faults: outages, hung requests, per-caller counters (issue 14) ----------------------
+
+
+class Reply(BaseModel):
+    """What the test server answers a chat request with by default."""
+
+    translation: str
+
+
+def _ask(c: LLMClient, text: str):
+    return c.chat_json([{"role": "user", "content": text}], Reply, prompt_version="t.v1")
+
+
+def test_an_outage_within_the_wait_is_waited_out(tmp_path):
+    import threading
+
+    with OpenAIServer(service_time=0.01) as srv:
+
+        async def go():
+            async with _client(srv, tmp_path, max_retries=1, outage_wait_s=30.0) as c:
+                assert (await _ask(c, "first")).ok
+                srv.set_down(True)
+                threading.Timer(2.0, srv.set_down, args=(False,)).start()
+                out = await _ask(c, "second, sent while the server is down")
+                return out, c.usage
+
+        out, usage = asyncio.run(go())
+    assert out.ok  # more than 1 retry's worth of down time, less than the wait
+    assert usage.retries >= 2 and usage.failures == usage.transient_failures == 0
+
+
+def test_a_request_that_failed_just_before_an_outage_waits_it_out_too(tmp_path):
+    import threading
+
+    # its first try fails (a 500) while another request is still answered, then the
+    # server goes down: its retries fall in the outage (where the requests sent after it
+    # fail too), which it waits out
+    with OpenAIServer(service_time=0.3) as srv:
+        srv.script("unlucky", ["500"])
+
+        async def go():
+            async with _client(srv, tmp_path, max_retries=2, outage_wait_s=30.0) as c:
+                threading.Timer(0.5, srv.set_down, args=(True,)).start()
+                threading.Timer(3.5, srv.set_down, args=(False,)).start()
+
+                async def later(i: int):
+                    await asyncio.sleep(0.6)
+                    return await _ask(c, f"sent during the outage {i}")
+
+                outs = await asyncio.gather(
+                    _ask(c, "unlucky"), _ask(c, "answered"), *(later(i) for i in range(10))
+                )
+                return outs, c.usage
+
+        outs, usage = asyncio.run(go())
+    assert all(o.ok for o in outs)
+    assert usage.transient_failures == 0 and usage.connect_failures >= 10
+
+
+def test_an_outage_longer_than_the_wait_fails_as_transient(tmp_path):
+    with OpenAIServer() as srv:
+
+        async def go():
+            async with _client(srv, tmp_path, max_retries=1, outage_wait_s=1.0) as c:
+                srv.set_down(True)
+                out = await _ask(c, "nobody answers")
+                return out, c.usage
+
+        out, usage = asyncio.run(go())
+    assert out.reason is Reason.LLM_UNREACHABLE and "connection failed" in out.detail
+    assert usage.failures == usage.transient_failures == 1
+
+
+def test_a_request_that_fails_while_others_succeed_does_not_wait(tmp_path):
+    # a server that answers others is no outage: the retry budget alone decides
+    with OpenAIServer() as srv:
+        srv.script("poison", ["500"] * 50)
+
+        async def go():
+            async with _client(srv, tmp_path, max_retries=2, outage_wait_s=600.0) as c:
+
+                async def others():
+                    for i in range(40):
+                        await _ask(c, f"healthy {i}")
+                        await asyncio.sleep(0.05)
+
+                out, _ = await asyncio.gather(_ask(c, "poison"), others())
+                return out, c.usage
+
+        out, usage = asyncio.run(go())
+    assert out.reason is Reason.LLM_HTTP_ERROR
+    assert len(srv.requests_for("poison")) == 3  # 1 + max_retries, no outage wait
+    assert usage.transient_failures == 1
+
+
+def test_a_non_retryable_error_is_not_transient(tmp_path):
+    with OpenAIServer() as srv:
+
+        async def go():
+            async with _client(srv, tmp_path) as c:
+                c._oa.base_url = c._oa.base_url.copy_with(path="/v1/nowhere/")  # 404
+                return await _ask(c, "x"), c.usage
+
+        out, usage = asyncio.run(go())
+    assert out.reason is Reason.LLM_HTTP_ERROR and "HTTP 404" in out.detail
+    assert usage.failures == 1 and usage.transient_failures == 0
+
+
+@pytest.mark.parametrize("slots", [1, 4], ids=["no free slot: timeout", "free slot: hedge"])
+def test_the_timeout_is_fitted_to_latency_and_a_hung_request_is_let_go(slots, tmp_path):
+    with OpenAIServer(service_time=0.02, hang_s=60) as srv:
+        srv.script("hangs once", ["hang"])
+
+        async def go():
+            opts = {"timeout_s": 60.0, "min_timeout_s": 0.3, "max_in_flight": slots}
+            async with _client(srv, tmp_path, **opts) as c:
+                assert c.request_timeout() == 60.0  # no latency seen yet: the ceiling
+                for i in range(25):
+                    await _ask(c, f"warm-up {i}")
+                fitted = c.request_timeout()
+                out = await _ask(c, "hangs once")
+                return out, fitted, c.usage
+
+        out, fitted, usage = asyncio.run(go())
+    p99 = sorted(usage.latencies_s[:25])[24]
+    assert fitted == max(0.3, 3 * p99) < 60.0
+    assert out.ok  # the hung request was let go and the same request answered
+    assert len(srv.requests_for("hangs once")) == 2 and usage.requests == 27
+    if slots == 1:  # given up after `fitted` s, then sent again
+        assert (usage.timeouts, usage.retries, usage.hedges) == (1, 1, 0)
+    else:  # a copy sent after fitted / 2 s, while a slot was free, answered first
+        assert (usage.timeouts, usage.retries, usage.hedges) == (0, 0, 1)
+
+
+def test_count_usage_counts_one_callers_requests_only(server, tmp_path):
+    from parallelner.llm.client import count_usage
+
+    async def go():
+        async with _client(server, tmp_path, cache_path=None) as c:
+            mine, theirs = Usage(), Usage()
+
+            async def asks(prefix: str, n: int) -> None:  # tasks started inside count_usage
+                await asyncio.gather(*(_ask(c, f"{prefix} {i}") for i in range(n)))
+
+            await asyncio.gather(
+                count_usage(mine, asks("mine", 3)),
+                count_usage(theirs, asks("theirs", 5)),
+                _ask(c, "nobody's"),
+            )
+            return mine, theirs, c.usage
+
+    mine, theirs, total = asyncio.run(go())
+    assert (mine.requests, theirs.requests, total.requests) == (3, 5, 9)
+    assert len(mine.latencies_s) == 3

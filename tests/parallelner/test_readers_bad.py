@@ -6,6 +6,7 @@ says, and another good sentence (see tests/data/NOTICE.md).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,19 @@ CASES = [
     ("unknown-label.jsonl", 2, Reason.UNKNOWN_LABEL, "unknown label 'POLITICIAN'"),
     ("duplicate-id.jsonl", 2, Reason.DUPLICATE_ID, "'pud-00003' appears earlier"),
     ("empty-sentence.jsonl", 2, Reason.EMPTY_SENTENCE, "empty sentence"),
+    (
+        "overlapping-entities.jsonl",
+        2,
+        Reason.OVERLAPPING_ENTITIES,
+        "entity ORG 'Clinton ’' [30, 39) contains PER 'Clinton' [30, 37)",
+    ),
+    (
+        "overlapping-entities.json",
+        2,
+        Reason.OVERLAPPING_ENTITIES,
+        "entity organization '那不勒斯' [0, 4) contains address '那不勒' [0, 3)",
+    ),
+    ("unknown-language.jsonl", 2, Reason.UNKNOWN_LANGUAGE, "unknown language 'klingon'"),
 ]
 
 
@@ -134,3 +148,39 @@ def test_a_non_string_lang_is_named_as_such(tmp_path):
         list(read_instances(path, "jsonl", strict=True))
     assert str(err.value).startswith(f"{path}:1: ")
     assert '"lang" must be a string, found 7' in str(err.value)
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "cluener", "conll"])
+def test_a_sentence_over_the_cap_is_quarantined_not_read(fmt, tmp_path):
+    # a 5 MB "sentence" (a document pasted into one line) must never reach the LLM
+    good = "Alice Smith lives in Paris ."
+    long = "word " * 1_000_000
+    if fmt == "jsonl":
+        rows = [{"id": str(i), "lang": "en", "text": t, "entities": []} for i, t in
+                enumerate([good, long, good])]  # fmt: skip
+        path = tmp_path / "s.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    elif fmt == "cluener":
+        path = tmp_path / "s.json"
+        path.write_text(
+            "".join(json.dumps({"text": t}) + "\n" for t in ("你好。", "字" * 5_000_001, "再见。"))
+        )
+    else:
+        path = tmp_path / "s.conll"
+        tokens = ["A"] * 12 + ["."]
+        block = lambda toks: "".join(f"{t}\tO\n" for t in toks) + "\n"  # noqa: E731
+        path.write_text(block(tokens) + block(["word"] * 1_000_000) + block(tokens))
+    quarantined = []
+    kept = list(read_instances(path, fmt, quarantine=quarantined.append))
+    assert len(kept) == 2
+    (q,) = quarantined
+    assert q.reason is Reason.SENTENCE_TOO_LONG and q.line is not None
+    assert "more than the cap of 5000" in q.detail
+    assert len(q.raw) < 10_000  # the quarantine file keeps a bounded excerpt
+    with pytest.raises(InputError, match="sentence_too_long"):
+        list(read_instances(path, fmt, strict=True))
+
+
+def test_a_directory_is_reported_as_a_directory(tmp_path):
+    with pytest.raises(InputError, match="is a directory, not a file"):
+        list(read_instances(tmp_path))

@@ -1,0 +1,242 @@
+"""The `synthesize` flow against the loopback fault server: one in-flight bound for the
+whole process, counters equal to what the server saw, outages waited out or retried by
+the next run, hung requests that do not stall the run (issue 14)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from flows.synthesize import make_task_runner, synthesize
+from parallelner.testing.openai_server import OpenAIServer
+from tests.flows.helpers import WIKINEURAL_SAMPLE
+
+# the stand-in server's fault mix of the issue, without hangs (those have their own test)
+FAULTS = {"500": 0.10, "429": 0.03, "malformed_json": 0.05, "reset": 0.02}
+RETRIED = {"500", "429", "reset", "hang"}  # faults the client retries
+
+
+def _config(home: Path, server: OpenAIServer, **extra) -> dict:
+    return {
+        "home": str(home),
+        "llm_base_url": server.base_url,
+        "llm_model": "test-model",
+        "shard_size": 5,
+        **extra,
+    }
+
+
+def _run(server: OpenAIServer, home: Path, workers: int = 4, **extra) -> dict:
+    flow = synthesize.with_options(task_runner=make_task_runner("threads", workers))
+    return flow(
+        sources=[str(WIKINEURAL_SAMPLE)], tgt_lang="zh", config=_config(home, server, **extra)
+    )
+
+
+def test_max_in_flight_bounds_the_whole_process_at_the_server(prefect_harness, tmp_path):
+    # 4 shards on 4 worker threads at once, 3 requests in flight for all of them together
+    with OpenAIServer(model="test-model", service_time=0.2) as srv:
+        summary = _run(srv, tmp_path / "home", workers=4, llm_max_in_flight=3)
+        stats = srv.stats()
+    assert summary["instances"] == 20
+    assert stats["max_concurrent"] == 3, stats  # never more than the bound, and reached
+
+
+def test_counters_equal_the_servers_count_and_a_rerun_counts_zero(prefect_harness, tmp_path):
+    home = tmp_path / "home"
+    with OpenAIServer(model="test-model", fault_mix=FAULTS, seed=7) as srv:
+        first = _run(srv, home, workers=4, llm_max_in_flight=8)
+        seen = list(srv.requests)
+        srv.reset_log()
+        again = _run(srv, home, workers=4, llm_max_in_flight=8)
+        seen_again = list(srv.requests)
+
+    usage = first["usage"]
+    faults = [r["fault"] for r in seen]
+    assert {"500", "malformed_json"} <= set(faults)  # the mix did play
+    assert usage["requests"] == len(seen)
+    assert usage["failures"] == 0
+    assert usage["retries"] == sum(f in RETRIED for f in faults)
+    assert usage["reasks"] >= faults.count("malformed_json")
+    # the re-run found every shard finished: it asked nothing and says so
+    assert seen_again == []
+    assert again["usage"].get("requests", 0) == 0 and again["usage"].get("retries", 0) == 0
+    assert again["counts"] == first["counts"]
+
+
+def _real_source(tmp_path: Path, n: int) -> Path:
+    """The first ``n`` sentences of the WikiNEuRal English validation sample, as span JSONL."""
+    import itertools
+
+    from parallelner.readers import read_instances
+    from parallelner.writers.spanjsonl import write_span_jsonl
+    from tests.conftest import DATA
+
+    src = tmp_path / f"wikineural-{n}.jsonl"
+    write_span_jsonl(
+        itertools.islice(read_instances(DATA / "sources" / "wikineural-en-val.conllu"), n), src
+    )
+    return src
+
+
+def _flow(server: OpenAIServer, home: Path, src: Path, workers: int = 4, **extra) -> dict:
+    flow = synthesize.with_options(task_runner=make_task_runner("threads", workers))
+    return flow(sources=[str(src)], tgt_lang="zh", config=_config(home, server, **extra))
+
+
+def test_outage_past_the_wait_then_a_rerun_gives_the_table_of_a_run_without_outage(
+    prefect_harness, tmp_path
+):
+    import threading
+
+    from parallelner.settings import load_settings
+    from parallelner.store import load_snapshot
+    from tests.flows.helpers import comparable
+
+    src = _real_source(tmp_path, 60)
+    # retries and the outage wait spent in a few seconds: the outage outlasts them
+    extra = {"llm_max_in_flight": 4, "llm_outage_wait_s": 2.0, "shard_size": 10,
+             "translate": {"max_retries": 2}}  # fmt: skip
+    with OpenAIServer(model="test-model") as ref_srv:
+        ref = _flow(ref_srv, tmp_path / "ref", src, **extra)
+    assert ref.get("unfinished", {}) == {}
+
+    home = tmp_path / "home"
+    with OpenAIServer(model="test-model", service_time=0.02) as srv:
+
+        def go_down_after(n: int) -> None:  # mid-run: some replies paid, the rest not
+            while sum(r["answered"] for r in srv.requests) < n:
+                threading.Event().wait(0.005)
+            srv.set_down(True)
+
+        killer = threading.Thread(target=go_down_after, args=(40,), daemon=True)
+        killer.start()
+        first = _flow(srv, home, src, **extra)
+        killer.join()
+        paid = {_body(r) for r in srv.requests if r["answered"]}
+        srv.set_down(False)
+        srv.reset_log()
+        second = _flow(srv, home, src, **extra)
+        asked_again = [r for r in srv.requests if _body(r) in paid]
+
+    # the outage outlasted the wait: rows failed...
+    assert first["counts"].get("failed", 0) > 0
+    # ...and the re-run retried them: the table of a run without outage
+    rows = load_snapshot("main", settings=load_settings(home=home))
+    ref_rows = load_snapshot("main", settings=load_settings(home=tmp_path / "ref"))
+    assert rows.num_rows == ref_rows.num_rows == 60
+    assert comparable(rows) == comparable(ref_rows)
+    assert second["counts"] == ref["counts"] and second["reasons"] == ref["reasons"]
+    # asking nothing it had paid for
+    assert asked_again == []
+    # the first run said what was left to retry; the second has nothing left
+    assert first["unfinished"]["rows"] == first["counts"]["failed"]
+    assert first["unfinished"]["shards"] >= 1
+    assert second["unfinished"] == {}
+
+
+def _body(request: dict) -> str:
+    import json
+
+    return json.dumps(request["body"], sort_keys=True, ensure_ascii=False)
+
+
+def test_a_short_outage_is_waited_out_and_fails_nothing(prefect_harness, tmp_path):
+    src = _real_source(tmp_path, 30)
+    extra = {"llm_max_in_flight": 4, "shard_size": 10, "translate": {"max_retries": 1}}
+    with OpenAIServer(model="test-model", service_time=0.02) as srv:
+        srv.set_down(True)
+        srv_up = __import__("threading").Timer(4.0, srv.set_down, args=(False,))
+        srv_up.start()  # down for 4 s: longer than 1 retry, shorter than the wait
+        summary = _flow(srv, tmp_path / "home", src, **extra)
+        srv_up.join()
+    assert summary["unfinished"] == {}
+    assert summary["counts"].get("failed", 0) == 0
+    assert summary["usage"]["transient_failures"] == 0
+
+
+def test_hung_requests_do_not_stall_the_run(prefect_harness, tmp_path):
+    # 5% of requests hang (for 60 s, or until the client gives up on them); the timeout,
+    # fitted to the observed latency, frees their slots within a few service times
+    src = _real_source(tmp_path, 100)
+    slots = 8
+    extra = {"llm_max_in_flight": slots, "shard_size": 50, "llm_timeout_min_s": 0.5}
+    with OpenAIServer(
+        model="test-model", service_time=1.0, hang_s=60, fault_mix={"hang": 0.05}, seed=3
+    ) as srv:
+        summary = _flow(srv, tmp_path / "home", src, workers=4, **extra)
+        stats = srv.stats()
+        hangs = sum(r["fault"] == "hang" for r in srv.requests)
+    assert hangs >= 5  # the mix did play
+    assert stats["max_concurrent"] <= slots
+    assert summary["counts"].get("failed", 0) == 0
+    # each hung request was given up by the client, or answered by its hedge (a copy
+    # sent while a slot was free)
+    usage = summary["usage"]
+    assert usage["timeouts"] <= hangs <= usage["timeouts"] + usage["hedges"]
+    assert usage["requests"] == stats["requests"]
+    # a hung request holds its slot for a few service times, not for the whole hang
+    assert stats["hung_slot_s"] / hangs < 10.0, stats
+    # slots busy from the run's first request to its last reply
+    busy = stats["busy_slot_s"] / (slots * stats["active_wall_s"])
+    useful = (stats["busy_slot_s"] - stats["hung_slot_s"]) / (slots * stats["active_wall_s"])
+    print(f"slots busy {busy:.3f}, with work {useful:.3f}: {stats}")
+    assert busy >= 0.8, stats
+
+
+def test_cli_run_left_with_transient_failures_exits_3_and_a_rerun_finishes(llm_server, tmp_path):
+    from tests.flows.helpers import run_cli, run_env, summary_of
+
+    home = tmp_path / "home"
+    env = run_env(
+        home,
+        llm_server,
+        PARALLELNER_LLM_OUTAGE_WAIT_S="1",
+        PARALLELNER_TRANSLATE__MAX_RETRIES="1",
+    )
+    args = [str(WIKINEURAL_SAMPLE), "--to", "zh", "--shard-size", "10", "--json"]
+    llm_server.fault_mix = {"500": 1.0}  # every completion fails: an overloaded server
+    res = run_cli(*args, env=env)
+    assert res.returncode == 3, res.stderr[-3000:]
+    assert "Traceback" not in res.stderr
+    first = json.loads(res.stdout)  # the summary is still printed
+    assert first["unfinished"]["rows"] == first["counts"]["failed"] == 20
+    last = [ln for ln in res.stderr.splitlines() if ln.strip()][-1]
+    assert last.startswith("error: 20 rows failed and ")
+    assert "run the same command again" in last
+
+    llm_server.fault_mix = None  # the server recovers
+    llm_server.reset_log()
+    second = summary_of(run_cli(*args, env=env))
+    assert second["unfinished"] == {} and second["counts"].get("failed", 0) == 0
+    assert second["usage"]["requests"] == len(llm_server.requests) > 0
+
+
+def test_progress_listeners_see_an_outage_and_a_slow_request(tmp_path):
+    import threading
+
+    from parallelner import pipeline
+    from parallelner.settings import load_settings
+
+    events: list[tuple[str, int]] = []
+    remove = pipeline.add_progress_listener(lambda e, n: events.append((e, n)))
+    try:
+        with OpenAIServer(model="test-model", hang_s=30) as srv:
+            settings = load_settings(
+                None, home=tmp_path, llm_base_url=srv.base_url, llm_model="test-model",
+                translate={"timeout_s": 3.0, "max_retries": 1}, llm_outage_wait_s=20.0,
+            )  # fmt: skip
+            srv.script("slow one", ["hang"])
+            with pipeline.LLMRuntime(settings) as rt:
+                from parallelner.llm.client import LLMClient
+
+                ask = LLMClient.complete_outcome
+                rt.run(ask(rt.client, "slow one", prompt_version="t.v1"))  # timed out, retried
+                srv.set_down(True)
+                threading.Timer(6.5, srv.set_down, args=(False,)).start()
+                rt.run(ask(rt.client, "while down", prompt_version="t.v1"))  # waited out
+    finally:
+        remove()
+    seen = [e for e in events if e[0].startswith("llm_")]
+    assert ("llm_stalled", 1) in seen and ("llm_stalled", 0) in seen
+    assert any(e == "llm_outage" and n >= 5 for e, n in seen) and ("llm_outage", 0) in seen
