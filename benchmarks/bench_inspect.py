@@ -40,8 +40,14 @@ def plain_count(path: Path, fmt: str) -> tuple[int, dict[str, int]]:
     if fmt == "cluener":
         for line in path.read_text(encoding="utf-8").splitlines():
             if line.strip():
+                labels = json.loads(line).get("label", {})
+                spans = sorted(
+                    (s, e) for ms in labels.values() for ss in ms.values() for s, e in ss
+                )
+                if any(b[0] <= a[1] for a, b in zip(spans, spans[1:], strict=False)):
+                    continue  # overlapping spans: the readers quarantine the line
                 sentences += 1
-                for typ, mentions in json.loads(line).get("label", {}).items():
+                for typ, mentions in labels.items():
                     entities[typ] += sum(len(s) for s in mentions.values())
         return sentences, dict(sorted(entities.items()))
     prev, inside = "O", False
