@@ -43,6 +43,7 @@ __all__ = [
     "looks_like",
     "zh_variant",
     "variant_counts",
+    "convert_variant",
 ]
 
 Unit = Literal["letter", "token"]
@@ -222,6 +223,11 @@ def _opencc(config: str):  # noqa: ANN202 - opencc has no type stubs
     import opencc
 
     return opencc.OpenCC(config)
+
+
+def convert_variant(text: str, to: str) -> str:
+    """``text`` in Simplified (``to="hans"``) or Traditional (``"hant"``) characters (OpenCC)."""
+    return _opencc("t2s" if to == "hans" else "s2t").convert(text)
 
 
 def variant_counts(text: str) -> tuple[int, int]:

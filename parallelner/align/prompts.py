@@ -11,7 +11,7 @@ from functools import cache
 from importlib import resources
 from string import Template
 
-from parallelner.langid import lang_name
+from parallelner.langid import lang_name, zh_variant
 
 __all__ = ["Prompt", "load_prompt", "lang_name", "example_block"]
 
@@ -103,11 +103,9 @@ def _example_key(tgt_lang: str, tgt_text: str) -> str:
     base = tgt_lang.split("-")[0].lower()
     if base != "zh":
         return base
-    tag = tgt_lang.lower()
-    if "hant" in tag or tag in ("zh-tw", "zh-hk", "zh-mo"):
-        return "zh-Hant"
-    if "hans" in tag or tag in ("zh-cn", "zh-sg"):
-        return "zh-Hans"
+    variant = zh_variant(tgt_lang)
+    if variant is not None:
+        return "zh-Hant" if variant == "hant" else "zh-Hans"
     trad = sum(c in _TRAD for c in tgt_text)
     simp = sum(c in _SIMP for c in tgt_text)
     return "zh-Hant" if trad > simp else "zh-Hans"

@@ -48,7 +48,7 @@ from collections.abc import Iterable
 from rapidfuzz import fuzz
 
 from parallelner.detok import NO_SPACE_LANGS
-from parallelner.langid import _opencc, script_of, variant_counts, zh_variant
+from parallelner.langid import convert_variant, script_of, variant_counts, zh_variant
 from parallelner.quality.checks import Finding
 from parallelner.quality.language import FUNCTION_WORDS
 from parallelner.reasons import Reason
@@ -115,7 +115,7 @@ def _units(text: str) -> list[str]:
     dotted acronyms joined (``U.S.`` = ``US``)."""
     text = _DOTTED.sub(lambda m: m.group(1).replace(".", ""), text)
     if _HAN_CHAR.search(text):
-        text = _opencc("t2s").convert(text)
+        text = convert_variant(text, "hans")
     return _UNIT.findall(_fold(text))
 
 

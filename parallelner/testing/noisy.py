@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from parallelner.langid import zh_variant
+from parallelner.langid import convert_variant, zh_variant
 from parallelner.quality.samples import read_projection_drafts
 from parallelner.records import Entity, Instance, ParallelRecord
 
@@ -280,12 +280,7 @@ def source_form(view: View, start: int, end: int) -> str:
 # Chinese variants
 
 
-def _convert(text: str, to: str) -> str:
-    import opencc  # a dependency of the project (span matching folds Traditional)
-
-    return opencc.OpenCC("t2s" if to == "hans" else "s2t").convert(text)
-
-
+_convert = convert_variant
 _variant = zh_variant
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from parallelner.langid import variant_counts
+from parallelner.langid import convert_variant, variant_counts
 from parallelner.llm.client import LLMClient
 from parallelner.quality import assess_record
 from parallelner.quality.entities import (
@@ -125,13 +125,11 @@ def test_entity_checks_stay_quiet_on_gold_pairs():
 def test_script_variant_on_real_traditional_sentences():
     drafts = list(read_projection_drafts(DATA / "pud-en-zh.jsonl"))
     assert all(variant_counts(d.tgt_text)[0] >= variant_counts(d.tgt_text)[1] for d in drafts)
-    from parallelner.langid import _opencc
-
     fired_right = fired_wrong = 0
     for d in drafts:
         asked = d.model_copy(update={"tgt_lang": "zh-Hant", "back_translation": d.src_text})
         fired_right += Reason.WRONG_SCRIPT_VARIANT in assess_record(asked, Q, set()).reasons
-        simplified = asked.model_copy(update={"tgt_text": _opencc("t2s").convert(d.tgt_text)})
+        simplified = asked.model_copy(update={"tgt_text": convert_variant(d.tgt_text, "hans")})
         fired_wrong += Reason.WRONG_SCRIPT_VARIANT in assess_record(simplified, Q, set()).reasons
     assert fired_right == 0
     assert fired_wrong / len(drafts) > 0.95
@@ -325,9 +323,7 @@ def test_the_noisy_translator_makes_the_mistake_it_records(kind):
         elif kind == "dropped_entity":
             assert golds[m.entity] not in text and ents[m.entity] == golds[m.entity]
         elif kind == "wrong_variant":
-            from parallelner.langid import _opencc
-
-            assert text == _opencc("t2s").convert(gold) != gold
+            assert text == convert_variant(gold, "hans") != gold
         elif kind == "extra_entity":
             assert len(text) > len(gold) and text.count(m.detail) > gold.count(m.detail)
             assert len(reply["entities"]) == len(p.src_spans)  # not listed: only in the text
