@@ -1,19 +1,17 @@
 """Stage 1: translate an Instance together with its entity mentions, in one LLM call.
 
 Three layers (house style): ``build_messages`` / ``parse_reply`` are pure functions for
-one instance; ``translate_instance`` / ``translate_stream`` talk to an ``LLMClient``
-(streaming, many requests in flight); ``run`` is the file-to-file edge.
+one instance; ``translate_instance`` / ``translate_stream`` ask an LLM (streaming, many
+requests in flight); ``run`` is the file-to-file edge.
 
 Wire format of a reply (validated with pydantic, always)::
 
     {"translation": str, "entities": [{"id": int, "source": str, "target": str}]}
 
 where ``id`` is the entity's position in ``Instance.entities`` (sorted by start offset).
-Instruction-tuned servers (vLLM, OpenAI) get the chat prompt ``translate.v1`` with
-``response_format=json_schema``. The embedded local model is a tiny *base* model that
-copies the source when forced into a JSON grammar, so it is prompted in few-shot
-completion steps (``translate-local.v1``): the sentence first, then each mention in the
-context of the translated sentence; the same reply is assembled and validated.
+This module builds the ``Question`` (prompt ``translate.v1``, the request, the reply
+model and the domain check); how it is asked is the backend's business
+(``parallelner.llm.ask``).
 
 Every instance ends as exactly one ``Translation`` or one ``TranslationFailure`` (with a
 Reason and the raw reply). A configured ``llm_fallback_model`` gets a second go at the
@@ -25,17 +23,17 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Sequence
-from functools import cache
-from importlib import resources
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Sequence
 from pathlib import Path
-from string import Template
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
 from parallelner.langid import LANG_NAMES, lang_name, looks_like, script_of
-from parallelner.llm.client import LLMClient, RequestFailed, judge_reply
+from parallelner.llm.ask import LLM, Question, chat_messages
+from parallelner.llm.batch import write_batch
+from parallelner.llm.client import LLMClient, judge_reply
+from parallelner.llm.fewshot import LOCAL_PROMPT_VERSION
 from parallelner.reasons import Reason
 from parallelner.records import Instance, MentionTranslation
 from parallelner.settings import Settings, TranslateSettings
@@ -56,15 +54,18 @@ __all__ = [
     "EntityBackTranslationReply",
     "back_translate_entities",
     "results_from_batch",
+    "write_translate_batch",
+    "translate_question",
     "result_to_json",
     "run",
     "LOCAL_PROMPT_VERSION",
     "BACK_PROMPT_VERSION",
 ]
 
-LOCAL_PROMPT_VERSION = "translate-local.v1"
 BACK_PROMPT_VERSION = "backtranslate.v1"
 ENTITY_BACK_PROMPT_VERSION = "backtranslate-entities.v1"
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class TranslationReply(BaseModel):
@@ -141,43 +142,43 @@ class TranslationFailure(BaseModel):
     prompt_version: str
 
 
-# -- prompts (versioned files in parallelner/prompts) -----------------------------------
+# -- the questions (prompts are versioned files in parallelner/prompts) ----------------
 
 
-@cache
-def _prompt_file(name: str) -> str:
-    return resources.files("parallelner.prompts").joinpath(name).read_text(encoding="utf-8")
+def _names(src_lang: str, tgt_lang: str) -> dict[str, str]:
+    return {"src_name": lang_name(src_lang), "tgt_name": lang_name(tgt_lang)}
 
 
-def _chat_template(version: str) -> tuple[Template, Template]:
-    """(system, user) templates of a chat prompt file (sections '### system' / '### user')."""
-    text = _prompt_file(f"{version}.txt")
-    _, _, rest = text.partition("### system\n")
-    system, _, user = rest.partition("### user\n")
-    return Template(system.strip()), Template(user.strip())
+def translate_question(
+    inst: Instance, tgt_lang: str, ts: TranslateSettings
+) -> Question[TranslationReply]:
+    """The question that translates ``inst`` and its mentions into ``tgt_lang``."""
+    data = {
+        "source_language": inst.lang,
+        "target_language": tgt_lang,
+        "sentence": inst.text,
+        "entities": [
+            {"id": i, "text": e.text, "type": e.label} for i, e in enumerate(inst.entities)
+        ],
+    }
+    return Question(
+        prompt=ts.prompt_version,
+        reply_model=TranslationReply,
+        values={**_names(inst.lang, tgt_lang), "payload": json.dumps(data, ensure_ascii=False)},
+        data=data,
+        check=lambda r: check_reply(inst, tgt_lang, r),
+        max_tokens=ts.max_tokens,
+        temperature=ts.temperature,
+        max_reasks=ts.max_reasks,
+    )
 
 
 def build_messages(
     inst: Instance, tgt_lang: str, prompt_version: str = "translate.v1"
 ) -> list[dict[str, str]]:
     """Chat messages asking to translate ``inst`` and its mentions into ``tgt_lang``."""
-    system, user = _chat_template(prompt_version)
-    payload = json.dumps(
-        {
-            "source_language": inst.lang,
-            "target_language": tgt_lang,
-            "sentence": inst.text,
-            "entities": [
-                {"id": i, "text": e.text, "type": e.label} for i, e in enumerate(inst.entities)
-            ],
-        },
-        ensure_ascii=False,
-    )
-    names = {"src_name": lang_name(inst.lang), "tgt_name": lang_name(tgt_lang)}
-    return [
-        {"role": "system", "content": system.substitute(names)},
-        {"role": "user", "content": user.substitute(names, payload=payload)},
-    ]
+    ts = TranslateSettings(prompt_version=prompt_version)
+    return chat_messages(translate_question(inst, tgt_lang, ts))
 
 
 def check_reply(
@@ -259,19 +260,11 @@ def parse_reply(
 # -- one instance through the client ----------------------------------------------------
 
 
-async def _translate_chat(
-    client: LLMClient, inst: Instance, tgt_lang: str, ts: TranslateSettings, model: str
+async def _translate_with(
+    client: LLM, inst: Instance, tgt_lang: str, ts: TranslateSettings, model: str
 ) -> Translation | TranslationFailure:
-    outcome = await client.chat_json(
-        build_messages(inst, tgt_lang, ts.prompt_version),
-        TranslationReply,
-        model=model,
-        prompt_version=ts.prompt_version,
-        max_tokens=ts.max_tokens,
-        temperature=ts.temperature,
-        check=lambda r: check_reply(inst, tgt_lang, r),
-        max_reasks=ts.max_reasks,
-    )
+    outcome = await client.ask(translate_question(inst, tgt_lang, ts), model=model)
+    version = outcome.prompt_version or ts.prompt_version
     if not outcome.ok:
         return TranslationFailure(
             instance_id=inst.id,
@@ -280,7 +273,7 @@ async def _translate_chat(
             detail=outcome.detail,
             raw_reply=outcome.raw,
             model=model,
-            prompt_version=ts.prompt_version,
+            prompt_version=version,
         )
     return Translation(
         instance_id=inst.id,
@@ -288,131 +281,14 @@ async def _translate_chat(
         text=outcome.value.translation.strip(),
         mentions=_mentions(inst, outcome.value),
         model=model,
-        prompt_version=ts.prompt_version,
+        prompt_version=version,
         raw_reply=outcome.raw or "",
         reasons=_extra_entities(inst, outcome.value),
     )
 
 
-@cache
-def _local_prompts() -> dict[str, Any]:
-    return json.loads(_prompt_file(f"{LOCAL_PROMPT_VERSION}.json"))
-
-
-def _local_shots(src: str, tgt: str, *, terms: bool) -> str:
-    """Few-shot block for a language pair from the bundled parallel examples."""
-    spec = _local_prompts()
-    line, term_line = Template(spec["sentence_line"]), Template(spec["term_line"])
-    src, tgt = src.split("-")[0], tgt.split("-")[0]
-    blocks = []
-    for ex in spec["examples"]:
-        if src not in ex or tgt not in ex:
-            continue
-        rows = [
-            line.substitute(lang_name=lang_name(src), text=ex[src]["text"]),
-            line.substitute(lang_name=lang_name(tgt), text=ex[tgt]["text"]),
-        ]
-        if terms:
-            rows += [
-                term_line.substitute(lang_name=lang_name(src), text=ex[src]["term"]),
-                term_line.substitute(lang_name=lang_name(tgt), text=ex[tgt]["term"]),
-            ]
-        blocks.append("\n".join(rows))
-    return "".join(b + "\n\n" for b in blocks)
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
-async def _translate_local(
-    client: LLMClient, inst: Instance, tgt_lang: str, ts: TranslateSettings, model: str
-) -> Translation | TranslationFailure:
-    """Few-shot completion steps for a base model; assembles and validates the reply."""
-    src_name, tgt_name = lang_name(inst.lang), lang_name(tgt_lang)
-    sentence = _one_line(inst.text)
-    last: tuple[Reason, str, str | None] = (Reason.REPLY_EMPTY, "no attempt", None)
-    for ask in range(ts.max_reasks + 1):
-        # a re-ask samples instead of repeating the same greedy answer
-        temperature = ts.temperature if ask == 0 else min(1.0, 0.4 * ask)
-        try:
-            out = await client.complete_outcome(
-                f"{_local_shots(inst.lang, tgt_lang, terms=False)}"
-                f"{src_name}: {sentence}\n{tgt_name}:",
-                stop=["\n"],
-                max_tokens=min(ts.max_tokens, 64 + 3 * len(sentence)),
-                model=model,
-                prompt_version=LOCAL_PROMPT_VERSION,
-                temperature=temperature,
-            )
-            text = out.text.strip()
-            if out.finish_reason == "length":
-                last = (Reason.REPLY_TRUNCATED, "the translation was cut off", out.text)
-                if ask < ts.max_reasks:
-                    client.usage.reasks += 1
-                continue
-            context = (
-                f"{_local_shots(inst.lang, tgt_lang, terms=True)}"
-                f"{src_name}: {sentence}\n{tgt_name}: {text}\n"
-            )
-            targets = await asyncio.gather(
-                *(
-                    client.complete(
-                        f"{context}{src_name} term: {e.text}\n{tgt_name} term:",
-                        stop=["\n"],
-                        max_tokens=48,
-                        model=model,
-                        prompt_version=LOCAL_PROMPT_VERSION,
-                        temperature=temperature,
-                    )
-                    for e in inst.entities
-                )
-            )
-        except RequestFailed as exc:
-            return TranslationFailure(
-                instance_id=inst.id,
-                tgt_lang=tgt_lang,
-                reason=exc.reason,
-                detail=exc.detail,
-                raw_reply=last[2],
-                model=model,
-                prompt_version=LOCAL_PROMPT_VERSION,
-            )
-        reply = TranslationReply(
-            translation=text,
-            entities=[
-                MentionTranslation(id=i, source=e.text, target=t.strip())
-                for i, (e, t) in enumerate(zip(inst.entities, targets, strict=True))
-            ],
-        )
-        raw = reply.model_dump_json()
-        verdict = check_reply(inst, tgt_lang, reply)
-        if verdict is None:
-            return Translation(
-                instance_id=inst.id,
-                tgt_lang=tgt_lang,
-                text=text,
-                mentions=_mentions(inst, reply),
-                model=model,
-                prompt_version=LOCAL_PROMPT_VERSION,
-                raw_reply=raw,
-            )
-        last = (verdict[0], verdict[1], raw)
-        if ask < ts.max_reasks:
-            client.usage.reasks += 1
-    return TranslationFailure(
-        instance_id=inst.id,
-        tgt_lang=tgt_lang,
-        reason=last[0],
-        detail=last[1],
-        raw_reply=last[2],
-        model=model,
-        prompt_version=LOCAL_PROMPT_VERSION,
-    )
-
-
 async def translate_instance(
-    client: LLMClient, inst: Instance, tgt_lang: str, settings: Settings
+    client: LLM, inst: Instance, tgt_lang: str, settings: Settings
 ) -> Translation | TranslationFailure:
     """Translate one instance and its mentions; escalate to the fallback model on failure.
 
@@ -420,13 +296,12 @@ async def translate_instance(
     TranslationFailure with a Reason and the raw reply.
     """
     ts = settings.translate
-    step = _translate_local if client.is_local else _translate_chat
     models = [client.model]
     if settings.llm_fallback_model and settings.llm_fallback_model != client.model:
         models.append(settings.llm_fallback_model)
     result: Translation | TranslationFailure | None = None
     for n, model in enumerate(models):
-        result = await step(client, inst, tgt_lang, ts, model)
+        result = await _translate_with(client, inst, tgt_lang, ts, model)
         if isinstance(result, Translation):
             if n > 0:
                 result = result.model_copy(update={"reasons": (*result.reasons, Reason.ESCALATED)})
@@ -445,7 +320,7 @@ async def _aiter(items: Iterable[Instance] | AsyncIterable[Instance]) -> AsyncIt
 
 
 async def translate_stream(
-    client: LLMClient,
+    client: LLM,
     instances: Iterable[Instance] | AsyncIterable[Instance],
     tgt_lang: str,
     settings: Settings,
@@ -502,55 +377,19 @@ async def translate_stream(
             await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def back_translate(
-    client: LLMClient, text: str, src_lang: str, tgt_lang: str, settings: Settings
-) -> str | None:
-    """Translate plain ``text`` written in ``src_lang`` into ``tgt_lang``; None on failure.
-
-    For the quality stage: ``back_translate(client, rec.tgt_text, rec.tgt_lang,
-    rec.src_lang, settings)``. Same client, cache and usage counters as translation.
-    """
-    ts = settings.translate
-    if client.is_local:
-        try:
-            out = await client.complete_outcome(
-                f"{_local_shots(src_lang, tgt_lang, terms=False)}"
-                f"{lang_name(src_lang)}: {_one_line(text)}\n{lang_name(tgt_lang)}:",
-                stop=["\n"],
-                max_tokens=min(ts.max_tokens, 64 + 3 * len(text)),
-                prompt_version=BACK_PROMPT_VERSION,
-                temperature=ts.temperature,
-            )
-        except RequestFailed:
-            return None
-        result = out.text.strip()
-        return result if result and out.finish_reason != "length" else None
-
-    outcome = await _ask_back(
-        client, BACK_PROMPT_VERSION, BackTranslationReply, text, src_lang, tgt_lang, settings
-    )
-    return outcome.value.translation.strip() if outcome.ok else None
-
-
-async def _ask_back(
-    client: LLMClient,
+def _back_question(
     version: str,
-    reply_model: type[BaseModel],
+    reply_model: type[M],
     text: str,
     src_lang: str,
     tgt_lang: str,
     settings: Settings,
     extra: dict[str, Any] | None = None,
-    check_more: Callable[[Any], tuple[Reason, str] | None] | None = None,
-) -> Any:
-    """One back-translation request on a chat endpoint (``extra`` joins the payload)."""
+) -> Question[M]:
+    """A back-translation question (``extra`` joins the request)."""
     ts = settings.translate
-    system, user = _chat_template(version)
-    names = {"src_name": lang_name(src_lang), "tgt_name": lang_name(tgt_lang)}
-    payload = json.dumps(
-        {"source_language": src_lang, "target_language": tgt_lang, "sentence": text}
-        | (extra or {}),
-        ensure_ascii=False,
+    data = {"source_language": src_lang, "target_language": tgt_lang, "sentence": text} | (
+        extra or {}
     )
 
     def check(r: Any) -> tuple[Reason, str] | None:
@@ -558,24 +397,38 @@ async def _ask_back(
             return Reason.REPLY_EMPTY, "the translation is empty"
         if script_of(src_lang) != script_of(tgt_lang) and not looks_like(r.translation, tgt_lang):
             return Reason.REPLY_WRONG_LANGUAGE, f"not written in {lang_name(tgt_lang)}"
-        return check_more(r) if check_more is not None else None
+        return None
 
-    return await client.chat_json(
-        [
-            {"role": "system", "content": system.substitute(names)},
-            {"role": "user", "content": user.substitute(names, payload=payload)},
-        ],
-        reply_model,
-        prompt_version=version,
+    return Question(
+        prompt=version,
+        reply_model=reply_model,
+        values={**_names(src_lang, tgt_lang), "payload": json.dumps(data, ensure_ascii=False)},
+        data=data,
+        check=check,
         max_tokens=ts.max_tokens,
         temperature=ts.temperature,
-        check=check,
         max_reasks=ts.max_reasks,
     )
 
 
+async def back_translate(
+    client: LLM, text: str, src_lang: str, tgt_lang: str, settings: Settings
+) -> str | None:
+    """Translate plain ``text`` written in ``src_lang`` into ``tgt_lang``; None on failure.
+
+    For the quality stage: ``back_translate(client, rec.tgt_text, rec.tgt_lang,
+    rec.src_lang, settings)``. Same client, cache and usage counters as translation.
+    """
+    outcome = await client.ask(
+        _back_question(
+            BACK_PROMPT_VERSION, BackTranslationReply, text, src_lang, tgt_lang, settings
+        )
+    )
+    return outcome.value.translation.strip() if outcome.ok else None
+
+
 async def back_translate_entities(
-    client: LLMClient,
+    client: LLM,
     text: str,
     mentions: Sequence[str],
     src_lang: str,
@@ -583,50 +436,25 @@ async def back_translate_entities(
     settings: Settings,
 ) -> BackTranslation | None:
     """Back-translate ``text`` (written in ``src_lang``) into ``tgt_lang`` and read back
-    each of its ``mentions`` (exact substrings of ``text``) in the same request.
+    each of its ``mentions`` (exact substrings of ``text``) in the same question.
 
     For stage 3's entity round trip: ``back_translate_entities(client, rec.tgt_text,
-    [e.text for e in rec.tgt_entities], rec.tgt_lang, rec.src_lang, settings)``. Chat
-    endpoints answer in one request (no more requests than a plain back-translation);
-    the local base model gets one short completion per mention after the sentence.
+    [e.text for e in rec.tgt_entities], rec.tgt_lang, rec.src_lang, settings)``. A chat
+    endpoint answers in one request (no more requests than a plain back-translation).
     None when no usable back-translation came back.
     """
-    ts = settings.translate
-    if client.is_local:
-        sentence = await back_translate(client, text, src_lang, tgt_lang, settings)
-        if sentence is None:
-            return None
-        context = (
-            f"{_local_shots(src_lang, tgt_lang, terms=True)}"
-            f"{lang_name(src_lang)}: {_one_line(text)}\n{lang_name(tgt_lang)}: {sentence}\n"
-        )
-        forms: list[str | None] = []
-        for m in mentions:
-            try:
-                out = await client.complete(
-                    f"{context}{lang_name(src_lang)} term: {m}\n{lang_name(tgt_lang)} term:",
-                    stop=["\n"],
-                    max_tokens=48,
-                    prompt_version=ENTITY_BACK_PROMPT_VERSION,
-                    temperature=ts.temperature,
-                )
-            except RequestFailed:
-                forms.append(None)
-                continue
-            forms.append(out.strip() or None)
-        return BackTranslation(text=sentence, mentions=tuple(forms))
-
     # a read-back left out is not re-asked (that would cost a request and, after the
     # re-asks, the sentence too): the entity is "unverified" and the pair goes to review
-    outcome = await _ask_back(
-        client,
-        ENTITY_BACK_PROMPT_VERSION,
-        EntityBackTranslationReply,
-        text,
-        src_lang,
-        tgt_lang,
-        settings,
-        extra={"mentions": [{"id": i, "text": m} for i, m in enumerate(mentions)]},
+    outcome = await client.ask(
+        _back_question(
+            ENTITY_BACK_PROMPT_VERSION,
+            EntityBackTranslationReply,
+            text,
+            src_lang,
+            tgt_lang,
+            settings,
+            extra={"mentions": [{"id": i, "text": m} for i, m in enumerate(mentions)]},
+        )
     )
     if not outcome.ok:
         return None
@@ -637,6 +465,22 @@ async def back_translate_entities(
     return BackTranslation(
         text=outcome.value.translation.strip(),
         mentions=tuple(by_id.get(i) for i in range(len(mentions))),
+    )
+
+
+def write_translate_batch(
+    instances: Iterable[Instance], tgt_lang: str, settings: Settings, path: Path
+) -> int:
+    """Write the translation questions for ``instances`` as a batch file; return the count.
+
+    ``vllm run-batch`` or the OpenAI Batch API executes it; ``results_from_batch``
+    judges its output.
+    """
+    ts = settings.translate
+    return write_batch(
+        ((inst.id, translate_question(inst, tgt_lang, ts)) for inst in instances),
+        path,
+        model=settings.llm_model,
     )
 
 
@@ -720,8 +564,7 @@ async def _run_async(
             "translated": counts["translated"],
             "failed": counts["failed"],
             "reasons": {k[7:]: v for k, v in sorted(counts.items()) if k.startswith("reason:")},
-            "model": client.model,
-            "local": client.is_local,
+            **client.describe(),
             "usage": client.usage.as_dict(),
             "output": str(out_path),
         }

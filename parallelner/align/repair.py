@@ -24,13 +24,12 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
 from parallelner.align.cascade import Projection, _Target, project_spans
-from parallelner.align.prompts import example_block, lang_name, load_prompt
-from parallelner.errors import LLMError
+from parallelner.langid import lang_name
+from parallelner.llm.ask import LLM, Question
 from parallelner.reasons import Reason
 from parallelner.records import Instance, ProjectedEntity
 
@@ -53,15 +52,6 @@ REPAIR_MENTION_SCORE = 0.9  # verified substring, but the LLM chose which words
 REPAIRABLE = frozenset(
     {Reason.NOT_FOUND, Reason.SPAN_TAKEN, Reason.MENTION_TOO_LONG, Reason.AMBIGUOUS}
 )
-
-
-class _Client(Protocol):
-    """What the ladder needs of ``parallelner.llm.client.LLMClient``."""
-
-    is_local: bool
-
-    async def chat_json(self, messages: Any, response_model: Any, **kw: Any) -> Any: ...
-    async def complete(self, prompt: str, **kw: Any) -> str: ...
 
 
 class _MentionReply(BaseModel):
@@ -101,7 +91,7 @@ class Repair:
 
 
 async def _ask(
-    client: _Client,
+    client: LLM,
     prompt_version: str,
     reply_model: type[BaseModel],
     field: str,
@@ -110,27 +100,15 @@ async def _ask(
     model: str | None,
     max_tokens: int,
 ) -> str | None:
-    prompt = load_prompt(prompt_version)
-    if client.is_local:
-        stop = ['"', "\n"] if field == "mention" else ["\n"]
-        try:
-            text = await client.complete(
-                prompt.completion(**values),
-                stop=stop,
-                max_tokens=max_tokens,
-                model=model,
-                prompt_version=prompt_version,
-            )
-        except LLMError:
-            return None
-        return text.strip() or None
-    outcome = await client.chat_json(
-        prompt.chat(**values),
-        reply_model,
+    outcome = await client.ask(
+        Question(
+            prompt=prompt_version,
+            reply_model=reply_model,
+            values=values,
+            max_tokens=max_tokens,
+            max_reasks=1,
+        ),
         model=model,
-        prompt_version=prompt_version,
-        max_tokens=max_tokens,
-        max_reasks=1,
     )
     if outcome.value is None:
         return None
@@ -147,15 +125,14 @@ def _values(source: Instance, tgt_text: str, tgt_lang: str) -> dict[str, str]:
 
 
 async def translate_mentions(
-    client: _Client,
+    client: LLM,
     source: Instance,
     tgt_lang: str,
     *,
     model: str | None = None,
     tgt_text: str = "",
 ) -> dict[int, str]:
-    """Translate every source mention in the context of its sentence (one call per
-    sentence on chat endpoints, one short completion per mention on the local model).
+    """Translate every source mention in the context of its sentence (one question).
 
     Returns ``{entity index: translated mention}``; a mention the LLM did not answer
     is simply absent (the cascade then tries the source mention). ``tgt_text``, when a
@@ -163,36 +140,24 @@ async def translate_mentions(
     """
     if not source.entities:
         return {}
-    prompt = load_prompt(TRANSLATE_PROMPT)
-    values = _values(source, "", tgt_lang)
-    if client.is_local:
-        values["example"] = example_block("translate", source.lang, tgt_lang, tgt_text)
-        out: dict[int, str] = {}
-        for i, e in enumerate(source.entities):
-            try:
-                text = await client.complete(
-                    prompt.completion(**values, mention=e.text),
-                    stop=["\n"],
-                    max_tokens=24,
-                    model=model,
-                    prompt_version=TRANSLATE_PROMPT,
-                )
-            except LLMError:
-                continue
-            text = text.strip().strip('"').strip()
-            if text:
-                out[i] = text
-        return out
     listing = json.dumps(
         [{"id": i, "text": e.text} for i, e in enumerate(source.entities)], ensure_ascii=False
     )
-    outcome = await client.chat_json(
-        prompt.chat(**values, mentions=listing),
-        _MentionsReply,
+    outcome = await client.ask(
+        Question(
+            prompt=TRANSLATE_PROMPT,
+            reply_model=_MentionsReply,
+            values={**_values(source, "", tgt_lang), "mentions": listing},
+            data={
+                "source_language": source.lang,
+                "target_language": tgt_lang,
+                "mentions": [e.text for e in source.entities],
+                "tgt_text": tgt_text,
+            },
+            max_tokens=64 + 48 * len(source.entities),
+            max_reasks=1,
+        ),
         model=model,
-        prompt_version=TRANSLATE_PROMPT,
-        max_tokens=64 + 48 * len(source.entities),
-        max_reasks=1,
     )
     if outcome.value is None:
         return {}
@@ -230,7 +195,7 @@ def _outcome(before: int, after: int) -> str:
 
 
 async def _rung_mention(
-    client: _Client,
+    client: LLM,
     source: Instance,
     tgt_text: str,
     tgt_lang: str,
@@ -281,7 +246,7 @@ async def _rung_mention(
 
 
 async def _rung_rewrite(
-    client: _Client,
+    client: LLM,
     source: Instance,
     tgt_text: str,
     tgt_lang: str,
@@ -322,7 +287,7 @@ async def _rung_rewrite(
 
 
 async def repair_projection(
-    client: _Client,
+    client: LLM,
     source: Instance,
     tgt_text: str,
     tgt_lang: str,

@@ -44,7 +44,7 @@ def translate_file(
     import itertools
 
     from parallelner import translate as tr
-    from parallelner.llm.batch import read_batch_results, write_translate_batch
+    from parallelner.llm.batch import read_batch_results
     from parallelner.readers import ReadReport, read_instances
     from parallelner.writers import QuarantineWriter
 
@@ -65,7 +65,7 @@ def translate_file(
     if not report.quarantined_total:
         qpath.unlink(missing_ok=True)
     if write_batch is not None:
-        n = write_translate_batch(instances, tgt_lang, settings, write_batch)
+        n = tr.write_translate_batch(instances, tgt_lang, settings, write_batch)
         return {"read": read, "batch_requests": n, "batch_file": str(write_batch)}
     if read_batch is not None:
         results = read_batch_results(read_batch)

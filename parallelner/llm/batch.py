@@ -1,11 +1,11 @@
 """Offline batch path: write requests as OpenAI batch JSONL, read the results back.
 
-The same request bodies as the live path (``translate.build_messages`` +
-``client.json_chat_body``) go into a file that ``vllm run-batch`` or the OpenAI Batch
-API executes; each line's ``custom_id`` is the instance id. Reading the output back
-yields, per instance, the reply text or the error, which ``translate.parse_reply``
-judges exactly as a live reply (no re-asks offline: a bad reply is a failure with its
-reason, and the instance can be re-run live).
+A batch file is a backend that records questions instead of sending them: the same
+request body as the live chat path (``llm.ask.chat_body``) goes into a file that
+``vllm run-batch`` or the OpenAI Batch API executes; each line's ``custom_id`` names the
+question (an instance id). Reading the output back yields, per id, the reply text or the
+error, which the stage judges exactly as a live reply (``translate.parse_reply``; no
+re-asks offline: a bad reply is a failure with its reason, and it can be re-run live).
 """
 
 from __future__ import annotations
@@ -17,12 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from parallelner.errors import InputError
-from parallelner.llm.client import json_chat_body
+from parallelner.llm.ask import Question, chat_body
 from parallelner.reasons import Reason
-from parallelner.records import Instance
-from parallelner.settings import Settings
+from parallelner.writers.base import AtomicTextWriter
 
-__all__ = ["BatchResult", "batch_line", "write_translate_batch", "read_batch_results"]
+__all__ = ["BatchResult", "batch_line", "write_batch", "read_batch_results"]
 
 CHAT_URL = "/v1/chat/completions"
 
@@ -42,26 +41,13 @@ def batch_line(custom_id: str, body: dict[str, Any], url: str = CHAT_URL) -> dic
     return {"custom_id": custom_id, "method": "POST", "url": url, "body": body}
 
 
-def write_translate_batch(
-    instances: Iterable[Instance], tgt_lang: str, settings: Settings, path: Path
-) -> int:
-    """Write the translation requests for ``instances`` as batch JSONL; return the count."""
-    from parallelner.translate import TranslationReply, build_messages
-
-    ts = settings.translate
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def write_batch(questions: Iterable[tuple[str, Question]], path: Path, *, model: str) -> int:
+    """Write ``(custom_id, question)`` pairs as batch JSONL (atomically); return the count."""
     n = 0
-    with path.open("w", encoding="utf-8") as fh:
-        for inst in instances:
-            body = json_chat_body(
-                build_messages(inst, tgt_lang, ts.prompt_version),
-                TranslationReply,
-                model=settings.llm_model,
-                max_tokens=ts.max_tokens,
-                temperature=ts.temperature,
-            )
-            fh.write(json.dumps(batch_line(inst.id, body), ensure_ascii=False) + "\n")
+    with AtomicTextWriter(path) as out:
+        for custom_id, question in questions:
+            body = chat_body(question, model=model)
+            out.write_line(json.dumps(batch_line(custom_id, body), ensure_ascii=False))
             n += 1
     return n
 

@@ -43,7 +43,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import openai
 from pydantic import BaseModel, ValidationError
@@ -52,6 +52,9 @@ from parallelner.errors import LLMError
 from parallelner.llm.cache import CachedReply, ReplyCache, cache_key
 from parallelner.reasons import Reason
 from parallelner.settings import Settings
+
+if TYPE_CHECKING:
+    from parallelner.llm.ask import Backend, Question
 
 __all__ = [
     "LLMClient",
@@ -176,6 +179,7 @@ class ChatOutcome(Generic[M]):
     finish_reason: str | None = None
     cached: bool = False
     attempts: int = 1
+    prompt_version: str = ""  # the prompt the backend asked with (set by ``ask``)
 
     @property
     def ok(self) -> bool:
@@ -410,6 +414,29 @@ class LLMClient:
             self._local = None
 
     # -- public calls --------------------------------------------------------------------
+
+    @functools.cached_property
+    def backend(self) -> Backend:
+        """How this client asks a ``Question``: chat requests on a server, few-shot
+        completions on the embedded local base model."""
+        if self.is_local:
+            from parallelner.llm.fewshot import FewShotBackend
+
+            return FewShotBackend(self)
+        from parallelner.llm.ask import ChatBackend
+
+        return ChatBackend(self)
+
+    async def ask(self, question: Question[M], *, model: str | None = None) -> ChatOutcome[M]:
+        """Ask ``question`` (with ``model``, default the client's); the backend decides how.
+
+        This is the call stage code makes; it never raises for a per-request failure.
+        """
+        return await self.backend.ask(question, model=model)
+
+    def describe(self) -> dict[str, Any]:
+        """What answers: the model, and whether it is the embedded local one."""
+        return {"model": self.model, "local": self.is_local}
 
     async def chat_json(
         self,

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from parallelner.langid import looks_like
-from parallelner.llm.batch import read_batch_results, write_translate_batch
+from parallelner.llm.batch import read_batch_results
 from parallelner.llm.client import LLMClient
 from parallelner.readers import read_instances
 from parallelner.reasons import Reason
@@ -32,6 +32,7 @@ from parallelner.translate import (
     results_from_batch,
     translate_instance,
     translate_stream,
+    write_translate_batch,
 )
 
 REPO = Path(__file__).resolve().parents[2]
