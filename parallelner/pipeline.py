@@ -35,6 +35,7 @@ from parallelner.records import ParallelRecord, records_to_table, table_to_recor
 from parallelner.settings import Settings
 from parallelner.shards import Shard, make_shards, read_shard
 from parallelner.version import PIPELINE_VERSION
+from parallelner.writers.atomic import AtomicTextWriter, write_table
 
 __all__ = [
     "LANGUAGES",
@@ -363,13 +364,6 @@ def shard_unfinished(settings: Settings, config_hash: str, shard: Shard) -> str 
         return None
 
 
-def _write_parquet_atomic(table: pa.Table, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}.{threading.get_ident()}")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
-
-
 def _summarize(records: Iterable[ParallelRecord]) -> tuple[dict[str, int], dict[str, int]]:
     counts: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
@@ -431,14 +425,12 @@ def process_shard(
     if len(records) != len(instances):  # every instance ends in exactly one record
         raise RuntimeError(f"shard {shard.id}: {len(instances)} instances, {len(records)} records")
     if usage.transient_failures:  # the marker first: a crash in between redoes the shard
-        from parallelner.writers.base import AtomicTextWriter
-
         token = os.urandom(8).hex()
         with AtomicTextWriter(marker) as w:
             w.write_line(json.dumps({"token": token, "transient": usage.transient_failures}))
-        _write_parquet_atomic(records_to_table(records), path)
+        write_table(records_to_table(records), path)
     else:
-        _write_parquet_atomic(records_to_table(records), path)
+        write_table(records_to_table(records), path)
         marker.unlink(missing_ok=True)
     counts, reasons = _summarize(records)
     _notify("shard", 1)
@@ -583,7 +575,7 @@ def finalize_run(
     if output_dir is not None:
         output_dir.mkdir(parents=True, exist_ok=True)
         out = output_dir / f"{plan.run_id}.parquet"
-        _write_parquet_atomic(table, out)
+        write_table(table, out)
         files.append(str(out))
     usage: Counter[str] = Counter()
     for r in ordered:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from parallelner.records import Instance
-from parallelner.writers.base import AtomicTextWriter
+from parallelner.writers.atomic import AtomicTextWriter
 
 __all__ = ["Shard", "make_shards", "read_shard", "instance_line"]
 

@@ -37,6 +37,7 @@ from parallelner.llm.fewshot import LOCAL_PROMPT_VERSION
 from parallelner.reasons import Reason
 from parallelner.records import Instance, MentionTranslation
 from parallelner.settings import Settings, TranslateSettings
+from parallelner.writers.atomic import AtomicTextWriter
 
 __all__ = [
     "TranslationReply",
@@ -547,18 +548,15 @@ async def _run_async(
     instances: list[Instance], out_path: Path, tgt_lang: str, settings: Settings
 ) -> dict[str, Any]:
     counts: Counter[str] = Counter()
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.name + ".part")
     async with LLMClient.from_settings(settings) as client:
-        with tmp.open("w", encoding="utf-8") as fh:
+        with AtomicTextWriter(out_path) as out:
             async for inst, result in translate_stream(client, instances, tgt_lang, settings):
                 row = result_to_json(inst, result)
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-                fh.flush()
+                out.write_line(json.dumps(row, ensure_ascii=False))
+                out.flush()
                 counts[row["status"]] += 1
                 for r in row["reasons"]:
                     counts[f"reason:{r}"] += 1
-        tmp.replace(out_path)
         return {
             "instances": len(instances),
             "translated": counts["translated"],

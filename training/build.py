@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -24,6 +21,7 @@ from typing import Any
 
 from parallelner.records import ParallelRecord
 from parallelner.version import PIPELINE_VERSION
+from parallelner.writers.atomic import atomic_path
 from training.config import BuildConfig
 from training.errors import TrainingDataError
 from training.instructions import Example, LabelResolver, check_records, iter_examples
@@ -127,11 +125,9 @@ def build_from_records(
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise TrainingDataError(f"{out_dir}: output directory is not empty")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=out_dir.parent))
     counts = BuildCounts()
     resolver = LabelResolver()
-    try:
+    with atomic_path(out_dir, directory=True) as tmp:
         files = {s: (tmp / f"{s}.jsonl").open("w", encoding="utf-8") for s in SPLITS}
         try:
             for e in iter_examples(counts.usable(fresh(), cfg), resolver, cfg):
@@ -151,12 +147,6 @@ def build_from_records(
         (tmp / "manifest.json").write_text(
             json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
         )
-        if out_dir.exists():
-            out_dir.rmdir()
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return manifest
 
 

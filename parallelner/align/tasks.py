@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -30,6 +28,7 @@ from parallelner.errors import InputError
 from parallelner.reasons import Reason
 from parallelner.records import Entity, Instance
 from parallelner.settings import Settings
+from parallelner.writers.atomic import AtomicTextWriter
 
 __all__ = [
     "ParsedLine",
@@ -369,28 +368,21 @@ def run_project(
     input_path, output_path = Path(input_path), Path(output_path)
     summary = ProjectSummary()
     lines = _read_lines(input_path)
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".project-", dir=output_path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out_fh:
+    with AtomicTextWriter(output_path) as writer:
 
-            def emit(res: tuple[ParsedLine, dict[str, Any]]) -> None:
-                p, out = res
-                if strict:
-                    _check_strict(input_path, p, out)
-                summary.add(p, out)
-                out_fh.write(json.dumps(out, ensure_ascii=False) + "\n")
+        def emit(res: tuple[ParsedLine, dict[str, Any]]) -> None:
+            p, out = res
+            if strict:
+                _check_strict(input_path, p, out)
+            summary.add(p, out)
+            writer.write_line(json.dumps(out, ensure_ascii=False))
 
-            if llm is None:
-                for n, text, ok in lines:
-                    emit(project_line(text, n, threshold=threshold, labels=labels)
-                         if ok else _bad_utf8(n, text))  # fmt: skip
-            else:
-                asyncio.run(_project_llm(lines, emit, llm, threshold, labels, repair, batch))
-        os.replace(tmp, output_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        if llm is None:
+            for n, text, ok in lines:
+                emit(project_line(text, n, threshold=threshold, labels=labels)
+                     if ok else _bad_utf8(n, text))  # fmt: skip
+        else:
+            asyncio.run(_project_llm(lines, emit, llm, threshold, labels, repair, batch))
     return summary
 
 

@@ -97,30 +97,18 @@ def _iter_jsonl(path: Path) -> Iterator[ParallelRecord]:
 
 def _write_records(records: list[ParallelRecord], path: Path) -> None:
     """Write ``records`` atomically (temporary file, then rename) as .parquet or .jsonl."""
-    from parallelner.writers.base import open_temp_beside
+    from parallelner.records import records_to_table
+    from parallelner.writers.atomic import AtomicTextWriter, write_table
 
-    fd, tmp = open_temp_beside(path)
     try:
         if path.suffix == ".parquet":
-            import os
-
-            import pyarrow.parquet as pq
-
-            from parallelner.records import records_to_table
-
-            os.close(fd)
-            pq.write_table(records_to_table(records), tmp)
+            write_table(records_to_table(records), path)
         else:
-            with open(fd, "w", encoding="utf-8") as fh:
+            with AtomicTextWriter(path) as out:
                 for r in records:
-                    fh.write(r.model_dump_json() + "\n")
-        tmp.replace(path)
+                    out.write_line(r.model_dump_json())
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise ConfigError(f"{path}: cannot write: {exc.strerror or exc}") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 @quality_app.command("report")

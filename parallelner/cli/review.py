@@ -161,7 +161,7 @@ def pull_cmd(
     if records is not None:
         updated, report = pull(_read_records(records), connect(s), s.label_studio_project)
         if out is not None:
-            from parallelner.writers.base import AtomicTextWriter
+            from parallelner.writers.atomic import AtomicTextWriter
 
             with AtomicTextWriter(out) as writer:
                 for r in updated:

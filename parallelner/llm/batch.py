@@ -19,7 +19,7 @@ from typing import Any
 from parallelner.errors import InputError
 from parallelner.llm.ask import Question, chat_body
 from parallelner.reasons import Reason
-from parallelner.writers.base import AtomicTextWriter
+from parallelner.writers.atomic import AtomicTextWriter
 
 __all__ = ["BatchResult", "batch_line", "write_batch", "read_batch_results"]
 

@@ -23,9 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,6 +51,7 @@ from parallelner.store.hub import (
 from parallelner.store.table import reading, resolve_snapshot
 from parallelner.store.tags import read_release_note, snapshot_stats
 from parallelner.version import PIPELINE_VERSION
+from parallelner.writers.atomic import atomic_path
 
 __all__ = ["export_snapshot", "verify_export", "read_export", "CHECKSUMS", "FORMATS"]
 
@@ -169,12 +167,7 @@ def export_snapshot(
     }
     exported = to_export_table(rows, include_raw=include_raw, pseudonymise=pseudonymise)
     parts = split_rows(exported, proportions, seed)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
-    except OSError as exc:
-        raise StoreError(f"{out}: cannot write the export here ({exc.strerror})") from None
-    try:
+    with atomic_path(out, directory=True, error=StoreError) as tmp:
         (tmp / "data").mkdir()
         meta["splits"] = {
             s: {
@@ -196,12 +189,6 @@ def export_snapshot(
             raise StoreError(f"{out}: export read back a different number of rows")
         _check_target(out)  # still new or empty: nobody wrote there meanwhile
         tmp.chmod(0o755)  # mkdtemp made it private; an export is meant to be shared
-        if out.is_dir():
-            out.rmdir()
-        os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return meta
 
 

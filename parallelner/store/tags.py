@@ -37,7 +37,7 @@ from parallelner.store.table import (
     resolve_snapshot,
 )
 from parallelner.version import PIPELINE_VERSION
-from parallelner.writers.base import AtomicTextWriter
+from parallelner.writers.atomic import AtomicTextWriter
 
 __all__ = ["create_tag", "validate_tag_name", "snapshot_stats", "release_note", "list_tags"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from parallelner.readers.base import Quarantined
-from parallelner.writers.base import AtomicTextWriter
+from parallelner.writers.atomic import AtomicTextWriter
 
 __all__ = ["QuarantineWriter"]
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from parallelner.records import Instance
-from parallelner.writers.base import AtomicTextWriter
+from parallelner.writers.atomic import AtomicTextWriter
 
 __all__ = ["SpanJsonlWriter", "write_span_jsonl", "instance_to_json"]
 

@@ -1,0 +1,141 @@
+"""The one way the project writes a file or a folder: under a temporary name beside it,
+renamed into place when complete.
+
+``atomic_path`` is the primitive (a file or, with ``directory=True``, a folder);
+``AtomicTextWriter`` streams lines through it and ``write_table`` writes an Arrow table
+as Parquet. A crash or an exception leaves no half-written output behind and readers
+never see a partial one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Self
+
+from parallelner.errors import ConfigError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+__all__ = ["atomic_path", "AtomicTextWriter", "write_table", "open_temp_beside"]
+
+
+def open_temp_beside(path: Path) -> tuple[int, Path]:
+    """Create ``path``'s folder and a temporary file next to it; returns ``(fd, temp path)``.
+
+    Raises ConfigError (``path: cannot write: ...``) when ``path`` is a directory or its
+    folder cannot be created or written, before anything is read or written.
+    """
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory; give a file name to write")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot write: {exc.strerror or exc}") from None
+    return fd, Path(tmp)
+
+
+def _temp_dir_beside(path: Path, error: type[Exception]) -> Path:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
+    except OSError as exc:
+        raise error(f"{path}: cannot write here ({exc.strerror or exc})") from None
+
+
+@contextlib.contextmanager
+def atomic_path(
+    path: str | Path, *, directory: bool = False, error: type[Exception] = ConfigError
+) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; move it onto ``path`` when the block ends.
+
+    With ``directory=True`` the temporary path is an empty folder (private, as
+    ``mkdtemp`` makes it) and an empty folder at ``path`` is replaced. On an exception
+    the temporary file or folder is removed. ``error`` is raised (with the path and the
+    cause) when the temporary path cannot be made or moved into place.
+    """
+    path = Path(path)
+    if directory:
+        tmp = _temp_dir_beside(path, error)
+    else:
+        fd, tmp = open_temp_beside(path)
+        os.close(fd)
+    try:
+        yield tmp
+        if directory and path.is_dir():
+            path.rmdir()  # an empty folder stands in the way; a full one raises
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:  # e.g. a directory appeared at ``path`` meanwhile
+            raise error(f"{path}: cannot write: {exc.strerror or exc}") from None
+    except BaseException:
+        if directory:
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_table(table: pa.Table, path: str | Path) -> Path:
+    """Write an Arrow table as one Parquet file, atomically; returns the path."""
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+    return path
+
+
+class AtomicTextWriter:
+    """A text file written under a temporary name and renamed into place on ``close``.
+
+    A crash or an exception inside ``with`` leaves no half-written file behind (the
+    temporary file is removed); readers never see a partial output.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._place = atomic_path(self.path)
+        tmp = self._place.__enter__()
+        self._fh: IO[str] = open(tmp, "w", encoding="utf-8", newline="\n")  # noqa: SIM115
+        self.count = 0
+
+    def write_line(self, line: str) -> None:
+        """Write one line (a newline is added)."""
+        self._fh.write(line)
+        self._fh.write("\n")
+        self.count += 1
+
+    def flush(self) -> None:
+        """Flush what was written to the temporary file."""
+        self._fh.flush()
+
+    def close(self) -> None:
+        """Flush, and move the file into place."""
+        if self._fh.closed:
+            return
+        self._fh.close()
+        self._place.__exit__(None, None, None)
+
+    def abort(self) -> None:
+        """Drop what was written."""
+        if self._fh.closed:
+            return
+        self._fh.close()
+        with contextlib.suppress(RuntimeError):
+            self._place.__exit__(RuntimeError, RuntimeError("aborted"), None)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:  # noqa: ANN001
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
