@@ -28,14 +28,14 @@ from pathlib import Path
 
 from parallelner.quality import checks, language
 from parallelner.quality.decide import assess_record
-from parallelner.quality.samples import (
+from parallelner.records import ParallelRecord
+from parallelner.settings import QualitySettings
+from parallelner.testing.samples import (
     cluener_texts,
     projection_texts,
     read_projection_drafts,
     target_only_record,
 )
-from parallelner.records import ParallelRecord
-from parallelner.settings import QualitySettings
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data"

@@ -31,6 +31,8 @@ from typing import Literal
 
 __all__ = [
     "LANG_NAMES",
+    "LANGUAGES",
+    "unknown_language",
     "lang_name",
     "SCRIPT_OF",
     "script_of",
@@ -79,10 +81,6 @@ _RANGES: tuple[tuple[int, int, str], ...] = (
     (0x0000, 0x024F, "LATIN"),  # Basic Latin to Latin Extended-B
     (0x1E00, 0x1EFF, "LATIN"),  # Latin Extended Additional
 )
-
-
-# Languages the pipeline knows how to check (script statistics, langdetect codes).
-LANGUAGES = frozenset({"en", "zh", "de", "es", "it", "fr", "pt", "nl", "ja", "ko", "ru", "ar"})
 
 
 def _char_class(script: str) -> str:
@@ -184,6 +182,7 @@ def looks_like(text: str, lang: str) -> bool:
     return script_share(text, lang) >= _MIN_SHARE.get(want, _DEFAULT_MIN_SHARE)
 
 
+# BCP-47 primary subtag -> English name (for prompts): the languages the pipeline knows.
 LANG_NAMES: dict[str, str] = {
     "en": "English",
     "zh": "Chinese",
@@ -198,6 +197,18 @@ LANG_NAMES: dict[str, str] = {
     "ko": "Korean",
     "ar": "Arabic",
 }
+
+
+# The languages the pipeline supports (``--to`` / ``--from``, reader tags): the one list,
+# derived from the names above.
+LANGUAGES = frozenset(LANG_NAMES)
+
+
+def unknown_language(lang: str) -> str | None:
+    """The message for a language code the pipeline does not support; None when known."""
+    if lang in LANGUAGES:
+        return None
+    return f"unknown language {lang!r}: use a BCP-47 code among {', '.join(sorted(LANGUAGES))}"
 
 
 def lang_name(lang: str) -> str:

@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from parallelner.errors import ConfigError
-from parallelner.langid import LANGUAGES  # re-exported: the CLI checks --to / --from here
+from parallelner.langid import LANGUAGES, unknown_language
 from parallelner.reasons import Reason, Status
 from parallelner.records import ParallelRecord, records_to_table, table_to_records
 from parallelner.settings import Settings
@@ -82,10 +82,9 @@ def _notify(event: str, n: int = 1) -> None:
 def check_languages(*langs: str | None) -> None:
     """Raise ConfigError for a language code the pipeline does not support."""
     for lang in langs:
-        if lang is not None and lang not in LANGUAGES:
-            raise ConfigError(
-                f"unknown language {lang!r}: use a BCP-47 code among {', '.join(sorted(LANGUAGES))}"
-            )
+        problem = unknown_language(lang) if lang is not None else None
+        if problem is not None:
+            raise ConfigError(problem)
 
 
 def check_sources(sources: Sequence[Path]) -> None:

@@ -39,10 +39,10 @@ def main(argv: list[str] | None = None) -> dict:
 
     from parallelner import store
     from parallelner.settings import load_settings
+    from parallelner.testing.samples import records_from_projection_gold
     from training.build import build_from_snapshot, read_examples
     from training.config import load_config
     from training.evaluate import evaluate
-    from training.samples import records_from_projection_gold
     from training.sft import train
     from training.tiny import make_tiny_model
 

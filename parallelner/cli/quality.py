@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 
 from parallelner.cli._common import ConfigOption, JsonOption, console, print_json, settings_from
 from parallelner.errors import ConfigError, InputError
+from parallelner.readers.records import read_records
 from parallelner.reasons import Reason
 from parallelner.records import ParallelRecord
 
@@ -28,71 +27,6 @@ InputArg = Annotated[
         show_default=False,
     ),
 ]
-
-
-def _validation_detail(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"]) or "record"
-    more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"not a ParallelRecord: {loc}: {err['msg']}{more}"
-
-
-def _read_records(path: Path) -> Iterator[ParallelRecord]:
-    """ParallelRecords from .parquet or .jsonl; bad input -> InputError(file:line)."""
-    if path.is_dir():
-        raise InputError(str(path), None, Reason.UNREADABLE_FILE, "is a directory, not a file")
-    if not path.is_file():
-        raise InputError(str(path), None, Reason.UNREADABLE_FILE, "no such file")
-    if path.suffix == ".parquet":
-        return iter(_read_parquet(path))
-    if path.suffix == ".jsonl":
-        return _iter_jsonl(path)
-    raise InputError(str(path), None, Reason.MALFORMED_LINE, "expected a .parquet or .jsonl file")
-
-
-def _read_parquet(path: Path) -> list[ParallelRecord]:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from parallelner.records import table_to_records
-
-    try:
-        table = pq.read_table(path)
-        return table_to_records(table)  # type: ignore[return-value]
-    except (OSError, pa.ArrowException) as exc:
-        raise InputError(str(path), None, Reason.MALFORMED_LINE, f"not Parquet: {exc}") from None
-    except (KeyError, ValidationError) as exc:
-        detail = (
-            _validation_detail(exc) if isinstance(exc, ValidationError) else f"missing column {exc}"
-        )
-        raise InputError(str(path), None, Reason.MALFORMED_LINE, detail) from None
-
-
-def _iter_jsonl(path: Path) -> Iterator[ParallelRecord]:
-    # binary lines, decoded one by one: a bad byte is reported at its own line (a text
-    # file object decodes 8 KiB at a time and would name an earlier line)
-    with open(path, "rb") as fh:
-        for number, raw in enumerate(fh, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise InputError(
-                    str(path),
-                    number,
-                    Reason.INVALID_UTF8,
-                    f"not UTF-8 (byte 0x{raw[exc.start]:02x} at byte {exc.start + 1} of the line)",
-                ) from None
-            if not line.strip():
-                continue
-            try:
-                yield ParallelRecord.model_validate_json(line)
-            except ValidationError as exc:
-                reason = (
-                    Reason.INVALID_JSON
-                    if exc.errors()[0]["type"] == "json_invalid"
-                    else Reason.MALFORMED_LINE
-                )
-                raise InputError(str(path), number, reason, _validation_detail(exc)) from None
 
 
 def _write_records(records: list[ParallelRecord], path: Path) -> None:
@@ -136,7 +70,7 @@ def report(
     """
     from parallelner.quality.report import write_report
 
-    rep = write_report(_read_records(input), out_dir, title=title)
+    rep = write_report(read_records(input), out_dir, title=title)
     if json_:
         print_json(rep.to_dict())
         return
@@ -184,7 +118,7 @@ def assess(
             str(output), None, Reason.MALFORMED_LINE, "output must be .parquet or .jsonl"
         )
     settings = settings_from(config)
-    records = list(assess_stream(_read_records(input), settings))
+    records = list(assess_stream(read_records(input), settings))
     _write_records(records, output)
     counts = dict(Counter(str(r.status) for r in records))
     if json_:

@@ -21,8 +21,6 @@ from parallelner.cli._common import (
     print_json,
     settings_from,
 )
-from parallelner.errors import InputError
-from parallelner.reasons import Reason
 
 review_app = typer.Typer(
     help="Human review in Label Studio: push the `review` pairs as tasks, pull the "
@@ -55,29 +53,9 @@ RecordsOption = Annotated[
 
 
 def _read_records(path: Path) -> list:
-    from pydantic import ValidationError
+    from parallelner.readers.records import read_records
 
-    from parallelner.records import ParallelRecord
-
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise InputError(str(path), None, Reason.UNREADABLE_FILE, "file not found") from None
-    except UnicodeDecodeError:
-        raise InputError(str(path), None, Reason.INVALID_UTF8, "not UTF-8 text") from None
-    out = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            out.append(ParallelRecord.model_validate_json(line))
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            loc = ".".join(str(p) for p in err["loc"])
-            detail = f"not a ParallelRecord: {loc + ': ' if loc else ''}{err['msg']}"
-            reason = Reason.INVALID_JSON if err["type"] == "json_invalid" else Reason.MALFORMED_LINE
-            raise InputError(str(path), n, reason, detail) from None
-    return out
+    return list(read_records(path))
 
 
 def _show(report: dict, json_: bool, title: str) -> None:

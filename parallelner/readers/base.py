@@ -298,13 +298,11 @@ def check_instance_parts(
     contract of every stage after reading). ``lang`` None: the file's language, checked once
     by the caller.
     """
-    from parallelner.langid import LANGUAGES
+    from parallelner.langid import unknown_language
 
-    if lang is not None and lang not in LANGUAGES:
-        raise BadRecord(
-            Reason.UNKNOWN_LANGUAGE,
-            f"unknown language {lang!r}: use a BCP-47 code among {', '.join(sorted(LANGUAGES))}",
-        )
+    problem = unknown_language(lang) if lang is not None else None
+    if problem is not None:
+        raise BadRecord(Reason.UNKNOWN_LANGUAGE, problem)
     if len(text) > source.max_chars:
         raise BadRecord(
             Reason.SENTENCE_TOO_LONG,

@@ -51,8 +51,8 @@ from pathlib import Path
 from typing import Any
 
 from parallelner.langid import convert_variant, zh_variant
-from parallelner.quality.samples import read_projection_drafts
 from parallelner.records import Entity, Instance, ParallelRecord
+from parallelner.testing.samples import read_projection_drafts
 
 __all__ = [
     "MISTAKES",
@@ -92,7 +92,7 @@ class GoldPair:
     """One projection-dev pair: the source instance, the human translation, gold spans.
 
     ``mapping`` gives each source entity index the index of its gold target entity
-    (matched by label, in order, as ``quality.samples`` does); ``one_to_one`` is true
+    (matched by label, in order, as ``testing.samples`` does); ``one_to_one`` is true
     when every source entity maps to the gold entity of the same position.
     """
 

@@ -19,7 +19,6 @@ from parallelner.quality.entities import (
     roundtrip_score,
     verify_entities,
 )
-from parallelner.quality.samples import read_projection_drafts
 from parallelner.reasons import Reason, Status
 from parallelner.records import ParallelRecord
 from parallelner.settings import QualitySettings, Settings
@@ -33,6 +32,7 @@ from parallelner.testing.noisy import (
     source_form,
 )
 from parallelner.testing.openai_server import OpenAIServer
+from parallelner.testing.samples import read_projection_drafts
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "projection-dev"
 Q = QualitySettings(audit_rate=0.0)

@@ -23,10 +23,10 @@ from parallelner.quality.checks import (
     check_markup,
     check_untranslated,
 )
-from parallelner.quality.samples import draft_from_projection_pair
 from parallelner.reasons import Reason
 from parallelner.records import Entity, ParallelRecord, ProjectedEntity
 from parallelner.settings import QualitySettings
+from parallelner.testing.samples import draft_from_projection_pair
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 Q = QualitySettings()

@@ -10,10 +10,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from parallelner.quality import assess_record, assess_stream, is_audit_sample
-from parallelner.quality.samples import draft_from_projection_pair, read_projection_drafts
 from parallelner.reasons import Reason, Status
 from parallelner.records import ParallelRecord, ProjectedEntity
 from parallelner.settings import QualitySettings, Settings
+from parallelner.testing.samples import draft_from_projection_pair, read_projection_drafts
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "projection-dev"
 Q = QualitySettings()

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from parallelner.quality.checks import check_language
-from parallelner.quality.samples import cluener_texts, projection_texts, target_only_record
 from parallelner.reasons import Reason
 from parallelner.settings import QualitySettings
+from parallelner.testing.samples import cluener_texts, projection_texts, target_only_record
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 Q = QualitySettings()

@@ -13,10 +13,10 @@ import pytest
 
 from parallelner.quality import assess_stream
 from parallelner.quality.report import summarize, wilson_interval, write_report
-from parallelner.quality.samples import read_projection_drafts
 from parallelner.reasons import Reason, Status
 from parallelner.records import ParallelRecord
 from parallelner.settings import Settings
+from parallelner.testing.samples import read_projection_drafts
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "data" / "projection-dev"

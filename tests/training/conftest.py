@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from parallelner.testing.samples import records_from_projection_gold
 from training.build import build_from_records, read_examples
 from training.config import BuildConfig, Config, load_config
-from training.samples import records_from_projection_gold
 
 PUD = Path(__file__).resolve().parents[2] / "data" / "projection-dev" / "pud-en-zh.jsonl"
 EUROPARL_DE = PUD.with_name("europarl-en-de.jsonl")

@@ -17,8 +17,8 @@ import pytest
 
 from parallelner.reasons import Status
 from parallelner.settings import load_settings
+from parallelner.testing.samples import records_from_projection_gold
 from tests.training.conftest import PUD
-from training.samples import records_from_projection_gold
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"

@@ -10,6 +10,7 @@ import pytest
 from parallelner.errors import InputError
 from parallelner.reasons import Status
 from parallelner.records import Entity
+from parallelner.testing.samples import records_from_projection_gold
 from schemas.ontology import parent_chain
 from schemas.parse import parse_results
 from tests.training.conftest import BUILD, EUROPARL_DE, PUD
@@ -17,7 +18,6 @@ from training.build import build_examples, build_from_records, read_examples
 from training.config import BuildConfig
 from training.errors import TrainingDataError
 from training.instructions import split_of
-from training.samples import records_from_projection_gold
 
 
 def test_every_pair_gives_ner_on_both_sides_and_alignment_both_ways(gold_records):
