@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from parallelner.errors import ConfigError
-from parallelner.langid import LANGUAGES, unknown_language
+from parallelner.languages import LANGUAGES, unknown_language
 from parallelner.reasons import Reason, Status
 from parallelner.records import ParallelRecord, records_to_table, table_to_records
 from parallelner.settings import Settings

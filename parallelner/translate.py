@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-from parallelner.langid import LANG_NAMES, lang_name, looks_like, script_of
+from parallelner.languages import LANG_NAMES, lang_name, looks_like, script_of
 from parallelner.llm.ask import LLM, Question, chat_messages
 from parallelner.llm.batch import write_batch
 from parallelner.llm.client import LLMClient, judge_reply

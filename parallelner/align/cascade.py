@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from rapidfuzz import fuzz
 
 from parallelner.align.normalize import Normalized, is_boundary, normalize
-from parallelner.langid import script_of, script_share
+from parallelner.languages import script_of, script_share
 from parallelner.reasons import Reason
 from parallelner.records import Instance, ProjectedEntity, UnprojectedEntity
 
@@ -89,7 +89,7 @@ class Projection:
 def script_ok(text: str, lang: str) -> bool:
     """False when ``text`` is clearly not written in the script of ``lang``.
 
-    Looser than ``langid.looks_like`` on purpose: a human translation is only refused
+    Looser than ``languages.looks_like`` on purpose: a human translation is only refused
     when it has no CJK character at all for a CJK language, or fewer than half of its
     letters in the language's script otherwise (names in Latin script are common in
     every language). Text without letters passes.

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ConfigDict
 
 from parallelner.align.cascade import Projection, _Target, project_spans
-from parallelner.langid import lang_name
+from parallelner.languages import lang_name
 from parallelner.llm.ask import LLM, Question
 from parallelner.reasons import Reason
 from parallelner.records import Instance, ProjectedEntity

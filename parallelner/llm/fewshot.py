@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pydantic import BaseModel
 
 from parallelner.errors import LLMError
-from parallelner.langid import lang_name, zh_variant
+from parallelner.languages import lang_name, zh_variant
 from parallelner.llm.client import ChatOutcome, RequestFailed
 from parallelner.prompts import load_prompt, load_prompt_data
 from parallelner.reasons import Reason

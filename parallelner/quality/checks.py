@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from rapidfuzz import fuzz
 from sacrebleu.metrics import BLEU, CHRF
 
-from parallelner.langid import script_counts, script_of, script_token_share
-from parallelner.quality.language import function_word_guess, langdetect_guess, primary
+from parallelner.languages import script_counts, script_of, script_token_share
+from parallelner.quality.language_guess import function_word_guess, langdetect_guess, primary
 from parallelner.reasons import Reason
 from parallelner.records import ParallelRecord
 from parallelner.settings import QualitySettings

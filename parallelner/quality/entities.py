@@ -48,9 +48,9 @@ from collections.abc import Iterable
 from rapidfuzz import fuzz
 
 from parallelner.detok import NO_SPACE_LANGS
-from parallelner.langid import convert_variant, script_of, variant_counts, zh_variant
+from parallelner.languages import convert_variant, script_of, variant_counts, zh_variant
 from parallelner.quality.checks import Finding
-from parallelner.quality.language import FUNCTION_WORDS
+from parallelner.quality.language_guess import FUNCTION_WORDS
 from parallelner.reasons import Reason
 from parallelner.records import Entity, ParallelRecord, ProjectedEntity
 from parallelner.settings import QualitySettings

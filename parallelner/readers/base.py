@@ -298,7 +298,7 @@ def check_instance_parts(
     contract of every stage after reading). ``lang`` None: the file's language, checked once
     by the caller.
     """
-    from parallelner.langid import unknown_language
+    from parallelner.languages import unknown_language
 
     problem = unknown_language(lang) if lang is not None else None
     if problem is not None:

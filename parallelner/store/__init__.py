@@ -9,9 +9,9 @@
   ``upload_export(dir, repo_id)`` pushes an export to a Hub dataset repo
 """
 
-from parallelner.store.api import diff_snapshots, load_snapshot
 from parallelner.store.export import export_snapshot, read_export, verify_export
 from parallelner.store.hub import to_hf_dataset, upload_export
+from parallelner.store.read import diff_snapshots, load_snapshot
 from parallelner.store.table import commit, commit_run, list_snapshots, open_table
 from parallelner.store.tags import create_tag, show, snapshot_stats, validate_tag_name
 

@@ -36,7 +36,6 @@ import pyarrow.parquet as pq
 from parallelner.errors import StoreError
 from parallelner.records import arrow_schema
 from parallelner.settings import Settings, load_settings
-from parallelner.store.api import parse_statuses, scan_snapshot
 from parallelner.store.card import render_card
 from parallelner.store.hub import (
     DEFAULT_SEED,
@@ -48,6 +47,7 @@ from parallelner.store.hub import (
     split_rows,
     to_export_table,
 )
+from parallelner.store.read import parse_statuses, scan_snapshot
 from parallelner.store.table import reading, resolve_snapshot
 from parallelner.store.tags import read_release_note, snapshot_stats
 from parallelner.version import PIPELINE_VERSION

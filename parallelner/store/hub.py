@@ -322,7 +322,7 @@ def to_hf_dataset(
     ``{key, value}``; annotators are pseudonymised and ``raw_reply`` left out by default.
     """
     datasets = _require_datasets()
-    from parallelner.store.api import load_snapshot
+    from parallelner.store.read import load_snapshot
 
     proportions = parse_splits(splits)
     rows = load_snapshot(name_or_id, status, home, settings=settings)

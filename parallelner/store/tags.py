@@ -27,8 +27,8 @@ from pyiceberg.table.update.snapshot import ManageSnapshots
 from parallelner.errors import ConfigError, StoreError
 from parallelner.reasons import Reason, Status
 from parallelner.settings import Settings, load_settings
-from parallelner.store.api import scan_snapshot
 from parallelner.store.catalog import open_catalog
+from parallelner.store.read import scan_snapshot
 from parallelner.store.table import (
     PROP_PREFIX,
     close_catalog,

@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from parallelner.langid import convert_variant, zh_variant
+from parallelner.languages import convert_variant, zh_variant
 from parallelner.records import Entity, Instance, ParallelRecord
 from parallelner.testing.samples import read_projection_drafts
 

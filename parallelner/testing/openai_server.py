@@ -56,7 +56,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from parallelner.langid import script_of
+from parallelner.languages import script_of
 
 __all__ = ["OpenAIServer", "pseudo_translate", "main"]
 

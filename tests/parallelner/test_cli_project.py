@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from parallelner.align.tasks import known_labels, run_project
+from parallelner.align.jobs import known_labels, run_project
 from parallelner.cli import main
 from parallelner.errors import InputError
 

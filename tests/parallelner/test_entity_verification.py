@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from parallelner.langid import convert_variant, variant_counts
+from parallelner.languages import convert_variant, variant_counts
 from parallelner.llm.client import LLMClient
 from parallelner.quality import assess_record
 from parallelner.quality.entities import (

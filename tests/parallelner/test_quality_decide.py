@@ -170,7 +170,7 @@ def test_threads_give_the_same_results_as_one_loop():
     # shards may be assessed in a thread pool; langdetect's globals must not leak
     from concurrent.futures import ThreadPoolExecutor
 
-    from parallelner.quality.language import _langdetect
+    from parallelner.quality.language_guess import _langdetect
 
     records = drafts()
     _langdetect.cache_clear()

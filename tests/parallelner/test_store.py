@@ -414,7 +414,7 @@ def _edits(r: ParallelRecord) -> list[ParallelRecord]:
 
 def test_rows_differ_agrees_with_record_equality():
     from parallelner.records import records_to_table
-    from parallelner.store.api import rows_differ
+    from parallelner.store.read import rows_differ
 
     base = [r for r in real_records("pud-en-zh.jsonl", 12, "r") if len(r.tgt_entities) > 1]
     pairs = [(r, edited) for r in base for edited in _edits(r)]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from parallelner.langid import looks_like
+from parallelner.languages import looks_like
 from parallelner.llm.batch import read_batch_results
 from parallelner.llm.client import LLMClient
 from parallelner.readers import read_instances

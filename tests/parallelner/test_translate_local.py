@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from parallelner.langid import looks_like
+from parallelner.languages import looks_like
 from parallelner.llm.client import LLMClient
 from parallelner.readers import read_instances
 from parallelner.records import Instance

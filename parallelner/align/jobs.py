@@ -1,4 +1,6 @@
-"""Projection tasks (``parallelner project``): JSONL lines in, one JSONL line out each.
+"""Projection job files (``parallelner project``): JSONL lines in, one JSONL line out each.
+
+File I/O around stage 2 for jobs given as files (not Prefect tasks).
 
 Input line: ``{"id", "source": {"lang", "text", "entities": [{"start", "end",
 "label"}]}, "target": {"lang", "text"}}`` plus any extra keys, carried through. Output:

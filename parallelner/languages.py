@@ -1,4 +1,9 @@
-"""Script statistics: how much of a text is written in the script of a language.
+"""The languages the pipeline knows, and script statistics over them.
+
+The one list of supported languages (``LANG_NAMES`` / ``LANGUAGES``, with
+``unknown_language`` for the message), their names for prompts, Chinese variants, and
+how much of a text is written in the script of a language. Guessing *which* language a
+text is in (function words, langdetect) is ``parallelner.quality.language_guess``.
 
 The one place for the character -> script table and for counting by script; the
 checks built on it are thin thresholds: ``looks_like`` (stage 1: did the LLM translate

@@ -1,9 +1,10 @@
-"""Language identification for the quality checks: cheap rules first, langdetect last.
+"""Guessing the language of a text for the quality checks: cheap rules first, langdetect
+last (the table of languages and scripts is ``parallelner.languages``).
 
 langdetect is pure Python (about 500 sentences/s on one core), too slow to call on every
 pair of a 257k-pair run. Two cheap signals decide most pairs without it:
 
-- script statistics (``parallelner.langid``, counted per token) settle Chinese, Japanese, Korean,
+- script statistics (``parallelner.languages``, counted per token) settle Chinese, Japanese, Korean,
   Greek, Hebrew and Thai, whose scripts no other language of ours uses;
 - function words (``the``, ``der``, ``el``, ``il``...) settle Latin-script sentences
   with a clear majority for one language.

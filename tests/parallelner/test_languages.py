@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from parallelner.langid import char_script, looks_like, script_counts, script_share
+from parallelner.languages import char_script, looks_like, script_counts, script_share
 
 CASES = [
     # text, lang, looks like it
