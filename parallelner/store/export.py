@@ -167,7 +167,7 @@ def export_snapshot(
     }
     exported = to_export_table(rows, include_raw=include_raw, pseudonymise=pseudonymise)
     parts = split_rows(exported, proportions, seed)
-    with atomic_path(out, directory=True, error=StoreError) as tmp:
+    with atomic_path(out, directory=True, error=StoreError, what="the export") as tmp:
         (tmp / "data").mkdir()
         meta["splits"] = {
             s: {

@@ -41,17 +41,21 @@ def open_temp_beside(path: Path) -> tuple[int, Path]:
     return fd, Path(tmp)
 
 
-def _temp_dir_beside(path: Path, error: type[Exception]) -> Path:
+def _temp_dir_beside(path: Path, error: type[Exception], what: str) -> Path:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         return Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
     except OSError as exc:
-        raise error(f"{path}: cannot write here ({exc.strerror or exc})") from None
+        raise error(f"{path}: cannot write {what} here ({exc.strerror or exc})") from None
 
 
 @contextlib.contextmanager
 def atomic_path(
-    path: str | Path, *, directory: bool = False, error: type[Exception] = ConfigError
+    path: str | Path,
+    *,
+    directory: bool = False,
+    error: type[Exception] = ConfigError,
+    what: str = "the output",
 ) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; move it onto ``path`` when the block ends.
 
@@ -62,7 +66,7 @@ def atomic_path(
     """
     path = Path(path)
     if directory:
-        tmp = _temp_dir_beside(path, error)
+        tmp = _temp_dir_beside(path, error, what)
     else:
         fd, tmp = open_temp_beside(path)
         os.close(fd)
