@@ -171,7 +171,10 @@ class ParallelRecord(_Frozen):
     pipeline_version: str
     prompt_version: str
     model: str
-    config_hash: str
+    config_hash: str  # 16 hex: the hash of ``signature`` (or of older rows' settings)
+    # readable provenance, sacrebleu style (``version.run_signature``); None on rows made
+    # before signatures existed
+    signature: str | None = None
     created_at: datetime = Field(default_factory=_now)
     raw_reply: str | None = None
 

@@ -34,7 +34,7 @@ from parallelner.reasons import Reason, Status
 from parallelner.records import ParallelRecord, records_to_table, table_to_records
 from parallelner.settings import Settings
 from parallelner.shards import Shard, make_shards, read_shard
-from parallelner.version import PIPELINE_VERSION
+from parallelner.version import run_signature, signature_hash
 from parallelner.writers.atomic import AtomicTextWriter, write_table
 
 __all__ = [
@@ -161,9 +161,9 @@ def check_endpoint(settings: Settings, timeout_s: float = 10.0) -> None:
 
 
 def stage_config_hash(settings: Settings, tgt_lang: str) -> str:
-    """Hash of everything that changes a shard's rows (never concurrency or paths)."""
-    blob = f"{settings.stage_hash('translate', 'project', 'quality')}|{tgt_lang}|{PIPELINE_VERSION}"
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    """Hash of everything that changes a shard's rows (never concurrency or paths): the
+    hash of the run's readable signature (``version.run_signature``)."""
+    return signature_hash(run_signature(settings, tgt_lang))
 
 
 @dataclass
@@ -177,6 +177,7 @@ class RunPlan:
     sources: list[str]
     read_counts: dict[str, int] = field(default_factory=dict)  # read, quarantined, repaired
     quarantine_path: str | None = None
+    signature: str = ""  # readable provenance (``version.run_signature``); config_hash hashes it
 
     @property
     def instances(self) -> int:
@@ -240,7 +241,8 @@ def plan_run(
     check_languages(tgt_lang, src_lang)
     check_sources(sources)
     home = Path(settings.home)
-    config_hash = stage_config_hash(settings, tgt_lang)
+    signature = run_signature(settings, tgt_lang)
+    config_hash = signature_hash(signature)
     counts: Counter[str] = Counter()
     quarantine = home / "quarantine" / f"{config_hash}.jsonl"
     quarantine.parent.mkdir(parents=True, exist_ok=True)
@@ -276,6 +278,7 @@ def plan_run(
         sources=[str(s) for s in sources],
         read_counts=dict(counts),
         quarantine_path=str(quarantine) if writer.count else None,
+        signature=signature,
     )
 
 
@@ -558,8 +561,8 @@ def finalize_run(
     if commit:
         from parallelner.store.table import commit as commit_rows
 
-        props = {"config-hash": plan.config_hash, "tgt-lang": plan.tgt_lang,
-                 "sources": json.dumps(plan.sources)}  # fmt: skip
+        props = {"config-hash": plan.config_hash, "signature": plan.signature,
+                 "tgt-lang": plan.tgt_lang, "sources": json.dumps(plan.sources)}  # fmt: skip
         snapshot_id = _committed_snapshot(settings, plan.run_id)
         if snapshot_id is None:
             snapshot_id = commit_rows(table, plan.run_id, settings=settings, properties=props)
