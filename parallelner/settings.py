@@ -7,6 +7,7 @@ nested models (``PARALLELNER_QUALITY__MIN_CHRF=30``).
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
 from pathlib import Path
@@ -144,7 +145,11 @@ class Settings(BaseSettings):
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
-_YAML_PATH: list[Path | None] = [None]
+# The YAML file of the ``load_settings`` call in progress (a context variable: calls in
+# other threads never see it). pydantic-settings asks its sources without arguments.
+_YAML_PATH: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
+    "parallelner_settings_yaml", default=None
+)
 
 
 class _YamlSource(PydanticBaseSettingsSource):
@@ -152,7 +157,7 @@ class _YamlSource(PydanticBaseSettingsSource):
         return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        path = _YAML_PATH[0]
+        path = _YAML_PATH.get()
         if path is None:
             return {}
         return read_yaml_mapping(path)
@@ -179,7 +184,7 @@ def read_yaml_mapping(path: Path, expected: str = "settings") -> dict[str, Any]:
 
 def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
     """Build the effective Settings; ``overrides`` are CLI flags (None values ignored)."""
-    _YAML_PATH[0] = config
+    token = _YAML_PATH.set(config)
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
@@ -190,4 +195,4 @@ def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
         source = f"{config}: " if config else ""
         raise ConfigError(source + "invalid settings: " + "; ".join(lines)) from None
     finally:
-        _YAML_PATH[0] = None
+        _YAML_PATH.reset(token)

@@ -1,4 +1,4 @@
-"""The three stages over a batch of instances, as one async function.
+"""The stages for each instance, chained: one async function over a batch of instances.
 
     translate (sentence + mentions, one call)  ->  project spans  ->  repair ladder
     ->  back-translate  ->  automatic quality (accepted / review / rejected)
@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 
 from parallelner.align import project_spans
 from parallelner.align.repair import repair_projection
-from parallelner.llm.client import LLMClient
+from parallelner.llm.ask import LLM
 from parallelner.quality import assess_record
 from parallelner.reasons import Reason, Status
 from parallelner.records import Instance, ParallelRecord
@@ -42,7 +42,11 @@ def record_id_for(instance_id: str, tgt_lang: str, config_hash: str) -> str:
 
 
 def _failed(
-    inst: Instance, tr: TranslationFailure, run_id: str, config_hash: str
+    inst: Instance,
+    tr: TranslationFailure,
+    run_id: str,
+    config_hash: str,
+    signature: str | None = None,
 ) -> ParallelRecord:
     return ParallelRecord(
         record_id=record_id_for(inst.id, tr.tgt_lang, config_hash),
@@ -59,17 +63,19 @@ def _failed(
         prompt_version=tr.prompt_version,
         model=tr.model,
         config_hash=config_hash,
+        signature=signature,
         raw_reply=tr.raw_reply,
     )
 
 
 async def build_record(
-    client: LLMClient,
+    client: LLM,
     inst: Instance,
     tr: Translation,
     run_id: str,
     config_hash: str,
     settings: Settings,
+    signature: str | None = None,
 ) -> ParallelRecord:
     """Stages 2 and 3 for one translated instance: project, repair, back-translate, assess."""
     mentions = {m.id: m.target for m in tr.mentions}
@@ -129,18 +135,20 @@ async def build_record(
         prompt_version=tr.prompt_version,
         model=tr.model,
         config_hash=config_hash,
+        signature=signature,
     )
     return assess_record(draft, settings.quality, seen=set())
 
 
 async def synthesize_instances(
-    client: LLMClient,
+    client: LLM,
     instances: Iterable[Instance],
     tgt_lang: str,
     run_id: str,
     config_hash: str,
     settings: Settings,
     on_record: Callable[[ParallelRecord], None] | None = None,
+    signature: str | None = None,
 ) -> list[ParallelRecord]:
     """All three stages for ``instances``; one record per instance, in input order.
 
@@ -154,14 +162,14 @@ async def synthesize_instances(
     tasks: list[asyncio.Task] = []
 
     async def finish(inst: Instance, tr: Translation) -> None:
-        rec = await build_record(client, inst, tr, run_id, config_hash, settings)
+        rec = await build_record(client, inst, tr, run_id, config_hash, settings, signature)
         out[order[inst.id]] = rec
         if on_record is not None:
             on_record(rec)
 
     async for inst, tr in translate_stream(client, instances, tgt_lang, settings):
         if isinstance(tr, TranslationFailure):
-            rec = _failed(inst, tr, run_id, config_hash)
+            rec = _failed(inst, tr, run_id, config_hash, signature)
             out[order[inst.id]] = rec
             if on_record is not None:
                 on_record(rec)

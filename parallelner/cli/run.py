@@ -88,11 +88,12 @@ def run(
         shard_size=shard_size,
     )
     # Fail fast, before Prefect starts: languages, files, the LLM endpoint.
-    from parallelner import pipeline
+    from parallelner.llm.runtime import check_endpoint
+    from parallelner.run import check_languages, check_sources
 
-    pipeline.check_languages(to, src_lang)
-    pipeline.check_sources(sources)
-    pipeline.check_endpoint(settings)
+    check_languages(to, src_lang)
+    check_sources(sources)
+    check_endpoint(settings)
 
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no egress noise
@@ -144,21 +145,21 @@ def run(
                     note = f" ({waiting['llm_stalled']} LLM requests slow)"
                 progress.update(bar, description=f"instances -> {to}{note}")
 
-        remove = pipeline.add_progress_listener(on_event)
+        from parallelner.progress import listening
+
         try:
-            summary = flow(
-                sources=[str(p) for p in sources],
-                tgt_lang=to,
-                src_lang=src_lang,
-                fmt=fmt,
-                config=_config_dict(config, overrides),
-                output_dir=str(output) if output else None,
-            )
+            with listening(on_event):
+                summary = flow(
+                    sources=[str(p) for p in sources],
+                    tgt_lang=to,
+                    src_lang=src_lang,
+                    fmt=fmt,
+                    config=_config_dict(config, overrides),
+                    output_dir=str(output) if output else None,
+                )
         except BaseException:
             progress.update(bar, visible=False)  # the error line alone says what happened
             raise
-        finally:
-            remove()
     if json_:
         print_json(summary)
     else:

@@ -99,6 +99,8 @@ def show(
     prov = note["provenance"]
     for key in ("runs", "models", "prompt_versions", "pipeline_versions", "config_hashes"):
         console.print(f"{key.replace('_', ' ')}: {', '.join(prov[key]) or '-'}", highlight=False)
+    for sig in prov.get("signatures", []):  # readable provenance, one line each
+        console.print(f"signature: {sig}", highlight=False)
 
 
 @snapshot_app.command("diff")

@@ -159,6 +159,9 @@ def to_records_table(table: pa.Table) -> pa.Table:
     extra = [n for n in table.column_names if n not in schema.names]
     if extra:  # never drop data silently
         raise StoreError(f"columns not in the ParallelRecord schema: {', '.join(extra)}")
+    for f in schema:  # a field newer than the table (e.g. ``signature``): null on old rows
+        if f.name not in table.column_names and f.nullable:
+            table = table.append_column(f, pa.nulls(table.num_rows, f.type))
     try:
         return table.select(schema.names).cast(schema)
     except (KeyError, pa.ArrowInvalid, pa.ArrowTypeError, ValueError) as exc:

@@ -140,6 +140,7 @@ def release_note(table: Table, snapshot: Snapshot, name: str) -> dict[str, Any]:
         "provenance": {
             "runs": _distinct(rows, "run_id"),
             "config_hashes": _distinct(rows, "config_hash"),
+            "signatures": _distinct(rows, "signature"),
             "prompt_versions": _distinct(rows, "prompt_version"),
             "pipeline_versions": _distinct(rows, "pipeline_version"),
             "models": _distinct(rows, "model"),

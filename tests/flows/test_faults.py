@@ -215,28 +215,26 @@ def test_cli_run_left_with_transient_failures_exits_3_and_a_rerun_finishes(llm_s
 def test_progress_listeners_see_an_outage_and_a_slow_request(tmp_path):
     import threading
 
-    from parallelner import pipeline
+    from parallelner import progress
+    from parallelner import run as pipeline
     from parallelner.settings import load_settings
 
     events: list[tuple[str, int]] = []
-    remove = pipeline.add_progress_listener(lambda e, n: events.append((e, n)))
-    try:
-        with OpenAIServer(model="test-model", hang_s=30) as srv:
-            settings = load_settings(
-                None, home=tmp_path, llm_base_url=srv.base_url, llm_model="test-model",
-                translate={"timeout_s": 3.0, "max_retries": 1}, llm_outage_wait_s=20.0,
-            )  # fmt: skip
-            srv.script("slow one", ["hang"])
-            with pipeline.LLMRuntime(settings) as rt:
-                from parallelner.llm.client import LLMClient
+    listen = progress.listening(lambda e, n: events.append((e, n)))
+    with listen, OpenAIServer(model="test-model", hang_s=30) as srv:
+        settings = load_settings(
+            None, home=tmp_path, llm_base_url=srv.base_url, llm_model="test-model",
+            translate={"timeout_s": 3.0, "max_retries": 1}, llm_outage_wait_s=20.0,
+        )  # fmt: skip
+        srv.script("slow one", ["hang"])
+        with pipeline.LLMRuntime(settings) as rt:
+            from parallelner.llm.client import LLMClient
 
-                ask = LLMClient.complete_outcome
-                rt.run(ask(rt.client, "slow one", prompt_version="t.v1"))  # timed out, retried
-                srv.set_down(True)
-                threading.Timer(6.5, srv.set_down, args=(False,)).start()
-                rt.run(ask(rt.client, "while down", prompt_version="t.v1"))  # waited out
-    finally:
-        remove()
+            ask = LLMClient.complete_outcome
+            rt.run(ask(rt.client, "slow one", prompt_version="t.v1"))  # timed out, retried
+            srv.set_down(True)
+            threading.Timer(6.5, srv.set_down, args=(False,)).start()
+            rt.run(ask(rt.client, "while down", prompt_version="t.v1"))  # waited out
     seen = [e for e in events if e[0].startswith("llm_")]
     assert ("llm_stalled", 1) in seen and ("llm_stalled", 0) in seen
     assert any(e == "llm_outage" and n >= 5 for e, n in seen) and ("llm_outage", 0) in seen

@@ -27,13 +27,13 @@ from flows.synthesize import (
     shard_task,
     synthesize,
 )
-from parallelner import pipeline
+from parallelner import run as pipeline
 from parallelner.readers import read_instances
 from parallelner.records import table_to_records
 from parallelner.settings import load_settings
 from parallelner.shards import read_shard
+from parallelner.stages import record_id_for
 from parallelner.store import load_snapshot
-from parallelner.synthesis import record_id_for
 from tests.flows.helpers import CLUENER_SAMPLE, WIKINEURAL_SAMPLE, comparable
 
 
@@ -95,14 +95,10 @@ def test_shard_cache_key_ignores_the_run_and_follows_content_and_config(llm_serv
 def test_shard_and_finalize_tasks_fn(llm_server, tmp_path):
     settings = _settings(tmp_path / "home", llm_server)
     plan = plan_task.fn([str(WIKINEURAL_SAMPLE)], "zh", settings, None, None)
-    with pipeline.LLMRuntime(settings) as runtime:
-        from flows import synthesize as mod
+    from parallelner.llm.runtime import RuntimePool, sharing
 
-        mod._RUNTIME[settings.model_dump_json()] = runtime
-        try:
-            results = [shard_task.fn(s, plan, settings) for s in plan.shards]
-        finally:
-            mod._RUNTIME.clear()
+    with pipeline.LLMRuntime(settings) as runtime, sharing(RuntimePool([runtime])):
+        results = [shard_task.fn(s, plan, settings) for s in plan.shards]
     asked = len(llm_server.requests)
     assert asked >= plan.instances
 

@@ -22,7 +22,7 @@ from parallelner.quality.entities import (
 from parallelner.reasons import Reason, Status
 from parallelner.records import ParallelRecord
 from parallelner.settings import QualitySettings, Settings
-from parallelner.synthesis import synthesize_instances
+from parallelner.stages import synthesize_instances
 from parallelner.testing.noisy import (
     MISTAKES,
     GoldPair,

