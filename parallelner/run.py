@@ -321,13 +321,14 @@ def process_shard(
 def mark_duplicates(
     records: Iterable[ParallelRecord], settings: Settings, seen: set[str] | None = None
 ) -> list[ParallelRecord]:
-    """Re-assess, in run order, the records whose pair already occurred earlier in the run.
+    """Mark, in run order, the records whose pair already occurred earlier in the run.
 
     Shards are assessed independently (in parallel), so duplicates across shards are
-    found here; the first occurrence keeps its status, later ones get ``duplicate``.
-    ``seen`` carries the keys of earlier records across calls (one call per shard).
+    found here; the first occurrence keeps its status, later ones get ``duplicate``
+    (``quality.mark_duplicate``: no check runs again). ``seen`` carries the keys of
+    earlier records across calls (one call per shard).
     """
-    from parallelner.quality import assess_record, duplicate_key
+    from parallelner.quality import duplicate_key, mark_duplicate
 
     seen = set() if seen is None else seen
     out = []
@@ -336,8 +337,8 @@ def mark_duplicates(
             out.append(rec)
             continue
         key = duplicate_key(rec)
-        if key in seen and Reason.DUPLICATE not in rec.reasons:
-            rec = assess_record(rec, settings.quality, seen={key})
+        if key in seen:
+            rec = mark_duplicate(rec)
         seen.add(key)
         out.append(rec)
     return out

@@ -6,12 +6,19 @@
 """
 
 from parallelner.quality.checks import Finding, duplicate_key
-from parallelner.quality.decide import assess_record, assess_stream, decide, is_audit_sample
+from parallelner.quality.decide import (
+    assess_record,
+    assess_stream,
+    decide,
+    is_audit_sample,
+    mark_duplicate,
+)
 
 __all__ = [
     "Finding",
     "duplicate_key",
     "assess_record",
+    "mark_duplicate",
     "assess_stream",
     "decide",
     "is_audit_sample",

@@ -147,6 +147,18 @@ def assess_record(draft: ParallelRecord, q: QualitySettings, seen: set[str]) -> 
     )
 
 
+def mark_duplicate(record: ParallelRecord) -> ParallelRecord:
+    """``record`` (assessed already) with ``duplicate`` added: rejected, its other findings
+    kept, no audit draw. What ``assess_record`` gives when the pair was seen before, without
+    running the checks again."""
+    if record.status in _FINAL or Reason.DUPLICATE in record.reasons:
+        return record
+    earlier = tuple(r for r in record.reasons if r not in STAGE3_REASONS)
+    found = [r for r in record.reasons if r in STAGE3_REASONS and r is not Reason.AUDIT_SAMPLE]
+    stage3 = tuple(dict.fromkeys([*found, Reason.DUPLICATE]))  # a reject reason: no audit
+    return record.model_copy(update={"status": Status.REJECTED, "reasons": earlier + stage3})
+
+
 def assess_stream(
     records: Iterable[ParallelRecord], settings: Settings, seen: set[str] | None = None
 ) -> Iterator[ParallelRecord]:

@@ -181,3 +181,14 @@ def test_threads_give_the_same_results_as_one_loop():
     assert [(r.status, r.reasons, r.scores) for r in many] == [
         (r.status, r.reasons, r.scores) for r in one
     ]
+
+
+def test_marking_a_duplicate_equals_assessing_it_again_as_seen():
+    from parallelner.quality import duplicate_key, mark_duplicate
+
+    q = QualitySettings(audit_rate=0.3)  # some accepted rows carry the audit reason
+    assessed = [assess_record(d, q, seen=set()) for d in drafts()]
+    assert {r.status for r in assessed} >= {Status.ACCEPTED, Status.REVIEW}
+    for rec in assessed:
+        again = assess_record(rec, q, seen={duplicate_key(rec)})
+        assert mark_duplicate(rec) == again
