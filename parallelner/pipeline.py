@@ -252,8 +252,9 @@ def plan_run(
         for src in sources:
             report = ReadReport()
             for inst in read_instances(
-                Path(src), fmt, strict, report=report, quarantine=writer.write, lang=src_lang
-            ):
+                Path(src), fmt, strict, report=report, quarantine=writer.write, lang=src_lang,
+                max_chars=settings.max_sentence_chars,
+            ):  # fmt: skip
                 if inst.lang == tgt_lang:
                     raise ConfigError(
                         f"{src}: the source language {inst.lang!r} is the "
