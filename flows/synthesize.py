@@ -67,11 +67,18 @@ def _shard_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str
 
 @task(name="plan-run", cache_policy=NO_CACHE)
 def plan_task(
-    sources: list[str], tgt_lang: str, settings: Settings, fmt: str | None, src_lang: str | None
+    sources: list[str],
+    tgt_lang: str,
+    settings: Settings,
+    fmt: str | None,
+    src_lang: str | None,
+    dataset: str | None = None,
+    limit: int | None = None,
 ) -> pipeline.RunPlan:
     return pipeline.plan_run(
-        [Path(s) for s in sources], tgt_lang, settings, fmt=fmt, src_lang=src_lang
-    )
+        [Path(s) for s in sources], tgt_lang, settings, fmt=fmt, src_lang=src_lang,
+        dataset=dataset, limit=limit,
+    )  # fmt: skip
 
 
 @task(
@@ -141,12 +148,15 @@ def synthesize(
     config: dict[str, Any] | None = None,
     output_dir: str | None = None,
     llm_api_key_secret: str | None = None,
+    dataset: str | None = None,
+    limit: int | None = None,
 ) -> dict[str, Any]:
     """Translate, project and filter NER instances; commit one dataset snapshot.
 
     ``config`` holds setting overrides (the same names as the YAML file), never secrets:
     the LLM API key comes from ``PARALLELNER_LLM_API_KEY`` or from the Prefect ``Secret``
-    block named by ``llm_api_key_secret``.
+    block named by ``llm_api_key_secret``. ``dataset`` names the label set of sources
+    that do not name theirs; ``limit`` takes only the first N usable instances.
     """
     logger = get_run_logger()
     overrides = dict(config or {})
@@ -156,7 +166,7 @@ def synthesize(
         overrides["llm_api_key"] = Secret.load(llm_api_key_secret).get()
     settings = load_settings(None, **overrides)
     started = time.perf_counter()
-    plan = plan_task(sources, tgt_lang, settings, fmt, src_lang)
+    plan = plan_task(sources, tgt_lang, settings, fmt, src_lang, dataset, limit)
     logger.info(
         "run %s: %d instances in %d shards -> %s",
         plan.run_id,
@@ -175,7 +185,8 @@ def synthesize(
         for i, fut in enumerate(futures, 1):
             result = fut.result()
             if fut.state.name == "Cached":  # finished by an earlier run: it asked nothing now
-                result = dataclasses.replace(result, usage={})
+                result = dataclasses.replace(result, usage={}, reused=True)
+                pipeline._notify("record", sum(result.counts.values()))
             results.append(result)
             update_progress_artifact(progress, progress=100.0 * i / len(futures))
         for rt in _RUNTIME.values():  # latency percentiles of this process's requests
