@@ -9,6 +9,7 @@ the LLM reply cache covers the shard that was cut off.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 import time
 from pathlib import Path
@@ -24,6 +25,7 @@ from prefect.artifacts import (
 from prefect.cache_policies import NONE as NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.context import FlowRunContext, TaskRunContext
+from prefect.exceptions import MissingContextError
 from prefect.utilities.urls import url_for
 
 from parallelner import pipeline
@@ -85,11 +87,19 @@ def plan_task(
     retry_delay_seconds=5,
 )
 def shard_task(shard: Shard, plan: pipeline.RunPlan, settings: Settings) -> pipeline.ShardResult:
-    logger = get_run_logger()
+    logger = _run_logger()
     logger.info("%s started (%d instances)", _shard_name(shard, plan), shard.size)
     result = pipeline.process_shard(shard, plan, settings, _runtime(settings))
     logger.info("%s finished: %s", _shard_name(shard, plan), _shard_outcome(result))
     return result
+
+
+def _run_logger() -> logging.Logger | logging.LoggerAdapter:
+    """The task run's logger (to the Prefect API); a plain one where ``.fn()`` runs a task."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger(__name__)
 
 
 def _shard_name(shard: Shard, plan: pipeline.RunPlan) -> str:
