@@ -117,7 +117,11 @@ def run(
         label_set(dataset)  # an unknown dataset: one line now, not one per input line
     pipeline.check_endpoint(settings)
 
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    if "PREFECT_LOGGING_LEVEL" not in os.environ:
+        # the run's INFO lines (shards started and finished) go to the Prefect API, where
+        # the UI shows them; the terminal shows the progress bar and warnings only
+        os.environ["PREFECT_LOGGING_LEVEL"] = "INFO"
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no egress noise
     # Prefect's first start migrates its database: on a busy 2-core machine that takes
     # longer than the ephemeral server's 20 s default, and the run died in start-up
@@ -199,6 +203,7 @@ def run(
         print_json(summary)
     else:
         _print_summary(summary)
+        _print_flow_run(summary)
     unfinished = summary.get("unfinished") or {}
     if unfinished:
         from parallelner.errors import UnfinishedRun
@@ -369,6 +374,14 @@ def _print_summary(summary: dict) -> None:
     console.print(f"{snap}   report: {summary['report_dir']}")
     for f in summary.get("output_files", []):
         console.print(f"rows: {f}")
+
+
+def _print_flow_run(summary: dict) -> None:
+    """The Prefect flow run behind the summary; its address when a Prefect UI shows it."""
+    if summary.get("flow_run_id"):
+        console.print(f"flow run: {summary['flow_run_name']}  (id {summary['flow_run_id']})")
+    if summary.get("flow_run_url"):
+        console.print(f"view at: {summary['flow_run_url']}", soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
