@@ -181,15 +181,18 @@ def run(
         remove = pipeline.add_progress_listener(on_event)
         try:
             summary = _run_stoppable(
-                lambda: flow(
-                    sources=[str(p) for p in sources],
-                    tgt_lang=to,
-                    src_lang=src_lang,
-                    fmt=fmt,
-                    dataset=dataset,
-                    limit=limit,
-                    config=_config_dict(config, overrides),
-                    output_dir=str(output) if output else None,
+                lambda: (
+                    _start_prefect()
+                    or flow(
+                        sources=[str(p) for p in sources],
+                        tgt_lang=to,
+                        src_lang=src_lang,
+                        fmt=fmt,
+                        dataset=dataset,
+                        limit=limit,
+                        config=_config_dict(config, overrides),
+                        output_dir=str(output) if output else None,
+                    )
                 ),
                 settings,
                 lambda: progress.stop(),
@@ -272,6 +275,47 @@ def _run_stoppable(call: Callable[[], Any], settings: Any, before_exit: Callable
     if "error" in outcome:
         raise outcome["error"]
     return outcome.get("value")
+
+
+def _start_prefect() -> None:
+    """Start the temporary local Prefect API (unless PREFECT_API_URL names a server).
+
+    Prefect starts it on the first API call anyway; doing it here lets two runs that
+    start at once on one machine (en->zh and zh->en) take turns: the first start migrates
+    Prefect's database, and two migrations of one fresh database at once fail
+    (``index ... already exists``). A lock file under PREFECT_HOME serialises the start;
+    the runs share the database afterwards (SQLite in WAL mode, Prefect's busy timeout).
+    A start that fails is one line (``PrefectStartError``), not a traceback.
+    """
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_HOME,
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
+    )
+
+    if PREFECT_API_URL.value():
+        return
+    import fcntl
+
+    from prefect.server.api.server import SubprocessASGIServer
+
+    from parallelner.errors import PrefectStartError
+
+    home = Path(PREFECT_HOME.value()).expanduser()
+    home.mkdir(parents=True, exist_ok=True)
+    timeout = PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()
+    with (home / "parallelner-start.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+        try:
+            SubprocessASGIServer().start(timeout=timeout)
+        except Exception as exc:  # RuntimeError on a timeout; anything else it raises
+            raise PrefectStartError(
+                f"the local Prefect API did not start ({exc}); Prefect's first start on a "
+                f"machine migrates its database under {home}, which can take minutes on a "
+                f"busy machine: run the command again, raise "
+                f"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS (now {timeout} s), or "
+                f"point PREFECT_API_URL at a running Prefect server"
+            ) from None
 
 
 def _stop_now(settings: Any) -> None:
