@@ -85,11 +85,12 @@ def _unexpected(exc: BaseException) -> None:
     import traceback
 
     text = "".join(traceback.format_exception(exc))
+    detail = str(exc).splitlines()[0] if str(exc) else ""
     for name in ("PARALLELNER_LLM_API_KEY", "PARALLELNER_LABEL_STUDIO_API_KEY",
                  "PARALLELNER_CATALOG_URI", "OPENAI_API_KEY", "HF_TOKEN"):  # fmt: skip
         secret = os.environ.get(name, "")
         if len(secret) >= 4:
-            text = text.replace(secret, "***")
+            text, detail = text.replace(secret, "***"), detail.replace(secret, "***")
     where = None
     for folder in (os.environ.get("PARALLELNER_HOME", ".parallelner"), tempfile.gettempdir()):
         try:
@@ -102,7 +103,6 @@ def _unexpected(exc: BaseException) -> None:
         except OSError:
             continue
     origin = "Prefect" if "/prefect/" in text.rsplit("Traceback", 1)[-1] else "ParallelNER"
-    detail = str(exc).splitlines()[0] if str(exc) else ""
     console_err.print(
         f"[bold red]error:[/] unexpected failure in {origin}: "
         f"{escape(type(exc).__name__)}: {escape(detail[:300])}"
