@@ -398,8 +398,8 @@ def _print_summary(summary: dict) -> None:
         "prompt_tokens",
         "completion_tokens",
     ):
-        if k in summary["usage"]:
-            table.add_row(f"llm {k}", str(summary["usage"][k]))
+        if k in summary["usage"] or k in ("requests", "cache_hits"):  # 0: nothing asked
+            table.add_row(f"llm {k}", str(summary["usage"].get(k, 0)))
     for p in (50, 95, 99):
         if f"latency_p{p}_s" in summary["usage"]:
             table.add_row(f"llm latency p{p}", f"{summary['usage'][f'latency_p{p}_s']:.2f} s")
