@@ -18,7 +18,7 @@ __all__ = ["Listener", "listening", "notify", "listeners"]
 
 Listener = Callable[[str, int], None]
 
-_LISTENERS: contextvars.ContextVar[tuple[Listener, ...]] = contextvars.ContextVar(
+_CURRENT: contextvars.ContextVar[tuple[Listener, ...]] = contextvars.ContextVar(
     "parallelner_progress", default=()
 )
 
@@ -26,19 +26,19 @@ _LISTENERS: contextvars.ContextVar[tuple[Listener, ...]] = contextvars.ContextVa
 @contextlib.contextmanager
 def listening(fn: Listener) -> Iterator[None]:
     """Call ``fn(event, n)`` for the progress events reported inside the block."""
-    token = _LISTENERS.set((*_LISTENERS.get(), fn))
+    token = _CURRENT.set((*_CURRENT.get(), fn))
     try:
         yield
     finally:
-        _LISTENERS.reset(token)
+        _CURRENT.reset(token)
 
 
 def listeners() -> tuple[Listener, ...]:
     """The listeners of the current context (to hand to a thread that does not inherit it)."""
-    return _LISTENERS.get()
+    return _CURRENT.get()
 
 
 def notify(event: str, n: int = 1, to: tuple[Listener, ...] | None = None) -> None:
     """Report ``n`` of ``event`` to the current listeners (or to ``to``)."""
-    for fn in _LISTENERS.get() if to is None else to:
+    for fn in _CURRENT.get() if to is None else to:
         fn(event, n)

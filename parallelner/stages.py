@@ -154,7 +154,7 @@ async def synthesize_instances(
 
     Translation, repair and back-translation requests of different instances overlap;
     the client's semaphore bounds what is in flight. Duplicates are marked per run by
-    the caller (``pipeline.finalize_run``), since they cross shard boundaries.
+    the caller (``run.finalize_run``), since they cross shard boundaries.
     """
     instances = list(instances)
     order = {inst.id: i for i, inst in enumerate(instances)}

@@ -548,7 +548,7 @@ async def _run_async(
     instances: list[Instance], out_path: Path, tgt_lang: str, settings: Settings
 ) -> dict[str, Any]:
     counts: Counter[str] = Counter()
-    async with LLMClient.from_settings(settings) as client:
+    async with LLMClient.from_settings(settings, wait_out_outages=True) as client:
         with AtomicTextWriter(out_path) as out:
             async for inst, result in translate_stream(client, instances, tgt_lang, settings):
                 row = result_to_json(inst, result)
