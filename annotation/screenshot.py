@@ -72,10 +72,11 @@ def _free_port() -> int:
 
 
 @contextmanager
-def labeling_page(url: str, user: str, password: str, project: int, task: int,
+def labeling_page(url: str, user: str, password: str, project: int, task: int | None,
                   width: int = 1400, height: int = 1100,
                   chromium: str = "chromium") -> Iterator[_Page]:  # fmt: skip
-    """Headless Chromium logged in to Label Studio, showing ``task`` ready to label."""
+    """Headless Chromium logged in to Label Studio, showing ``task`` ready to label
+    (``task=None``: the project's Data Manager table)."""
     exe = shutil.which(chromium)
     if exe is None:
         raise RuntimeError("chromium not found: run `make services` (apt-get install chromium)")
@@ -123,9 +124,14 @@ def labeling_page(url: str, user: str, password: str, project: int, task: int,
                 " f.submit(); })()"
             )
             page.wait_for("!location.pathname.startsWith('/user/login')")
-            page.call("Page.navigate", url=f"{url}/projects/{project}/data?task={task}")
-            page.wait_for("!!document.querySelector('.lsf-richtext__container .htx-highlight, "
-                          ".lsf-richtext__line')", 120)  # fmt: skip
+            if task is None:  # the Data Manager's task table
+                page.call("Page.navigate", url=f"{url}/projects/{project}/data")
+                page.wait_for("document.querySelectorAll('.dm-table__cell, "
+                              ".dm-table-cell, [class*=table__cell]').length > 2", 120)  # fmt: skip
+            else:
+                page.call("Page.navigate", url=f"{url}/projects/{project}/data?task={task}")
+                page.wait_for("!!document.querySelector('.lsf-richtext__container .htx-highlight, "
+                              ".lsf-richtext__line')", 120)  # fmt: skip
             time.sleep(3)  # let fonts, regions and the side panels settle
             yield page
         finally:
