@@ -72,11 +72,9 @@ def _free_port() -> int:
 
 
 @contextmanager
-def labeling_page(url: str, user: str, password: str, project: int, task: int | None,
-                  width: int = 1400, height: int = 1100,
+def chromium_page(width: int = 1400, height: int = 1100,
                   chromium: str = "chromium") -> Iterator[_Page]:  # fmt: skip
-    """Headless Chromium logged in to Label Studio, showing ``task`` ready to label
-    (``task=None``: the project's Data Manager table)."""
+    """Headless Chromium showing ``about:blank``, driven over the DevTools protocol."""
     exe = shutil.which(chromium)
     if exe is None:
         raise RuntimeError("chromium not found: run `make services` (apt-get install chromium)")
@@ -115,24 +113,6 @@ def labeling_page(url: str, user: str, password: str, project: int, task: int | 
             page.call("Page.enable")
             page.call("Emulation.setDeviceMetricsOverride", width=width, height=height,
                       deviceScaleFactor=1, mobile=False)  # fmt: skip
-            page.call("Page.navigate", url=f"{url}/user/login")
-            page.wait_for("!!document.querySelector('input[name=email]')")
-            page.js(
-                "(() => { const f = document.querySelector('form');"
-                f" f.querySelector('input[name=email]').value = {json.dumps(user)};"
-                f" f.querySelector('input[name=password]').value = {json.dumps(password)};"
-                " f.submit(); })()"
-            )
-            page.wait_for("!location.pathname.startsWith('/user/login')")
-            if task is None:  # the Data Manager's task table
-                page.call("Page.navigate", url=f"{url}/projects/{project}/data")
-                page.wait_for("document.querySelectorAll('.dm-table__cell, "
-                              ".dm-table-cell, [class*=table__cell]').length > 2", 120)  # fmt: skip
-            else:
-                page.call("Page.navigate", url=f"{url}/projects/{project}/data?task={task}")
-                page.wait_for("!!document.querySelector('.lsf-richtext__container .htx-highlight, "
-                              ".lsf-richtext__line')", 120)  # fmt: skip
-            time.sleep(3)  # let fonts, regions and the side panels settle
             yield page
         finally:
             if page is not None:
@@ -145,6 +125,33 @@ def labeling_page(url: str, user: str, password: str, project: int, task: int | 
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=15)
+
+
+@contextmanager
+def labeling_page(url: str, user: str, password: str, project: int, task: int | None,
+                  width: int = 1400, height: int = 1100,
+                  chromium: str = "chromium") -> Iterator[_Page]:  # fmt: skip
+    """Headless Chromium logged in to Label Studio, showing ``task`` ready to label
+    (``task=None``: the project's Data Manager table)."""
+    with chromium_page(width, height, chromium) as page:
+        page.call("Page.navigate", url=f"{url}/user/login")
+        page.wait_for("!!document.querySelector('input[name=email]')")
+        page.js(
+            "(() => { const f = document.querySelector('form');"
+            f" f.querySelector('input[name=email]').value = {json.dumps(user)};"
+            f" f.querySelector('input[name=password]').value = {json.dumps(password)};"
+            " f.submit(); })()"
+        )
+        page.wait_for("!location.pathname.startsWith('/user/login')")
+        if task is None:  # the Data Manager's task table
+            page.call("Page.navigate", url=f"{url}/projects/{project}/data")
+            page.wait_for("document.querySelectorAll('.lsf-table__cell').length > 2", 120)
+        else:
+            page.call("Page.navigate", url=f"{url}/projects/{project}/data?task={task}")
+            page.wait_for("!!document.querySelector('.lsf-richtext__container .htx-highlight, "
+                          ".lsf-richtext__line')", 120)  # fmt: skip
+        time.sleep(3)  # let fonts, regions and the side panels settle
+        yield page
 
 
 def capture(url: str, user: str, password: str, project: int, task: int, out: Path,

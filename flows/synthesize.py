@@ -9,6 +9,7 @@ the LLM reply cache covers the shard that was cut off.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 import time
 from pathlib import Path
@@ -22,11 +23,15 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 from prefect.cache_policies import NONE as NO_CACHE
-from prefect.context import TaskRunContext
+from prefect.client.orchestration import get_client
+from prefect.context import FlowRunContext, TaskRunContext
+from prefect.exceptions import MissingContextError
+from prefect.utilities.urls import url_for
 
 from parallelner import pipeline
+from parallelner.quality.report import inline_images
 from parallelner.settings import Settings, load_settings
-from parallelner.shards import Shard
+from parallelner.shards import Shard, shard_origins
 
 __all__ = ["synthesize", "make_task_runner"]
 
@@ -67,11 +72,18 @@ def _shard_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str
 
 @task(name="plan-run", cache_policy=NO_CACHE)
 def plan_task(
-    sources: list[str], tgt_lang: str, settings: Settings, fmt: str | None, src_lang: str | None
+    sources: list[str],
+    tgt_lang: str,
+    settings: Settings,
+    fmt: str | None,
+    src_lang: str | None,
+    dataset: str | None = None,
+    limit: int | None = None,
 ) -> pipeline.RunPlan:
     return pipeline.plan_run(
-        [Path(s) for s in sources], tgt_lang, settings, fmt=fmt, src_lang=src_lang
-    )
+        [Path(s) for s in sources], tgt_lang, settings, fmt=fmt, src_lang=src_lang,
+        dataset=dataset, limit=limit,
+    )  # fmt: skip
 
 
 @task(
@@ -82,7 +94,36 @@ def plan_task(
     retry_delay_seconds=5,
 )
 def shard_task(shard: Shard, plan: pipeline.RunPlan, settings: Settings) -> pipeline.ShardResult:
-    return pipeline.process_shard(shard, plan, settings, _runtime(settings))
+    logger = _run_logger()
+    logger.info("%s started (%d instances)", _shard_name(shard, plan), shard.size)
+    result = pipeline.process_shard(shard, plan, settings, _runtime(settings))
+    logger.info("%s finished: %s", _shard_name(shard, plan), _shard_outcome(result))
+    return result
+
+
+def _run_logger() -> logging.Logger | logging.LoggerAdapter:
+    """The task run's logger (to the Prefect API); a plain one where ``.fn()`` runs a task."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger(__name__)
+
+
+def _shard_name(shard: Shard, plan: pipeline.RunPlan) -> str:
+    return f"shard {shard.index + 1}/{len(plan.shards)} ({shard.id[:12]})"
+
+
+def _shard_outcome(result: pipeline.ShardResult, cached: bool = False) -> str:
+    """One line for the run's log: rows by status, and the LLM work this run did for them."""
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(result.counts.items())) or "no rows"
+    if cached:
+        return f"{counts}; cached (finished by an earlier run, no LLM requests now)"
+    usage = result.usage
+    work = ", ".join(
+        f"{k.replace('_', ' ')} {usage.get(k, 0)}"
+        for k in ("requests", "cache_hits", "retries", "failures")
+    )
+    return f"{counts}; LLM {work}" + (" (retried unfinished rows)" if result.retried else "")
 
 
 @task(name="finalize-run", cache_policy=NO_CACHE)
@@ -132,7 +173,40 @@ def _summary_rows(summary: pipeline.RunSummary, seconds: float) -> list[dict[str
     return rows
 
 
-@flow(name="synthesize", log_prints=False, persist_result=False)
+def run_labels(plan: pipeline.RunPlan, settings: Settings) -> tuple[str, list[str]]:
+    """The flow run's name (``run-<id> en→zh``) and tags: direction, model, source datasets."""
+    langs, datasets = shard_origins(plan.shards)
+    name = f"{plan.run_id} {','.join(langs) or '?'}→{plan.tgt_lang}"
+    tags = [f"{lang}-{plan.tgt_lang}" for lang in langs]
+    tags += [f"model:{settings.llm_model}"] + [f"dataset:{d}" for d in datasets]
+    return name, tags
+
+
+def _label_flow_run(name: str, tags: list[str]) -> dict[str, Any]:
+    """Name and tag the current flow run; its id, name and UI address for the summary.
+
+    The run id is known only once the sources are read, so the run starts under the
+    flow's provisional name and is renamed here. The address is ``None`` without a
+    Prefect UI (the CLI's temporary local API has none).
+    """
+    run = FlowRunContext.get().flow_run
+    tags = sorted(set(run.tags) | set(tags))
+    with get_client(sync_client=True) as client:
+        client.update_flow_run(run.id, name=name, tags=tags)
+    run.name, run.tags = name, tags
+    return {
+        "flow_run_id": str(run.id),
+        "flow_run_name": name,
+        "flow_run_url": url_for("flow-run", obj_id=run.id),
+    }
+
+
+@flow(
+    name="synthesize",
+    flow_run_name="synthesize →{tgt_lang}",  # until the run id is known: see _label_flow_run
+    log_prints=False,
+    persist_result=False,
+)
 def synthesize(
     sources: list[str],
     tgt_lang: str,
@@ -141,12 +215,15 @@ def synthesize(
     config: dict[str, Any] | None = None,
     output_dir: str | None = None,
     llm_api_key_secret: str | None = None,
+    dataset: str | None = None,
+    limit: int | None = None,
 ) -> dict[str, Any]:
     """Translate, project and filter NER instances; commit one dataset snapshot.
 
     ``config`` holds setting overrides (the same names as the YAML file), never secrets:
     the LLM API key comes from ``PARALLELNER_LLM_API_KEY`` or from the Prefect ``Secret``
-    block named by ``llm_api_key_secret``.
+    block named by ``llm_api_key_secret``. ``dataset`` names the label set of sources
+    that do not name theirs; ``limit`` takes only the first N usable instances.
     """
     logger = get_run_logger()
     overrides = dict(config or {})
@@ -156,7 +233,9 @@ def synthesize(
         overrides["llm_api_key"] = Secret.load(llm_api_key_secret).get()
     settings = load_settings(None, **overrides)
     started = time.perf_counter()
-    plan = plan_task(sources, tgt_lang, settings, fmt, src_lang)
+    plan = plan_task(sources, tgt_lang, settings, fmt, src_lang, dataset, limit)
+    flow_run = _label_flow_run(*run_labels(plan, settings))
+    logger = get_run_logger()  # again: its lines carry the run's new name
     logger.info(
         "run %s: %d instances in %d shards -> %s",
         plan.run_id,
@@ -175,7 +254,12 @@ def synthesize(
         for i, fut in enumerate(futures, 1):
             result = fut.result()
             if fut.state.name == "Cached":  # finished by an earlier run: it asked nothing now
-                result = dataclasses.replace(result, usage={})
+                result = dataclasses.replace(result, usage={}, reused=True)
+                pipeline._notify("record", sum(result.counts.values()))
+                shard = plan.shards[i - 1]
+                logger.info(
+                    "%s finished: %s", _shard_name(shard, plan), _shard_outcome(result, True)
+                )
             results.append(result)
             update_progress_artifact(progress, progress=100.0 * i / len(futures))
         for rt in _RUNTIME.values():  # latency percentiles of this process's requests
@@ -193,7 +277,9 @@ def synthesize(
     )
     report_md = Path(summary.report_dir or "") / "report.md"
     if report_md.is_file():
-        create_markdown_artifact(key="quality-report", markdown=report_md.read_text())
+        # the UI shows the text alone: the plots travel inside it, as data URIs
+        markdown = inline_images(report_md.read_text(encoding="utf-8"), report_md.parent)
+        create_markdown_artifact(key="quality-report", markdown=markdown)
     logger.info(
         "run %s finished: %s, snapshot %s", plan.run_id, summary.counts, summary.snapshot_id
     )
@@ -205,4 +291,4 @@ def synthesize(
             summary.unfinished.get("rows", 0),
             summary.unfinished.get("shards", 0),
         )
-    return summary.as_dict()
+    return {**summary.as_dict(), **flow_run}

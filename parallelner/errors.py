@@ -15,6 +15,7 @@ __all__ = [
     "LLMError",
     "StoreError",
     "ReviewError",
+    "PrefectStartError",
     "UnfinishedRun",
 ]
 
@@ -51,6 +52,12 @@ class StoreError(ParallelNERError):
 
 class ReviewError(ParallelNERError):
     """Label Studio cannot be used (unreachable, bad token, deleted project)."""
+
+
+class PrefectStartError(ParallelNERError):
+    """Prefect's local API did not start (e.g. its first start timed out on a busy machine)."""
+
+    exit_code = 1
 
 
 class UnfinishedRun(ParallelNERError):

@@ -28,7 +28,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from parallelner.errors import ConfigError
+from parallelner.errors import ConfigError, InputError
 from parallelner.langid import LANGUAGES  # re-exported: the CLI checks --to / --from here
 from parallelner.reasons import Reason, Status
 from parallelner.records import ParallelRecord, records_to_table, table_to_records
@@ -194,6 +194,7 @@ class ShardResult:
     reasons: dict[str, int]
     usage: dict[str, Any] = field(default_factory=dict)
     retried: bool = False  # processed again after an earlier attempt's transient failures
+    reused: bool = False  # finished by an earlier run: its rows were read, nothing was asked
 
 
 @dataclass
@@ -212,6 +213,10 @@ class RunSummary:
     # shards left unfinished by transient LLM failures (what the next run retries):
     # {"shards": n, "rows": failed rows in them, "requests": requests that failed}
     unfinished: dict[str, int] = field(default_factory=dict)
+    # {"total": shards of the run, "reused": those finished by an earlier run (read back,
+    # nothing asked), "processed": those this run worked on}
+    shards: dict[str, int] = field(default_factory=dict)
+    snapshot_new: bool = False  # this run committed the snapshot (not an earlier run)
 
     @property
     def acceptance_rate(self) -> float:
@@ -233,8 +238,15 @@ def plan_run(
     fmt: str | None = None,
     src_lang: str | None = None,
     strict: bool = False,
+    dataset: str | None = None,
+    limit: int | None = None,
 ) -> RunPlan:
-    """Read and validate the sources, write shards; raises before any LLM work."""
+    """Read and validate the sources, write shards; raises before any LLM work.
+
+    ``dataset``: the label map of sources that do not name theirs (``--dataset``);
+    ``limit``: only the first N usable instances (``--limit``, for trying a slice).
+    Raises ``InputError`` when the sources hold no usable instance at all.
+    """
     from parallelner.readers import read_instances
 
     check_languages(tgt_lang, src_lang)
@@ -248,24 +260,42 @@ def plan_run(
     from parallelner.readers import ReadReport
     from parallelner.writers.quarantine import QuarantineWriter
 
+    reasons: Counter[str] = Counter()
+
     def stream(writer: QuarantineWriter):
+        taken = 0
         for src in sources:
             report = ReadReport()
             for inst in read_instances(
-                Path(src), fmt, strict, report=report, quarantine=writer.write, lang=src_lang
-            ):
+                Path(src), fmt, strict, report=report, quarantine=writer.write, lang=src_lang,
+                dataset=dataset, max_chars=settings.max_sentence_chars,
+            ):  # fmt: skip
                 if inst.lang == tgt_lang:
                     raise ConfigError(
                         f"{src}: the source language {inst.lang!r} is the "
                         f"target language; choose another --to"
                     )
                 yield inst
+                taken += 1
+                if taken % 1000 == 0:
+                    _notify("reading", taken)
+                if limit is not None and taken >= limit:
+                    break
             counts["read"] += report.sentences
             counts["quarantined"] += sum(report.quarantined.values())
             counts["repaired"] += sum(report.repaired.values())
+            reasons.update({str(getattr(k, "value", k)): v for k, v in report.quarantined.items()})
+            if limit is not None and taken >= limit:
+                break
 
+    _notify("reading", 0)
     with QuarantineWriter(quarantine) as writer:
         shards = list(make_shards(stream(writer), home / "shards", settings.shard_size))
+    if not shards:
+        raise InputError(
+            ", ".join(str(s) for s in sources), None, Reason.NO_USABLE_INPUT,
+            _nothing_usable(counts, reasons, quarantine if writer.count else None, dataset),
+        )  # fmt: skip
     _notify("planned", sum(s.size for s in shards))
     digest = hashlib.sha256((config_hash + "".join(s.id for s in shards)).encode()).hexdigest()
     return RunPlan(
@@ -276,6 +306,23 @@ def plan_run(
         sources=[str(s) for s in sources],
         read_counts=dict(counts),
         quarantine_path=str(quarantine) if writer.count else None,
+    )
+
+
+def _nothing_usable(
+    counts: Counter[str], reasons: Counter[str], quarantine: Path | None, dataset: str | None
+) -> str:
+    """The one line that says why a run read nothing usable and what to do."""
+    if not counts["read"] and not counts["quarantined"]:
+        return "holds no instances (empty, or not the format you meant: see --format)"
+    top = ", ".join(f"{r} {n}" for r, n in reasons.most_common(3))
+    hint = "; fix the input, or name its label set with --dataset" if not dataset else ""
+    if "unknown_label" not in reasons:
+        hint = "; fix the input (--format, --from and --dataset tell the reader what it is)"
+    where = f" (details: {quarantine})" if quarantine is not None else ""
+    return (
+        f"no usable instance: all {counts['quarantined']} were quarantined ({top}){where}"
+        f"{hint}; nothing was sent to the LLM and no snapshot was committed"
     )
 
 
@@ -399,7 +446,7 @@ def process_shard(
         counts, reasons = _summarize(records)
         _notify("record", len(records))
         _notify("shard", 1)
-        return ShardResult(shard.id, shard.index, str(path), counts, reasons)
+        return ShardResult(shard.id, shard.index, str(path), counts, reasons, reused=True)
     retried = path.exists()  # rows of an earlier attempt, with transient failures
     from parallelner.synthesis import synthesize_instances  # stage wiring, one module
 
@@ -564,16 +611,19 @@ def finalize_run(
     table = pa.concat_tables(tables) if tables else records_to_table([])
     del tables[:]
     snapshot_id = None
+    snapshot_new = False
     if commit:
         from parallelner.store.table import commit as commit_rows
 
         props = {"config-hash": plan.config_hash, "tgt-lang": plan.tgt_lang,
                  "sources": json.dumps(plan.sources)}  # fmt: skip
         snapshot_id = _committed_snapshot(settings, plan.run_id)
+        snapshot_new = True
         if snapshot_id is None:
             snapshot_id = commit_rows(table, plan.run_id, settings=settings, properties=props)
         else:  # committed before: only rows retried after a transient failure are new
             retried = _retried_rows(settings, plan.run_id, table, retried_ids)
+            snapshot_new = bool(retried.num_rows)
             if retried.num_rows:
                 snapshot_id = commit_rows(
                     retried, plan.run_id, settings=settings, replace=True,
@@ -599,4 +649,10 @@ def finalize_run(
         report_dir=str(report_dir),
         output_files=files,
         unfinished=dict(unfinished),
+        shards={
+            "total": len(ordered),
+            "reused": sum(r.reused for r in ordered),
+            "processed": sum(not r.reused for r in ordered),
+        },
+        snapshot_new=snapshot_new,
     )

@@ -44,6 +44,7 @@ class Reason(StrEnum):
     UNREADABLE_FILE = "unreadable_file"  # missing, unreadable or not in the format asked
     UNKNOWN_LANGUAGE = "unknown_language"  # a record's lang is not a language we support
     SENTENCE_TOO_LONG = "sentence_too_long"  # longer than the reader's cap: never sent
+    NO_USABLE_INPUT = "no_usable_input"  # a run's sources hold no usable instance at all
 
     # --- stage 1, translation ------------------------------------------------
     LLM_UNREACHABLE = "llm_unreachable"  # connection errors / timeouts after all retries

@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     label_studio_url: str = "http://127.0.0.1:8080"
     label_studio_api_key: SecretStr | None = None
     label_studio_project: str = "ParallelNER review"
+    # input: a sentence longer than this is quarantined (reason sentence_too_long), not
+    # sent to the LLM
+    max_sentence_chars: int = Field(default=5_000, ge=1)
     # pipeline
     shard_size: int = Field(default=1000, ge=1)
     workers: int = Field(default=4, ge=1)

@@ -17,7 +17,7 @@ from pathlib import Path
 from parallelner.records import Instance
 from parallelner.writers.base import AtomicTextWriter
 
-__all__ = ["Shard", "make_shards", "read_shard", "instance_line"]
+__all__ = ["Shard", "make_shards", "read_shard", "instance_line", "shard_origins"]
 
 
 @dataclass(frozen=True)
@@ -67,3 +67,22 @@ def read_shard(shard: Shard | Path) -> list[Instance]:
     path = shard.path if isinstance(shard, Shard) else shard
     with open(path, encoding="utf-8") as fh:
         return [Instance.model_validate_json(line) for line in fh if line.strip()]
+
+
+def shard_origins(shards: Iterable[Shard]) -> tuple[list[str], list[str]]:
+    """The source languages and source datasets of ``shards``' instances, each sorted.
+
+    Reads only the two keys of each line (plain JSON, no validation): labels for a run
+    (its name, its tags) cost a fraction of reading the shards as instances.
+    """
+    langs: set[str] = set()
+    datasets: set[str] = set()
+    for shard in shards:
+        with open(shard.path, encoding="utf-8") as fh:
+            for line in fh:
+                if line.strip():
+                    row = json.loads(line)
+                    langs.add(row["lang"])
+                    if row.get("source_dataset"):
+                        datasets.add(row["source_dataset"])
+    return sorted(langs), sorted(datasets)

@@ -705,7 +705,7 @@ async def _run_async(
     counts: Counter[str] = Counter()
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(out_path.name + ".part")
-    async with LLMClient.from_settings(settings) as client:
+    async with LLMClient.from_settings(settings, wait_out_outages=True) as client:
         with tmp.open("w", encoding="utf-8") as fh:
             async for inst, result in translate_stream(client, instances, tgt_lang, settings):
                 row = result_to_json(inst, result)

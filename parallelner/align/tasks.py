@@ -411,7 +411,7 @@ async def _project_llm(
     """Lines through the LLM path, ``batch`` at a time concurrently, output in order."""
     from parallelner.llm.client import LLMClient
 
-    async with LLMClient.from_settings(settings) as client:
+    async with LLMClient.from_settings(settings, wait_out_outages=True) as client:
 
         async def one(n: int, text: str, ok: bool) -> tuple[ParsedLine, dict[str, Any]]:
             if not ok:

@@ -8,13 +8,20 @@ one clear line on stderr and exit code 2, never a traceback for a user's mistake
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
-import typer
-from rich.markup import escape
+# Prefect shows a telemetry notice on its first import in a terminal, and counts the
+# install, unless DO_NOT_TRACK is set; the CLI keeps Prefect's analytics off (a user who
+# turns them on with PREFECT_SERVER_ANALYTICS_ENABLED=true gets Prefect's default).
+if os.environ.get("PREFECT_SERVER_ANALYTICS_ENABLED", "").lower() not in ("1", "true"):
+    os.environ.setdefault("DO_NOT_TRACK", "1")
 
-from parallelner.cli._common import console_err
-from parallelner.errors import ParallelNERError
+import typer  # noqa: E402
+from rich.markup import escape  # noqa: E402
+
+from parallelner.cli._common import console_err  # noqa: E402
+from parallelner.errors import ParallelNERError  # noqa: E402
 
 app = typer.Typer(
     name="parallelner",
@@ -70,7 +77,43 @@ def main() -> None:
         if _is_usage_error(exc):
             exc.show()  # type: ignore[attr-defined]
             sys.exit(exc.exit_code)  # type: ignore[attr-defined]
-        raise
+        if os.environ.get("PARALLELNER_DEBUG"):
+            raise
+        _unexpected(exc)
+
+
+def _unexpected(exc: BaseException) -> None:
+    """A failure that is not the user's (a bug, or Prefect's): one line, traceback to a file."""
+    import tempfile
+    import traceback
+
+    text = "".join(traceback.format_exception(exc))
+    detail = str(exc).splitlines()[0] if str(exc) else ""
+    for name in ("PARALLELNER_LLM_API_KEY", "PARALLELNER_LABEL_STUDIO_API_KEY",
+                 "PARALLELNER_CATALOG_URI", "OPENAI_API_KEY", "HF_TOKEN"):  # fmt: skip
+        secret = os.environ.get(name, "")
+        if len(secret) >= 4:
+            text, detail = text.replace(secret, "***"), detail.replace(secret, "***")
+    where = None
+    for folder in (os.environ.get("PARALLELNER_HOME", ".parallelner"), tempfile.gettempdir()):
+        try:
+            path = os.path.join(folder, "logs", "last-error.txt")
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            where = path
+            break
+        except OSError:
+            continue
+    origin = "Prefect" if "/prefect/" in text.rsplit("Traceback", 1)[-1] else "ParallelNER"
+    console_err.print(
+        f"[bold red]error:[/] unexpected failure in {origin}: "
+        f"{escape(type(exc).__name__)}: {escape(detail[:300])}"
+        + (f" (traceback in {escape(where)}; PARALLELNER_DEBUG=1 prints it)" if where else ""),
+        highlight=False,
+        soft_wrap=True,
+    )
+    sys.exit(1)
 
 
 def _is_usage_error(exc: BaseException) -> bool:

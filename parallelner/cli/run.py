@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -45,6 +46,24 @@ def run(
         str | None,
         typer.Option(
             "--format", help="Input format for every source (default: by extension and content)."
+        ),
+    ] = None,
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            "--dataset",
+            help="Label set of sources that do not name theirs: conll, wikineural, cluener "
+            "(span JSONL with PER/ORG/LOC/MISC is read as conll without it).",
+            show_default=False,
+        ),
+    ] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            "--limit",
+            min=1,
+            help="Only the first N usable instances (to try a slice).",
+            show_default=False,
         ),
     ] = None,
     output: Annotated[
@@ -92,9 +111,17 @@ def run(
 
     pipeline.check_languages(to, src_lang)
     pipeline.check_sources(sources)
+    if dataset:
+        from parallelner.readers.base import label_set
+
+        label_set(dataset)  # an unknown dataset: one line now, not one per input line
     pipeline.check_endpoint(settings)
 
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    if "PREFECT_LOGGING_LEVEL" not in os.environ:
+        # the run's INFO lines (shards started and finished) go to the Prefect API, where
+        # the UI shows them; the terminal shows the progress bar and warnings only
+        os.environ["PREFECT_LOGGING_LEVEL"] = "INFO"
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no egress noise
     # Prefect's first start migrates its database: on a busy 2-core machine that takes
     # longer than the ephemeral server's 20 s default, and the run died in start-up
@@ -128,12 +155,19 @@ def run(
         transient=False,
     )
     with progress:
-        bar = progress.add_task("reading sources", total=None)
+        # Prefect starts first (its first start on a machine migrates its database: that
+        # can take minutes), then the sources are read
+        bar = progress.add_task("starting Prefect", total=None)
 
         waiting = {"llm_outage": 0, "llm_stalled": 0}
 
         def on_event(event: str, n: int) -> None:
-            if event == "planned":
+            if event == "reading":
+                progress.update(
+                    bar,
+                    description=f"reading sources ({n:,} instances)" if n else "reading sources",
+                )
+            elif event == "planned":
                 progress.update(bar, total=n, description=f"instances -> {to}")
             elif event == "record":
                 progress.advance(bar, n)
@@ -148,13 +182,22 @@ def run(
 
         remove = pipeline.add_progress_listener(on_event)
         try:
-            summary = flow(
-                sources=[str(p.absolute()) for p in sources],
-                tgt_lang=to,
-                src_lang=src_lang,
-                fmt=fmt,
-                config=_config_dict(config, overrides),
-                output_dir=str(output.absolute()) if output else None,
+            summary = _run_stoppable(
+                lambda: (
+                    _start_prefect()
+                    or flow(
+                        sources=[str(p.absolute()) for p in sources],
+                        tgt_lang=to,
+                        src_lang=src_lang,
+                        fmt=fmt,
+                        dataset=dataset,
+                        limit=limit,
+                        config=_config_dict(config, overrides),
+                        output_dir=str(output.absolute()) if output else None,
+                    )
+                ),
+                settings,
+                lambda: progress.stop(),
             )
         except BaseException:
             progress.update(bar, visible=False)  # the error line alone says what happened
@@ -165,6 +208,7 @@ def run(
         print_json(summary)
     else:
         _print_summary(summary)
+        _print_flow_run(summary)
     unfinished = summary.get("unfinished") or {}
     if unfinished:
         from parallelner.errors import UnfinishedRun
@@ -175,6 +219,124 @@ def run(
             f"(in {unfinished.get('shards', 0)} shards); run the same command again when it "
             "answers: only those are retried (paid replies come from the cache)"
         )
+
+
+def _run_stoppable(call: Callable[[], Any], settings: Any, before_exit: Callable[[], Any]) -> Any:
+    """Run ``call()`` (the flow) in a thread; SIGINT or SIGTERM stop the run within seconds.
+
+    The flow runs in a worker thread so that the signals reach this (main) thread and not
+    Prefect's engine, whose SIGTERM handling reports the crash to its API first, and that
+    API may be the ephemeral server the same signal just stopped (a run went on for
+    minutes). On a signal: one line says what happens, requests in flight are abandoned
+    (replies already received are committed in the reply cache), the temporary files of
+    this process are removed, the ephemeral Prefect server is stopped, and the process
+    exits with 128 + the signal number. Finished shards are kept (each is written
+    atomically), so the same command resumes. A second signal exits at once.
+    """
+    import signal
+    import threading
+
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = call()
+        except BaseException as exc:  # re-raised in the main thread
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=target, name="flow-run", daemon=True)
+    if threading.current_thread() is not threading.main_thread():
+        target()  # signals can only be handled in the main thread: run as is
+    else:
+        stopping = threading.Event()
+
+        def on_signal(signum: int, _frame: Any) -> None:
+            code = 128 + signum
+            if stopping.is_set():
+                os._exit(code)
+            stopping.set()
+            before_exit()
+            name = signal.Signals(signum).name
+            console_err.print(
+                f"[yellow]stopping ({name}):[/] requests in flight are abandoned; shards "
+                "finished so far are kept. Run the same command again to resume (replies "
+                "already received come from the cache).",
+                highlight=False,
+            )
+            _stop_now(settings)
+            os._exit(code)
+
+        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            worker.start()
+            while worker.is_alive():
+                worker.join(0.2)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
+
+
+def _start_prefect() -> None:
+    """Start the temporary local Prefect API (unless PREFECT_API_URL names a server).
+
+    Prefect starts it on the first API call anyway; doing it here lets two runs that
+    start at once on one machine (en->zh and zh->en) take turns: the first start migrates
+    Prefect's database, and two migrations of one fresh database at once fail
+    (``index ... already exists``). A lock file under PREFECT_HOME serialises the start;
+    the runs share the database afterwards (SQLite in WAL mode, Prefect's busy timeout).
+    A start that fails is one line (``PrefectStartError``), not a traceback.
+    """
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_HOME,
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
+    )
+
+    if PREFECT_API_URL.value():
+        return
+    import fcntl
+
+    from prefect.server.api.server import SubprocessASGIServer
+
+    from parallelner.errors import PrefectStartError
+
+    home = Path(PREFECT_HOME.value()).expanduser()
+    home.mkdir(parents=True, exist_ok=True)
+    timeout = PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()
+    with (home / "parallelner-start.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+        try:
+            SubprocessASGIServer().start(timeout=timeout)
+        except Exception as exc:  # RuntimeError on a timeout; anything else it raises
+            raise PrefectStartError(
+                f"the local Prefect API did not start ({exc}); Prefect's first start on a "
+                f"machine migrates its database under {home}, which can take minutes on a "
+                f"busy machine: run the command again, raise "
+                f"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS (now {timeout} s), or "
+                f"point PREFECT_API_URL at a running Prefect server"
+            ) from None
+
+
+def _stop_now(settings: Any) -> None:
+    """What must happen before a stopped run exits: no temp files, no orphan server."""
+    import contextlib
+    import sys
+
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    home = Path(settings.home)
+    with contextlib.suppress(OSError):
+        for tmp in home.rglob(f"*.tmp{os.getpid()}*"):  # atomic writes cut off midway
+            tmp.unlink(missing_ok=True)
+    with contextlib.suppress(Exception):
+        from prefect.server.api.server import SubprocessASGIServer
+
+        for server in list(SubprocessASGIServer._instances.values()):
+            server.stop()  # the ephemeral API's uvicorn process (terminate, then kill)
 
 
 class _UserErrorFilter(logging.Filter):
@@ -238,16 +400,34 @@ def _print_summary(summary: dict) -> None:
         "prompt_tokens",
         "completion_tokens",
     ):
-        if k in summary["usage"]:
-            table.add_row(f"llm {k}", str(summary["usage"][k]))
+        if k in summary["usage"] or k in ("requests", "cache_hits"):  # 0: nothing asked
+            table.add_row(f"llm {k}", str(summary["usage"].get(k, 0)))
     for p in (50, 95, 99):
         if f"latency_p{p}_s" in summary["usage"]:
             table.add_row(f"llm latency p{p}", f"{summary['usage'][f'latency_p{p}_s']:.2f} s")
     table.add_row("acceptance rate", f"{summary['acceptance_rate']:.1%}")
     console.print(table)
-    console.print(f"snapshot: [bold]{summary['snapshot_id']}[/]   report: {summary['report_dir']}")
+    shards = summary.get("shards") or {}
+    if shards.get("reused"):
+        console.print(
+            f"shards: {shards['total']}, of which {shards['reused']} finished by an earlier run "
+            f"(their rows were reused: no LLM request for them)",
+            highlight=False,
+        )
+    snap = f"snapshot: [bold]{summary['snapshot_id']}[/]"
+    if summary.get("snapshot_id") is not None and not summary.get("snapshot_new"):
+        snap += " (committed by an earlier run of the same input and settings: nothing new)"
+    console.print(f"{snap}   report: {summary['report_dir']}")
     for f in summary.get("output_files", []):
         console.print(f"rows: {f}")
+
+
+def _print_flow_run(summary: dict) -> None:
+    """The Prefect flow run behind the summary; its address when a Prefect UI shows it."""
+    if summary.get("flow_run_id"):
+        console.print(f"flow run: {summary['flow_run_name']}  (id {summary['flow_run_id']})")
+    if summary.get("flow_run_url"):
+        console.print(f"view at: {summary['flow_run_url']}", soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -53,7 +53,14 @@ def translate_file(
     with QuarantineWriter(qpath) as sink:
         instances = list(
             itertools.islice(
-                read_instances(input_path, format, report=report, quarantine=sink.write, lang=lang),
+                read_instances(
+                    input_path,
+                    format,
+                    report=report,
+                    quarantine=sink.write,
+                    lang=lang,
+                    max_chars=settings.max_sentence_chars,
+                ),  # fmt: skip
                 limit,
             )
         )
@@ -179,9 +186,29 @@ def translate_cmd(
         input_path, out, to, settings, format=format_, lang=from_, limit=limit,
         write_batch=write_batch, read_batch=read_batch,
     )  # fmt: skip
+    transient = _transient_failures(summary)
     if json_:
         print_json(summary)
-        return
+    else:
+        _print_summary(summary)
+    if transient:
+        from parallelner.errors import UnfinishedRun
+
+        raise UnfinishedRun(
+            f"{transient} sentences failed because the LLM server could not be reached or "
+            f"kept failing; run the same command again when it answers (replies already "
+            f"received come from the cache)"
+        )
+
+
+def _transient_failures(summary: dict[str, Any]) -> int:
+    from parallelner.pipeline import TRANSIENT_REASONS
+
+    reasons = summary.get("reasons") or {}
+    return sum(n for r, n in reasons.items() if r in {t.value for t in TRANSIENT_REASONS})
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
     read = summary["read"]
     console.print(
         f"read {read['sentences']} sentences ({read['quarantined']} quarantined)", highlight=False

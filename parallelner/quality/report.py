@@ -14,8 +14,10 @@ precision of ``accepted``, reported with a 95% Wilson score interval.
 
 from __future__ import annotations
 
+import base64
 import json
 import math
+import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -31,6 +33,7 @@ from parallelner.settings import QualitySettings
 __all__ = [
     "PrecisionEstimate",
     "QualityReport",
+    "inline_images",
     "wilson_interval",
     "summarize",
     "thresholds_signature",
@@ -276,6 +279,26 @@ def _markdown(report: QualityReport, title: str, plot_name: str) -> str:
     if report.thresholds:
         lines += ["", f"Quality settings: `{report.thresholds}`"]
     return "\n".join(lines) + "\n"
+
+
+_IMAGE_LINK = re.compile(r"!\[([^\]]*)\]\(([^)\s:]+\.png)\)")
+
+
+def inline_images(markdown: str, base_dir: Path) -> str:
+    """``markdown`` with its relative PNG links (``![..](scores.png)``) as data URIs.
+
+    For viewers that have the text but not the report's directory (the Prefect UI shows a
+    markdown artifact without the files next to it). A link to a missing file is kept.
+    """
+
+    def inline(m: re.Match[str]) -> str:
+        path = Path(base_dir) / m.group(2)
+        if not path.is_file():
+            return m.group(0)
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
+        return f"![{m.group(1)}](data:image/png;base64,{data})"
+
+    return _IMAGE_LINK.sub(inline, markdown)
 
 
 def thresholds_signature(quality: QualitySettings) -> str:

@@ -8,7 +8,8 @@ One instance a line::
 Offsets are code points, end exclusive. ``entities[].text`` is optional; when present it
 must equal ``text[start:end]``. ``lang`` and ``source_dataset`` fall back to the
 reader's ``lang`` / ``dataset``; ``lang`` must be a language the pipeline supports; labels are checked against that dataset's label map,
-or against the ontology's class names when no dataset is named. A missing ``id``
+or, when no dataset is named, against the ontology's class names or the CoNLL tags
+(``PER``, ``ORG``, ``LOC``, ``MISC``: the record is then read as dataset ``conll``). A missing ``id``
 becomes ``<dataset or "jsonl">-<file stem>-<line>``; an id seen twice is quarantined.
 Other top-level keys are ignored.
 """
@@ -34,6 +35,15 @@ from parallelner.records import Entity, Instance
 
 __all__ = ["read_span_jsonl", "instance_from_dict", "BadRecord"]
 
+_CONLL = "conll"
+
+
+def _labels_of(entities: Any) -> set[str]:
+    """The string labels of a record's entity list (anything malformed is checked later)."""
+    if not isinstance(entities, list):
+        return set()
+    return {e["label"] for e in entities if isinstance(e, dict) and isinstance(e.get("label"), str)}
+
 
 def instance_from_dict(obj: Any, source: Source, line: int) -> Instance:
     """Validate one span record (a decoded JSON object or Parquet row); raises BadRecord.
@@ -53,6 +63,12 @@ def instance_from_dict(obj: Any, source: Source, line: int) -> Instance:
         labels = source.labels(dataset)
     except ConfigError as exc:
         raise BadRecord(Reason.UNKNOWN_LABEL, str(exc)) from None
+    if not dataset:
+        # no dataset named: ontology class names, or the CoNLL tag set (PER, ORG, LOC,
+        # MISC) that most span files carry; those are read as dataset "conll"
+        used = _labels_of(obj.get("entities"))
+        if used and not used <= labels and used <= source.labels(_CONLL):
+            dataset, labels = _CONLL, source.labels(_CONLL)
     rid = obj.get("id")
     if rid is None or rid == "":
         rid = f"{dataset or 'jsonl'}-{source.stem}-{line}"

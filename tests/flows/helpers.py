@@ -7,6 +7,8 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
@@ -66,3 +68,59 @@ def comparable(table: pa.Table) -> list[dict]:
     """A run's rows sorted by record id, without the columns that carry wall-clock times."""
     keep = [n for n in table.column_names if n not in VOLATILE]
     return table.select(keep).sort_by("record_id").to_pylist()
+
+
+def free_port() -> int:
+    """A loopback TCP port nobody listens on now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def prefect_server(root: Path, timeout_s: float = 240) -> Iterator[str]:
+    """``prefect server start`` on loopback (SQLite under ``root``, UI on); yields the API URL.
+
+    The server runs in its own process group and is stopped with its children after.
+    """
+    import signal
+    import time
+
+    import httpx
+
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PARALLELNER_", "PREFECT_"))}
+    env.update(prefect_env(root))
+    env.update({"PREFECT_API_URL": api, "PREFECT_UI_ENABLED": "true"})
+    log = root / "prefect-server.log"
+    args = [str(Path(sys.executable).parent / "prefect"), "server", "start",
+            "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(
+            args, env=env, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        end = time.monotonic() + timeout_s
+        while True:
+            if proc.poll() is not None:
+                raise AssertionError(f"prefect server exited: {log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{api}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > end:
+                raise AssertionError(f"prefect server not healthy: {log.read_text()[-3000:]}")
+            time.sleep(1)
+        yield api
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()

@@ -182,6 +182,8 @@ def test_hung_requests_do_not_stall_the_run(prefect_harness, tmp_path):
     useful = (stats["busy_slot_s"] - stats["hung_slot_s"]) / (slots * stats["active_wall_s"])
     print(f"slots busy {busy:.3f}, with work {useful:.3f}: {stats}")
     assert busy >= 0.8, stats
+    # ... and most of it with work, not hangs (0.75-0.81 measured on the loaded 2-core VM)
+    assert useful >= 0.7, stats
 
 
 def test_cli_run_left_with_transient_failures_exits_3_and_a_rerun_finishes(llm_server, tmp_path):
@@ -224,7 +226,7 @@ def test_progress_listeners_see_an_outage_and_a_slow_request(tmp_path):
         with OpenAIServer(model="test-model", hang_s=30) as srv:
             settings = load_settings(
                 None, home=tmp_path, llm_base_url=srv.base_url, llm_model="test-model",
-                translate={"timeout_s": 3.0, "max_retries": 1}, llm_outage_wait_s=20.0,
+                translate={"timeout_s": 6.0, "max_retries": 1}, llm_outage_wait_s=20.0,
             )  # fmt: skip
             srv.script("slow one", ["hang"])
             with pipeline.LLMRuntime(settings) as rt:

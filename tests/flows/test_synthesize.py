@@ -192,6 +192,12 @@ def test_flow_creates_artifacts_and_caches_shards(prefect_harness, llm_server, t
     assert "instances_per_second" in table and "acceptance_rate" in table
     assert arts["table"].key == "synthesize-summary"
     assert arts["markdown"].key == "quality-report" and arts["markdown"].data.strip()
+    assert "](data:image/png;base64," in arts["markdown"].data  # the UI has no scores.png
+    assert summary["flow_run_id"] == str(run_id)
+    with get_client(sync_client=True) as client:
+        flow_run = client.read_flow_run(run_id)
+    assert flow_run.name == f"{summary['run_id']} en→zh" == summary["flow_run_name"]
+    assert set(flow_run.tags) == {"en-zh", "model:test-model", "dataset:wikineural"}
     assert _task_states(run_id).count(("process-shard", "Completed")) == 4
 
     # the same flow again: every shard task is a cache hit, no LLM request

@@ -3,8 +3,10 @@ and `parallelner quality report|assess` as the installed console script."""
 
 from __future__ import annotations
 
+import base64
 import json
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from parallelner.quality import assess_stream
-from parallelner.quality.report import summarize, wilson_interval, write_report
+from parallelner.quality.report import inline_images, summarize, wilson_interval, write_report
 from parallelner.quality.samples import read_projection_drafts
 from parallelner.reasons import Reason, Status
 from parallelner.records import ParallelRecord
@@ -65,6 +67,21 @@ def test_plot_is_a_png_with_the_score_panels(tmp_path):
     assert set(rep.scores) >= {"chrf", "bleu", "length_ratio", "tgt_script_share"}
     chrf = rep.scores["chrf"]
     assert chrf["p05"] < 25 < 99 < chrf["p50"] <= 100
+
+
+def test_inline_images_carries_the_plot_inside_the_markdown(tmp_path):
+    rep = write_report(assessed(), tmp_path)
+    md = (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert "](scores.png)" in md  # the file next to the report keeps its relative link
+    inlined = inline_images(md + "\n![gone](missing.png)\n", tmp_path)
+    found = re.findall(
+        r"!\[score distributions\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)", inlined
+    )
+    assert len(found) == 1
+    assert base64.b64decode(found[0]) == Path(rep.files["plot"]).read_bytes()
+    assert "](scores.png)" not in inlined and "![gone](missing.png)" in inlined
+    assert inlined.replace(found[0], "").count("base64") == 1  # everything else as it was
+    assert inlined.split("(data:")[0] == md.split("(scores.png)")[0]
 
 
 @pytest.mark.parametrize("k,n,low,high", [(8, 10, 0.4902, 0.9433), (0, 10, 0.0, 0.2775),

@@ -346,14 +346,75 @@ def test_batch_file_round_trip(srv, tmp_path):
     assert "boom" in results[2][1].detail and "no result" in results[3][1].detail
 
 
-def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+def _cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    import os
+
     return subprocess.run(
         [sys.executable, "-c", "from parallelner.cli import main; main()", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
         timeout=120,
+        env={**os.environ, **(env or {})},
     )
+
+
+def _translate_args(srv: OpenAIServer, tmp_path: Path) -> list[str]:
+    sample = REPO / "examples" / "cluener-zh-sample.jsonl"
+    return ["translate", str(sample), "-o", str(tmp_path / "zh-en.jsonl"), "--to", "en",
+            "--llm-base-url", srv.base_url, "--home", str(tmp_path / "home"), "--json"]  # fmt: skip
+
+
+def test_cli_translate_waits_out_a_short_outage(tmp_path):
+    import threading
+
+    # one retry is spent in well under a second; the server is down for 3 s
+    env = {"PARALLELNER_TRANSLATE__MAX_RETRIES": "1", "PARALLELNER_LLM_OUTAGE_WAIT_S": "60"}
+    with OpenAIServer() as srv:
+        srv.set_down(True)
+        up = threading.Timer(3.0, srv.set_down, args=(False,))
+        up.start()
+        res = _cli(*_translate_args(srv, tmp_path), cwd=tmp_path, env=env)
+        up.join()
+    assert res.returncode == 0, res.stderr[-2000:]
+    summary = json.loads(res.stdout)
+    assert summary["translated"] == 20 and summary["failed"] == 0, summary
+
+
+def test_cli_translate_left_with_transient_failures_exits_3_and_a_rerun_asks_only_those(
+    tmp_path,
+):
+    env = {"PARALLELNER_TRANSLATE__MAX_RETRIES": "1", "PARALLELNER_LLM_OUTAGE_WAIT_S": "1"}
+    with OpenAIServer() as srv:
+        args = _translate_args(srv, tmp_path)
+        srv.script(ZH[0].text, ["500", "500"])  # one sentence: an overloaded server
+        first = _cli(*args, cwd=tmp_path, env=env)
+        assert first.returncode == 3, first.stderr[-2000:]
+        assert "Traceback" not in first.stderr
+        summary = json.loads(first.stdout)  # the summary is still printed
+        assert summary["failed"] == 1 and summary["reasons"] == {"llm_http_error": 1}, summary
+        last = [ln for ln in first.stderr.splitlines() if ln.strip()][-1]
+        assert last.startswith("error: 1 sentences failed") and "same command again" in last
+        srv.reset_log()
+        second = _cli(*args, cwd=tmp_path, env=env)
+        assert second.returncode == 0, second.stderr[-2000:]
+        again = json.loads(second.stdout)
+        assert again["translated"] == 20 and again["failed"] == 0
+        # only the failed sentence was asked again: the paid replies came from the cache
+        assert again["usage"]["cache_hits"] == 19 and len(srv.requests) == 1
+
+
+def test_cli_translate_caps_long_sentences_by_setting(srv, tmp_path):
+    res = _cli(*_translate_args(srv, tmp_path), cwd=tmp_path,
+               env={"PARALLELNER_MAX_SENTENCE_CHARS": "45"})  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    summary = json.loads(res.stdout)
+    longer = sum(len(i.text) > 45 for i in ZH)
+    assert 0 < longer < 20
+    assert summary["read"]["quarantined"] == longer
+    qfile = Path(summary["read"]["quarantine_file"])
+    reasons = {json.loads(x)["reason"] for x in qfile.read_text(encoding="utf-8").splitlines()}
+    assert reasons == {"sentence_too_long"}
 
 
 def test_cli_translates_the_sample_and_reruns_from_cache(srv, tmp_path):
