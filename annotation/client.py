@@ -140,6 +140,21 @@ class ReviewClient:
         with self._errors(f"updating project {project_id}"):
             self._ls.projects.update(project_id, **fields)
 
+    def project_url(self, project_id: int) -> str:
+        """The project's Data Manager page (the task list reviewers start from)."""
+        return f"{self.url}/projects/{project_id}/data"
+
+    def view_titles(self, project_id: int) -> list[str]:
+        """Titles of the project's Data Manager tabs (views)."""
+        with self._errors(f"listing the views of project {project_id}"):
+            views = self._ls.views.list(project=project_id)
+        return [str((v.data or {}).get("title", "")) for v in views]
+
+    def create_view(self, project_id: int, data: dict[str, Any]) -> None:
+        """Add a Data Manager tab (its title, hidden columns...) to the project."""
+        with self._errors(f"creating a view in project {project_id}"):
+            self._ls.views.create(project=project_id, data=data)  # type: ignore[arg-type]
+
     def project_model_version(self, project_id: int) -> str | None:
         """The model version whose predictions pre-fill new annotations."""
         with self._errors(f"reading project {project_id}"):

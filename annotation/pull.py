@@ -91,7 +91,7 @@ def apply_export(
     missing = [
         r.record_id for r in records if r.status == Status.REVIEW and r.record_id not in seen
     ]
-    audited = [r for r in out if Reason.AUDIT_SAMPLE in r.reasons and r.status in
+    audited = [r for r in out if Reason.AUDIT_SAMPLE in r.automatic_reasons() and r.status in
                (Status.REVIEWED_ACCEPTED, Status.REVIEWED_REJECTED)]  # fmt: skip
     audit_ok = sum(r.status == Status.REVIEWED_ACCEPTED for r in audited)
     report: dict[str, Any] = {
@@ -135,6 +135,7 @@ def pull(
     export = client.export(pid)
     out, report = apply_export(records, export, known, client.users())
     report["project_id"] = pid
+    report["project_url"] = client.project_url(pid)
     return out, report
 
 

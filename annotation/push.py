@@ -22,18 +22,53 @@ from parallelner.settings import Settings
 __all__ = ["push", "ensure_project", "push_snapshot"]
 
 
+# The Data Manager (the project's task table) shows every data field as a column, the
+# fields the labeling config uses first: ``src_html`` would be the first column, raw
+# HTML. The tab made at creation hides the fields meant for the labeling view only, so
+# the table shows plain text (tgt_text, src_text, why...); the HTML stays in the tasks.
+REVIEW_VIEW = "Review"
+HIDDEN_IN_TABLE = (
+    "tasks:data.src_html",
+    "tasks:data.pushed_spans",
+    # what Label Studio 1.23's default tab hides too (a view lists every hidden column)
+    *(f"tasks:{c}" for c in ("inner_id", "annotations_results", "annotations_ids",
+      "predictions_score", "predictions_model_versions", "predictions_results",
+      "file_upload", "storage_filename", "created_at", "updated_at", "updated_by",
+      "avg_lead_time", "draft_exists")),
+)  # fmt: skip
+
+
+def review_view() -> dict[str, Any]:
+    """The Data Manager tab a new project gets (Label Studio's own view format)."""
+    return {
+        "title": REVIEW_VIEW,
+        "type": "list",
+        "target": "tasks",
+        "hiddenColumns": {"explore": list(HIDDEN_IN_TABLE), "labeling": list(HIDDEN_IN_TABLE)},
+        "columnsWidth": {},
+        "columnsDisplayType": {},
+        "gridWidth": 4,
+    }
+
+
 def ensure_project(
     client: ReviewClient, title: str, classes: set[str], version: str | None = None
 ) -> tuple[int, bool]:
     """Find the project by title or create it; widen its labels to ``classes``.
 
     ``version`` becomes the project's model version, so that new annotations start from
-    the predictions of the records being pushed. Returns (project id, created).
+    the predictions of the records being pushed. The project gets the ``Review`` Data
+    Manager tab (plain-text columns) once; tabs its users made or changed are left as
+    they are. Returns (project id, created).
     """
     pid = client.find_project(title)
     if pid is None:
         config = labeling_config(classes)
-        return client.create_project(title, config, INSTRUCTIONS, version), True
+        pid = client.create_project(title, config, INSTRUCTIONS, version)
+        client.create_view(pid, review_view())
+        return pid, True
+    if REVIEW_VIEW not in client.view_titles(pid):  # a project made before the tab existed
+        client.create_view(pid, review_view())
     current = config_labels(client.project_config(pid))
     if not classes <= current:
         client.update_project(
@@ -66,6 +101,7 @@ def push(records: Iterable[ParallelRecord], client: ReviewClient, title: str) ->
     imported = client.import_tasks(pid, new) if new else 0
     return {
         "project_id": pid,
+        "project_url": client.project_url(pid),
         "project_created": created,
         "model_version": version,
         "imported": imported,

@@ -128,10 +128,11 @@ def chromium_page(width: int = 1400, height: int = 1100,
 
 
 @contextmanager
-def labeling_page(url: str, user: str, password: str, project: int, task: int,
+def labeling_page(url: str, user: str, password: str, project: int, task: int | None,
                   width: int = 1400, height: int = 1100,
                   chromium: str = "chromium") -> Iterator[_Page]:  # fmt: skip
-    """Headless Chromium logged in to Label Studio, showing ``task`` ready to label."""
+    """Headless Chromium logged in to Label Studio, showing ``task`` ready to label
+    (``task=None``: the project's Data Manager table)."""
     with chromium_page(width, height, chromium) as page:
         page.call("Page.navigate", url=f"{url}/user/login")
         page.wait_for("!!document.querySelector('input[name=email]')")
@@ -142,9 +143,13 @@ def labeling_page(url: str, user: str, password: str, project: int, task: int,
             " f.submit(); })()"
         )
         page.wait_for("!location.pathname.startsWith('/user/login')")
-        page.call("Page.navigate", url=f"{url}/projects/{project}/data?task={task}")
-        page.wait_for("!!document.querySelector('.lsf-richtext__container .htx-highlight, "
-                      ".lsf-richtext__line')", 120)  # fmt: skip
+        if task is None:  # the Data Manager's task table
+            page.call("Page.navigate", url=f"{url}/projects/{project}/data")
+            page.wait_for("document.querySelectorAll('.lsf-table__cell').length > 2", 120)
+        else:
+            page.call("Page.navigate", url=f"{url}/projects/{project}/data?task={task}")
+            page.wait_for("!!document.querySelector('.lsf-richtext__container .htx-highlight, "
+                          ".lsf-richtext__line')", 120)  # fmt: skip
         time.sleep(3)  # let fonts, regions and the side panels settle
         yield page
 

@@ -359,11 +359,17 @@ def apply_review(
     problems: list[str] = []
     tgt = record.tgt_text or ""
     deciding = outcome.deciding
-    base_reasons = tuple(r for r in record.reasons if not r.value.startswith("review_"))
+    # after a review, ``reasons`` say what the review decided; the automatic ones stay
+    # as history in ``auto_reasons`` (kept from the first review: a re-review replaces
+    # only the review's reasons; rows reviewed before auto_reasons existed drop review_*)
+    auto = record.auto_reasons
+    if auto is None:
+        auto = tuple(r for r in record.reasons if not r.value.startswith("review_"))
     if outcome.decision == REJECT:
         update = {
             "status": Status.REVIEWED_REJECTED,
-            "reasons": base_reasons + outcome.reasons,
+            "reasons": outcome.reasons,
+            "auto_reasons": auto,
         }
     else:
         old = {
@@ -417,7 +423,9 @@ def apply_review(
             "status": Status.REVIEWED_ACCEPTED,
             "tgt_entities": tuple(entities),
             "unprojected": unprojected,
-            "reasons": base_reasons + ((Reason.REVIEW_CORRECTED,) if corrected else ()),
+            "reasons": (Reason.REVIEW_ACCEPTED,)
+            + ((Reason.REVIEW_CORRECTED,) if corrected else ()),
+            "auto_reasons": auto,
         }
     if problems:
         return record, problems

@@ -96,9 +96,12 @@ class Reason(StrEnum):
     ENTITY_AMBIGUOUS = "entity_ambiguous"  # mention occurs more often in target than source
 
     # --- stage 3, human review ------------------------------------------------------
-    REVIEW_BAD_TRANSLATION = "review_bad_translation"
-    REVIEW_WRONG_SPAN = "review_wrong_span"
-    REVIEW_WRONG_TYPE = "review_wrong_type"
-    REVIEW_MISSING_ENTITY = "review_missing_entity"
-    REVIEW_OTHER = "review_other"
+    # after a review, ``reasons`` hold these codes only; the automatic ones move to
+    # ``auto_reasons`` (history)
+    REVIEW_BAD_TRANSLATION = "review_bad_translation"  # rejected: the translation is wrong
+    REVIEW_WRONG_SPAN = "review_wrong_span"  # rejected: a span is wrong
+    REVIEW_WRONG_TYPE = "review_wrong_type"  # rejected: an entity type is wrong
+    REVIEW_MISSING_ENTITY = "review_missing_entity"  # rejected: an entity is missing
+    REVIEW_OTHER = "review_other"  # rejected: another reason (see the comment)
     REVIEW_CORRECTED = "review_corrected"  # annotator changed spans (informational)
+    REVIEW_ACCEPTED = "review_accepted"  # a reviewer accepted the pair (spans as they left them)

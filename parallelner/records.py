@@ -162,7 +162,11 @@ class ParallelRecord(_Frozen):
     # quality
     scores: dict[str, float] = Field(default_factory=dict)
     status: Status
-    reasons: tuple[Reason, ...] = ()
+    reasons: tuple[Reason, ...] = ()  # what decided the status (after a review: the review's)
+    # the automatic stages' reasons, kept as history once a human review decided the
+    # status; None: never reviewed (then ``reasons`` are the automatic ones). Nullable, so
+    # that tables written before this field existed can gain it.
+    auto_reasons: tuple[Reason, ...] | None = None
     # human review
     annotator: str | None = None
     reviewed_at: datetime | None = None
@@ -177,6 +181,10 @@ class ParallelRecord(_Frozen):
     signature: str | None = None
     created_at: datetime = Field(default_factory=_now)
     raw_reply: str | None = None
+
+    def automatic_reasons(self) -> tuple[Reason, ...]:
+        """The reasons the automatic stages gave, before any review replaced ``reasons``."""
+        return self.auto_reasons if self.auto_reasons is not None else self.reasons
 
     def source_instance(self) -> Instance:
         """The source side as an Instance."""

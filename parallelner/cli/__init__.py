@@ -56,8 +56,11 @@ for _name in _COMMAND_MODULES:
 
 def main() -> None:
     """Console-script entry point."""
+    from parallelner.cli._help import tidy_help
+
     try:
-        app(standalone_mode=False)
+        # `python -m parallelner.cli` too says `parallelner` in its usage lines
+        tidy_help(typer.main.get_command(app))(standalone_mode=False, prog_name="parallelner")
     except ParallelNERError as exc:
         console_err.print(
             f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True

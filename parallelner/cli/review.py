@@ -63,8 +63,10 @@ def _show(report: dict, json_: bool, title: str) -> None:
         print_json(report)
         return
     console.print(f"[bold]{title}[/]")
+    if report.get("project_url"):  # where the reviewers go: first, whole, clickable
+        console.print(f"  open: {report['project_url']}", highlight=False, soft_wrap=True)
     for key, value in report.items():
-        if isinstance(value, list) and not value:
+        if (isinstance(value, list) and not value) or key == "project_url":
             continue
         shown = (
             json.dumps(value, ensure_ascii=False, default=str)

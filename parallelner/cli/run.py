@@ -134,7 +134,9 @@ def run(
     overrides = {
         k: v
         for k, v in {
-            "home": str(settings.home),
+            # absolute at submit time: the flow run's parameters (in the Prefect UI, and
+            # for a re-run from there) must not depend on the submitting shell's directory
+            "home": str(Path(settings.home).absolute()),
             "llm_base_url": settings.llm_base_url,
             "llm_model": settings.llm_model,
             "llm_max_in_flight": settings.llm_max_in_flight,
@@ -187,14 +189,14 @@ def run(
                 # the flow runs in a worker thread: the listener is installed there
                 with listening(on_event):
                     return _start_prefect() or flow(
-                        sources=[str(p) for p in sources],
+                        sources=[str(p.absolute()) for p in sources],
                         tgt_lang=to,
                         src_lang=src_lang,
                         fmt=fmt,
                         dataset=dataset,
                         limit=limit,
                         config=_config_dict(config, overrides),
-                        output_dir=str(output) if output else None,
+                        output_dir=str(output.absolute()) if output else None,
                     )
 
             summary = _run_stoppable(run_flow, settings, lambda: progress.stop())

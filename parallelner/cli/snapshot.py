@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.table import Table
 
 from parallelner.cli._common import (
@@ -38,7 +39,7 @@ class ExportFormat(StrEnum):
 
 @snapshot_app.command("list")
 def list_(config: ConfigOption = None, home: HomeOption = None, json_: JsonOption = False) -> None:
-    """List every snapshot, oldest first: id, time, run, records, tags.
+    """List every snapshot, oldest first: id, time, run, rows changed, total, tags.
 
     Example: parallelner snapshot list --home ./.parallelner --json
     """
@@ -48,27 +49,52 @@ def list_(config: ConfigOption = None, home: HomeOption = None, json_: JsonOptio
     if json_:
         print_json(snaps)
         return
-    t = Table("snapshot id", "committed (UTC)", "op", "run", "added", "total", "tags")
-    t.columns[0].no_wrap = True  # ids are what people copy: never fold them
-    t.columns[3].no_wrap = True
+    # fits 80 columns: no outer box, ids and times never folded, run ids fold
+    t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+    t.add_column("snapshot id", no_wrap=True)  # ids are what people copy
+    t.add_column("committed UTC", no_wrap=True)
+    t.add_column("op", no_wrap=True)
+    t.add_column("run", overflow="fold", min_width=10)
+    t.add_column("rows", justify="right", no_wrap=True)
+    t.add_column("total", justify="right", no_wrap=True)
+    t.add_column("tags", overflow="fold")
     for s in snaps:
         t.add_row(
             str(s["snapshot_id"]) + ("*" if s["current"] else ""),
             s["committed_at"][:16].replace("T", " "),
-            s["operation"] or "",
+            {"overwrite": "replace"}.get(s["operation"] or "", s["operation"] or ""),
             s["run_id"] or "",
-            str(s["added_records"]),
+            row_changes_text(s),
             str(s["total_records"]),
             ", ".join(s["tags"]),
         )
     console.print(t)
-    console.print("* = current (main)")
+    console.print("rows: +added ~changed -removed;  * = current (main)", highlight=False)
+
+
+def row_changes_text(snap: dict[str, Any]) -> str:
+    """``+25``, ``~2``, ``+3 ~2 -1``: what a snapshot did to the rows (``?``: not known)."""
+    parts = []
+    for sign, key in (("+", "added_records"), ("~", "changed_records"), ("-", "removed_records")):
+        n = snap[key]
+        if n is None:
+            parts.append(f"{sign}?")
+        elif n:
+            parts.append(f"{sign}{n}")
+    return " ".join(parts) or "0"
 
 
 def _print_stats(stats: dict[str, Any]) -> None:
-    t = Table("direction", "records", *sorted(stats["by_status"]))
-    for d, c in stats["by_direction"].items():
-        t.add_row(d, str(c["records"]), *[str(c.get(s, 0)) for s in sorted(stats["by_status"])])
+    # one row per status, one column per direction: fits 80 columns whatever the
+    # statuses (a column per status cut "reviewed_accepted" to "reviewed_acce…")
+    directions = list(stats["by_direction"])
+    t = Table("status", *directions, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for c in t.columns[1:]:
+        c.justify = "right"
+    for status in sorted(stats["by_status"]):
+        t.add_row(status, *[str(stats["by_direction"][d].get(status, 0)) for d in directions])
+    t.add_section()
+    t.add_row("records", *[str(stats["by_direction"][d]["records"]) for d in directions])
     console.print(t)
     console.print(
         f"acceptance rate: {stats['acceptance_rate']}   audited precision: "

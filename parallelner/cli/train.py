@@ -175,8 +175,9 @@ def run(
 
     Checks device, base model and data before any long work. Checkpoints every
     train.save_steps; the adapter lands in OUTPUT_DIR/adapter with train_report.json.
-    Several GPUs: `accelerate launch --config_file training/configs/accelerate/...
-    -m training.sft CONFIG DATA`.
+
+    Several GPUs: `accelerate launch --config_file training/configs/accelerate/... -m
+    training.sft CONFIG DATA`.
     """
     _need_training()
     from training.sft import train

@@ -146,7 +146,7 @@ def summarize(
         provenance[
             f"{record.pipeline_version}|{record.prompt_version}|{record.model}|{record.config_hash}"
         ] += 1
-        if Reason.AUDIT_SAMPLE in record.reasons:
+        if Reason.AUDIT_SAMPLE in record.automatic_reasons():
             audit += 1
             if record.status in (Status.REVIEWED_ACCEPTED, Status.REVIEWED_REJECTED):
                 reviewed += 1

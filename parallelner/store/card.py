@@ -162,7 +162,10 @@ COLUMNS: dict[str, str] = {
     "repair_steps": "repair ladder steps taken (annotation / sentence rephrasing, stronger model)",
     "scores": "quality scores as a list of `{key, value}` (e.g. chrf, projection)",
     "status": "accepted, review, rejected, reviewed_accepted, reviewed_rejected or failed",
-    "reasons": "machine-readable reason codes (`parallelner reasons` lists them)",
+    "reasons": "machine-readable reason codes (`parallelner reasons` lists them); after a "
+    "review, what the review decided (`review_accepted`, `review_corrected`, `review_*`)",
+    "auto_reasons": "after a review: the automatic stages' reason codes, kept as history "
+    "(null: never reviewed)",
     "annotator": "reviewer(s), pseudonymised per export unless stated below",
     "reviewed_at": "time of the human review (UTC)",
     "review_comment": "reviewer's free-text comment",

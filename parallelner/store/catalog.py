@@ -24,6 +24,7 @@ __all__ = [
     "catalog_location",
     "warehouse_location",
     "redact_location",
+    "redact_catalog_uri",
 ]
 
 CATALOG_NAME = "parallelner"
@@ -38,6 +39,11 @@ def _redact(uri: str) -> str:
         return make_url(uri).render_as_string(hide_password=True)
     except Exception:  # not a SQLAlchemy URL at all: don't echo it, it may hold a secret
         return "catalog URI (PARALLELNER_CATALOG_URI)"
+
+
+def redact_catalog_uri(uri: str) -> str:
+    """A catalog URI with its password replaced, safe to print (``config show``)."""
+    return _redact(uri)
 
 
 def redact_location(uri: str) -> str:

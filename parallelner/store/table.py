@@ -57,6 +57,7 @@ __all__ = [
     "commit_run",
     "resolve_snapshot",
     "list_snapshots",
+    "row_changes",
     "to_records_table",
 ]
 
@@ -241,11 +242,19 @@ def _commit_with_retry(
                 f"table (e.g. {sorted(existing)[0]!r}); nothing was committed. Commit them "
                 "with replace=True to supersede those rows (a review pull does)"
             )
+        # what the commit does to the dataset's rows (Iceberg's own added-records counts
+        # the rows of every rewritten file: 196 for a pull that replaced 2 rows)
+        counted = {
+            **props,
+            f"{PROP_PREFIX}rows-added": str(len(ids) - len(existing)),
+            f"{PROP_PREFIX}rows-changed": str(len(existing)),
+            f"{PROP_PREFIX}rows-removed": "0",
+        }
         try:
             if existing:
-                _replace_rows(table, rows, existing, props)
+                _replace_rows(table, rows, existing, counted)
             else:
-                table.append(rows, snapshot_properties=props)
+                table.append(rows, snapshot_properties=counted)
         except (CommitFailedException, ValidationException):
             # pyiceberg already retried a few times on the same data files; past that
             # (or when a concurrent replace touched the same files) redo it on a fresh table
@@ -350,9 +359,14 @@ def _describe_snapshots(table: Table) -> list[dict[str, Any]]:
         if ref.snapshot_ref_type == "tag":
             tags.setdefault(ref.snapshot_id, []).append(name)
     current = table.current_snapshot()
+    totals: dict[int, int] = {}
     out = []
     for snap in table.snapshots():
         summary = snap.summary.additional_properties if snap.summary else {}
+        total = int(summary.get("total-records", 0))
+        totals[snap.snapshot_id] = total
+        parent = totals.get(snap.parent_snapshot_id) if snap.parent_snapshot_id else 0
+        operation = str(snap.summary.operation.value) if snap.summary else None
         out.append(
             {
                 "snapshot_id": snap.snapshot_id,
@@ -360,13 +374,36 @@ def _describe_snapshots(table: Table) -> list[dict[str, Any]]:
                 "committed_at": datetime.fromtimestamp(snap.timestamp_ms / 1000, UTC).isoformat(
                     timespec="seconds"
                 ),
-                "operation": str(snap.summary.operation.value) if snap.summary else None,
+                "operation": operation,
                 "run_id": summary.get(f"{PROP_PREFIX}run-id"),
-                "added_records": int(summary.get("added-records", 0)),
-                "deleted_records": int(summary.get("deleted-records", 0)),
-                "total_records": int(summary.get("total-records", 0)),
+                **row_changes(summary, operation, total, parent),
+                "total_records": total,
                 "tags": sorted(tags.get(snap.snapshot_id, [])),
                 "current": current is not None and current.snapshot_id == snap.snapshot_id,
             }
         )
     return out
+
+
+def row_changes(
+    summary: Mapping[str, str], operation: str | None, total: int, parent_total: int | None
+) -> dict[str, int | None]:
+    """Rows a snapshot added, changed (replaced by a new version) and removed.
+
+    Read from the counts ``commit`` records; for snapshots committed before those
+    existed: an append added its rows, a replace changed ``parallelner.changed`` rows
+    (review pulls record it) and the rest is the change in the total (None: not known).
+    """
+    keys = ("added_records", "changed_records", "removed_records")
+    recorded = [summary.get(f"{PROP_PREFIX}rows-{k}") for k in ("added", "changed", "removed")]
+    if all(v is not None for v in recorded):
+        return {k: int(v) for k, v in zip(keys, recorded, strict=True)}
+    if operation == "append":
+        return dict(zip(keys, (int(summary.get("added-records", 0)), 0, 0), strict=True))
+    net = None if parent_total is None else total - parent_total
+    changed = summary.get(f"{PROP_PREFIX}changed")
+    return {
+        "added_records": None if net is None else max(net, 0),
+        "changed_records": int(changed) if changed is not None else None,
+        "removed_records": None if net is None else max(-net, 0),
+    }

@@ -97,10 +97,17 @@ def snapshot_stats(rows: pa.Table) -> dict[str, Any]:
     by_dir: dict[str, Counter] = {}
     for d, s in zip(direction.to_pylist(), status, strict=True):
         by_dir.setdefault(d, Counter())[s] += 1
+    # the automatic reasons: a reviewed row keeps them in auto_reasons (older rows, and
+    # tables written before that column existed, in reasons)
+    auto = (
+        rows.column("auto_reasons").to_pylist()
+        if "auto_reasons" in rows.column_names
+        else [None] * total
+    )
     audit = [
         s
-        for s, reasons in zip(status, rows.column("reasons").to_pylist(), strict=True)
-        if Reason.AUDIT_SAMPLE.value in reasons
+        for s, reasons, before in zip(status, rows.column("reasons").to_pylist(), auto, strict=True)
+        if Reason.AUDIT_SAMPLE.value in (before if before is not None else reasons)
     ]
     audited = Counter(audit)
     judged = audited[Status.REVIEWED_ACCEPTED.value] + audited[Status.REVIEWED_REJECTED.value]

@@ -49,6 +49,10 @@ def test_push_and_pull_through_the_store(env, label_studio, pud_records) -> None
     report = json.loads(res.stdout)
     assert (report["records_in_review"], report["imported"]) == (3, 3)
     assert label_studio.token not in res.stdout + res.stderr
+    url = f"{label_studio.url}/projects/{report['project_id']}/data"
+    assert report["project_url"] == url
+    human = run("push", env=env)  # nothing new to import; still says where to review
+    assert human.returncode == 0 and f"open: {url}" in human.stdout
 
     client = ReviewClient(label_studio.url, label_studio.token)
     tasks = client.task_record_ids(report["project_id"])
@@ -78,12 +82,18 @@ def test_push_and_pull_through_the_store(env, label_studio, pud_records) -> None
     assert len(rows) == 4  # no row dropped, none duplicated
     ok = rows[pud_records[0].record_id]
     assert ok.status == Status.REVIEWED_ACCEPTED and ok.tgt_entities == ()
-    assert Reason.REVIEW_CORRECTED in ok.reasons
+    # reasons say what the review decided; the automatic ones are kept as history
+    assert ok.reasons == (Reason.REVIEW_ACCEPTED, Reason.REVIEW_CORRECTED)
+    assert ok.auto_reasons == pud_records[0].reasons
     # the source entities whose spans the annotator removed are listed as unprojected
     assert [u.source_index for u in ok.unprojected] == list(range(len(ok.src_entities)))
     assert {u.reason for u in ok.unprojected} == {Reason.REVIEW_CORRECTED}
     rej = rows[pud_records[1].record_id]
-    assert rej.status == Status.REVIEWED_REJECTED and Reason.REVIEW_WRONG_TYPE in rej.reasons
+    assert rej.status == Status.REVIEWED_REJECTED and rej.reasons == (Reason.REVIEW_WRONG_TYPE,)
+    assert rej.auto_reasons == pud_records[1].reasons
+    # the pull's snapshot counts the 2 rows it changed (Iceberg rewrote a whole file)
+    pull_snap = store.list_snapshots(settings)[-1]
+    assert (pull_snap["added_records"], pull_snap["changed_records"]) == (0, 2)
     assert rows[pud_records[2].record_id].status == Status.REVIEW
     assert rows[accepted.record_id] == accepted
 

@@ -119,7 +119,8 @@ def test_push_annotate_pull_round_trip(client: ReviewClient, title: str, pud_rec
     rej = by_id[r_bad.record_id]
     assert rej.status == Status.REVIEWED_REJECTED
     assert Reason.REVIEW_BAD_TRANSLATION in rej.reasons
-    assert Reason.BORDERLINE_BACKTRANSLATION in rej.reasons  # earlier reasons kept
+    assert Reason.BORDERLINE_BACKTRANSLATION not in rej.reasons  # the review's reasons only
+    assert Reason.BORDERLINE_BACKTRANSLATION in rej.auto_reasons  # earlier reasons kept
     assert rej.review_comment == "meaning inverted"
 
     tie = by_id[r_tie.record_id]

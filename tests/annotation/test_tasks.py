@@ -14,6 +14,7 @@ import pytest
 from annotation.pull import apply_export
 from annotation.tasks import record_to_task
 from parallelner.reasons import Reason, Status
+from parallelner.records import UnprojectedEntity
 from tests.annotation.conftest import with_prefix
 
 USERS = {1: "ana@example.org", 2: "bo@example.org", 3: "cy@example.org"}
@@ -95,8 +96,37 @@ def test_rejection_reasons_are_the_union_of_the_winning_side(rec) -> None:
     a = ann(1, "Reject", reasons=("Wrong span",))
     b = ann(2, "Reject", reasons=("Wrong type", "Wrong span"))
     (out,), _ = apply_export([rec], export_of(rec, a, b), KNOWN, USERS)
-    assert out.reasons == (Reason.BORDERLINE_BACKTRANSLATION, Reason.REVIEW_WRONG_SPAN,
-                           Reason.REVIEW_WRONG_TYPE)  # fmt: skip
+    assert out.reasons == (Reason.REVIEW_WRONG_SPAN, Reason.REVIEW_WRONG_TYPE)
+    assert out.auto_reasons == (Reason.BORDERLINE_BACKTRANSLATION,)  # kept as history
+
+
+def test_reasons_say_what_the_review_decided_the_automatic_ones_are_history(rec) -> None:
+    """A reviewer who fixed every entity: reasons no longer say incomplete_entities."""
+    auto = (Reason.INCOMPLETE_ENTITIES, Reason.REPAIR_UNFINISHED)
+    missing = rec.tgt_entities[-1]
+    doubted = rec.model_copy(
+        update={
+            "reasons": auto,
+            "tgt_entities": rec.tgt_entities[:-1],
+            "unprojected": (
+                UnprojectedEntity(source_index=missing.source_index, label=missing.label,
+                                  text=missing.text, reason=Reason.NOT_FOUND),
+            ),
+        }
+    )  # fmt: skip
+    fixed = predicted(rec)  # the reviewer drew the missing span
+    (out,), _ = apply_export([doubted], export_of(doubted, ann(1, "Accept", fixed)), KNOWN, USERS)
+    assert out.status == Status.REVIEWED_ACCEPTED and out.unprojected == ()
+    assert out.reasons == (Reason.REVIEW_ACCEPTED, Reason.REVIEW_CORRECTED)
+    assert out.auto_reasons == auto and out.automatic_reasons() == auto
+    # reviewed again (the reviewer changes their mind): the history stays the automatic one
+    export = export_of(out, ann(1, "Reject", reasons=("Bad translation",), at="30"))
+    (again,), _ = apply_export([out], export, KNOWN, USERS)
+    assert again.reasons == (Reason.REVIEW_BAD_TRANSLATION,) and again.auto_reasons == auto
+    # plain accept without changes
+    (plain,), _ = apply_export([rec], export_of(rec, ann(1, "Accept", predicted(rec))), KNOWN)
+    assert plain.reasons == (Reason.REVIEW_ACCEPTED,)
+    assert plain.auto_reasons == rec.reasons
 
 
 def test_skipped_and_undecided_annotations_leave_the_record_in_review(rec) -> None:

@@ -73,3 +73,29 @@ def test_labeling_page_draws_and_records_code_point_spans(
         target.start,
         target.end,
     )
+
+
+HEADS = "[...document.querySelectorAll('.lsf-th[data-id]')].map(e => e.dataset.id)"
+CELLS = "[...document.querySelectorAll('.lsf-table__cell')].map(e => e.textContent)"
+
+
+def test_data_manager_table_shows_plain_text_not_html(
+    label_studio: LabelStudioServer, pud_records
+) -> None:
+    """The task table's columns are plain text; the HTML source is for the labeling view."""
+    client = ReviewClient(label_studio.url, label_studio.token)
+    title = f"dm {uuid.uuid4().hex[:8]}"
+    report = push(pud_records[:2], client, title)
+    pid = report["project_id"]
+    assert report["project_url"] == f"{label_studio.url}/projects/{pid}/data"
+    push(pud_records[:3], client, title)  # a second push adds no second tab
+    assert client.view_titles(pid) == ["Review"]
+    with labeling_page(label_studio.url, label_studio.user, label_studio.password,
+                       pid, None) as page:  # fmt: skip
+        heads = page.js(HEADS)
+        cells = page.js(CELLS)
+    data_columns = [h for h in heads if h.startswith("tasks:data.")]
+    assert data_columns[:1] == ["tasks:data.tgt_text"], heads
+    assert "tasks:data.src_text" in data_columns and "tasks:data.src_html" not in heads
+    assert not [c for c in cells if "<div" in c or "pn-src-text" in c]
+    assert any(pud_records[0].src_text[:20] in c for c in cells)

@@ -17,9 +17,9 @@ from parallelner.settings import load_settings
 CLI = str(Path(sys.executable).parent / "parallelner")
 
 
-def cli(*args: str, home: Path | None = None) -> subprocess.CompletedProcess:
+def cli(*args: str, home: Path | None = None, columns: int = 200) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PARALLELNER_")}
-    env["COLUMNS"] = "200"
+    env["COLUMNS"] = str(columns)
     extra = ["--home", str(home)] if home is not None else []
     return subprocess.run(
         [CLI, "snapshot", *args, *extra], capture_output=True, text=True, env=env, timeout=120
@@ -101,6 +101,42 @@ def test_human_output(home):
     assert res.returncode == 0 and "run-1" in res.stdout and "v1" in res.stdout
     res = cli("show", "v1", home=home)
     assert res.returncode == 0 and "acceptance rate" in res.stdout and "en->zh" in res.stdout
+
+
+def test_list_counts_the_rows_a_pull_changed_not_the_files_it_rewrote(home):
+    """A pull that replaces 2 of 25 rows shows ~2 (Iceberg's added-records says 25)."""
+    records = real_records("pud-en-zh.jsonl", 25, "run-1")
+    two = reviewed(records, "review-pull-1")[:2]
+    assert len(two) == 2
+    store.commit(two, "review-pull-1", settings=load_settings(home=home), replace=True)
+    snaps = json.loads(cli("list", "--json", home=home).stdout)
+    counts = [
+        (s["run_id"], s["added_records"], s["changed_records"], s["removed_records"]) for s in snaps
+    ]
+    assert counts == [("run-1", 25, 0, 0), ("review-pull-1", 0, 2, 0)]
+    assert snaps[-1]["total_records"] == 25
+    table = cli("list", home=home, columns=80).stdout
+    pull_line = next(line for line in table.splitlines() if "replace" in line)
+    assert " ~2 " in pull_line and "+" not in pull_line
+
+
+@pytest.mark.parametrize("command", [("list",), ("show", "main")])
+def test_tables_fit_80_columns_with_whole_headers(home, command):
+    assert cli("tag", "v1", home=home).returncode == 0
+    store.commit(
+        reviewed(real_records("pud-en-zh.jsonl", 25, "run-1"), "review-pull-20261125T093000Z"),
+        "review-pull-20261125T093000Z",
+        settings=load_settings(home=home),
+        replace=True,
+    )
+    out = cli(*command, home=home, columns=80).stdout
+    assert "…" not in out
+    assert all(len(line) <= 80 for line in out.splitlines())
+    if command == ("list",):
+        for header in ("snapshot id", "committed UTC", "op", "run", "rows", "total", "tags"):
+            assert header in out
+    else:
+        assert "reviewed_accepted" in out and "en->zh" in out
 
 
 @pytest.mark.parametrize(

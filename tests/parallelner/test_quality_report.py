@@ -114,7 +114,8 @@ def test_precision_of_accepted_from_the_reviewed_audit_sample():
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([CLI, "quality", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=300, env={"PATH": str(Path(sys.executable).parent), "COLUMNS": "200"})  # fmt: skip
+                          timeout=300, env={"PATH": str(Path(sys.executable).parent), "COLUMNS": "200",
+                                            "PYTHONPATH": str(REPO)})  # this tree's code  # fmt: skip
 
 
 def test_cli_assess_then_report(tmp_path):

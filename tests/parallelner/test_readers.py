@@ -183,13 +183,20 @@ def test_span_jsonl_without_dataset_checks_labels_against_the_ontology(tmp_path)
             {"start": 24, "end": 30, "label": "GeopoliticalEntity"},
         ],
     }
-    bad = dict(good, id="b", entities=[{"start": 0, "end": 13, "label": "PER"}])
+    bad = dict(good, id="b", entities=[{"start": 0, "end": 13, "label": "HERO"}])
+    # CoNLL tags without a dataset are read as dataset "conll" (issue 15)...
+    conll = dict(good, id="c", entities=[{"start": 0, "end": 13, "label": "PER"}])
+    # ...but not mixed with ontology names in one record
+    mixed = dict(good, id="d", entities=[{"start": 0, "end": 13, "label": "PER"},
+                                         {"start": 24, "end": 30, "label": "GeopoliticalEntity"}])  # fmt: skip
     path = tmp_path / "ontology.jsonl"
-    path.write_text("\n".join(json.dumps(x) for x in (good, bad)) + "\n", encoding="utf-8")
+    lines = (good, bad, conll, mixed)
+    path.write_text("\n".join(json.dumps(x) for x in lines) + "\n", encoding="utf-8")
     report = ReadReport()
     got = list(read_instances(path, report=report))
-    assert [i.id for i in got] == ["a"] and got[0].entities[0].text == "Angela Merkel"
-    assert report.quarantined == {"unknown_label": 1}
+    assert [i.id for i in got] == ["a", "c"] and got[0].entities[0].text == "Angela Merkel"
+    assert got[0].source_dataset == "" and got[1].source_dataset == "conll"
+    assert report.quarantined == {"unknown_label": 2}
 
 
 def test_parquet_rows_are_validated_like_jsonl_lines(tmp_path):

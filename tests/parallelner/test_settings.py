@@ -78,3 +78,48 @@ def test_reasons_command_documents_every_code():
     rows = reason_table()
     assert {r["code"] for r in rows} == {r.value for r in Reason}
     assert all(r["stage"] for r in rows)
+
+
+def _config_show(tmp_path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "parallelner.cli", "config", "show", *args],
+        env={"PATH": "/usr/bin:/bin", "COLUMNS": "80", **env},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+
+def test_config_show_prints_the_values_in_effect_not_null(tmp_path):
+    """Catalog, warehouse and LLM show what they resolve to, and where each came from."""
+    import os
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[2])  # this tree, not another checkout
+    pythonpath = {"PYTHONPATH": os.pathsep.join(filter(None, (root, os.environ.get("PYTHONPATH"))))}
+    data = json.loads(_config_show(tmp_path, "--json", **pythonpath).stdout)
+    home = tmp_path / ".parallelner"
+    assert data["home"] == str(home)
+    assert data["catalog_uri"] == f"sqlite:///{home / 'catalog.db'}"
+    assert data["warehouse"] == (home / "warehouse").as_uri()
+    assert data["llm_base_url"] == "embedded local model"
+    assert data["sources"]["home"].startswith("default")
+
+    other = tmp_path / "h2"
+    env = {
+        **pythonpath,
+        "PARALLELNER_CATALOG_URI": "postgresql://u:pw-999@db.example/cat",
+        "PARALLELNER_WAREHOUSE": "s3://KEY:SECRET-5@bucket/wh",
+        "PARALLELNER_LLM_BASE_URL": "http://127.0.0.1:8000/v1",
+        "PARALLELNER_QUALITY__MIN_CHRF": "30",
+    }
+    out = _config_show(tmp_path, "--home", str(other), **env).stdout
+    assert "pw-999" not in out and "SECRET-5" not in out
+    lines = {line.split(":")[0].strip(): line for line in out.splitlines()}
+    assert "postgresql://u:***@db.example/cat" in lines["catalog_uri"]
+    assert "env PARALLELNER_CATALOG_URI" in lines["catalog_uri"]
+    assert "s3://***@bucket/wh" in lines["warehouse"]
+    assert "http://127.0.0.1:8000/v1" in lines["llm_base_url"]
+    assert f"{other}" in lines["home"] and "flag --home" in lines["home"]
+    assert "30.0" in lines["min_chrf"] and "env PARALLELNER_QUALITY__MIN_CHRF" in lines["min_chrf"]
