@@ -28,6 +28,7 @@ from prefect.exceptions import MissingContextError
 from prefect.utilities.urls import url_for
 
 from parallelner import run
+from parallelner.llm.endpoints import endpoint_line
 from parallelner.llm.runtime import RuntimePool, shared_runtime, sharing
 from parallelner.progress import notify
 from parallelner.quality.report import inline_images
@@ -142,7 +143,12 @@ def _summary_rows(summary: run.RunSummary, seconds: float) -> list[dict[str, Any
     rows = [{"what": f"status:{k}", "count": v} for k, v in sorted(summary.counts.items())]
     rows += [{"what": f"reason:{k}", "count": v} for k, v in sorted(summary.reasons.items())]
     rows += [{"what": f"read:{k}", "count": v} for k, v in sorted(summary.read_counts.items())]
-    rows += [{"what": f"llm:{k}", "count": v} for k, v in sorted(summary.usage.items())]
+    usage = {k: v for k, v in summary.usage.items() if k != "endpoints"}
+    rows += [{"what": f"llm:{k}", "count": v} for k, v in sorted(usage.items())]
+    rows += [
+        {"what": f"llm endpoint {e['url']}", "count": endpoint_line(e)}
+        for e in summary.usage.get("endpoints", [])
+    ]
     rows += [{"what": f"unfinished:{k}", "count": v} for k, v in sorted(summary.unfinished.items())]
     rows.append({"what": "acceptance_rate", "count": round(summary.acceptance_rate, 4)})
     rows.append(
@@ -248,6 +254,8 @@ def synthesize(
         for rt in pool.runtimes():  # latency percentiles of this process's requests
             usage = rt.client.usage.as_dict()
             latency.update({k: v for k, v in usage.items() if k.startswith("latency_") and v})
+            if len(rt.client.endpoint_stats()) > 1:  # several endpoints: each one's figures
+                latency["endpoints"] = rt.client.endpoint_stats()
     finally:
         pool.close()
     summary = finalize_task(plan, results, settings, output_dir)

@@ -1,5 +1,5 @@
 """Progress events of a run (``planned``, ``record``, ``shard``, ``llm_outage``,
-``llm_stalled``), delivered to the listeners of the current context.
+``llm_stalled``, ``llm_endpoints_down``), delivered to the listeners of the current context.
 
 A listener is installed for a block (``with listening(fn): ...``) in a context variable,
 not in module state: every thread and task started inside the block (Prefect's thread

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from parallelner.errors import ConfigError
@@ -88,7 +88,8 @@ class Settings(BaseSettings):
     # location (unset = <home>/warehouse; a path or a URI such as s3://bucket/prefix)
     catalog_uri: SecretStr | None = None
     warehouse: str | None = None
-    # LLM (unset base URL = the embedded local model)
+    # LLM (unset base URL = the embedded local model); several URLs, comma-separated (or a
+    # YAML list), are replicas of one model: see parallelner.llm.endpoints
     llm_base_url: str | None = None
     llm_api_key: SecretStr | None = None
     llm_model: str = "gemma-3-270m"
@@ -115,6 +116,23 @@ class Settings(BaseSettings):
     quality: QualitySettings = Field(default_factory=QualitySettings)
 
     _yaml_data: dict[str, Any] = {}
+
+    @field_validator("llm_base_url", mode="before")
+    @classmethod
+    def _base_urls(cls, value: Any) -> Any:
+        """Several endpoints: a YAML list or comma-separated; each an http(s) URL."""
+        if isinstance(value, list | tuple):
+            value = ",".join(str(v) for v in value)
+        if not isinstance(value, str) or "," not in value:
+            return value  # one URL: taken as given
+        urls = [u.strip() for u in value.split(",")]
+        for url in urls:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(
+                    f"each of several LLM base URLs must start with http:// or https://, "
+                    f"got {url.split('@')[-1]!r}"
+                )
+        return ",".join(urls)
 
     @classmethod
     def settings_customise_sources(

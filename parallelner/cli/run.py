@@ -116,7 +116,8 @@ def run(
         from parallelner.readers.base import label_set
 
         label_set(dataset)  # an unknown dataset: one line now, not one per input line
-    check_endpoint(settings)
+    for warning in check_endpoint(settings):  # several endpoints, some unreachable
+        console_err.print(f"[yellow]warning:[/] {warning}", highlight=False)
 
     if "PREFECT_LOGGING_LEVEL" not in os.environ:
         # the run's INFO lines (shards started and finished) go to the Prefect API, where
@@ -160,7 +161,7 @@ def run(
         # can take minutes), then the sources are read
         bar = progress.add_task("starting Prefect", total=None)
 
-        waiting = {"llm_outage": 0, "llm_stalled": 0}
+        waiting = {"llm_outage": 0, "llm_stalled": 0, "llm_endpoints_down": 0}
 
         def on_event(event: str, n: int) -> None:
             if event == "reading":
@@ -177,6 +178,8 @@ def run(
                 note = ""
                 if waiting["llm_outage"]:
                     note = f" (LLM server not answering for {waiting['llm_outage']} s: waiting)"
+                elif waiting["llm_endpoints_down"]:
+                    note = f" ({waiting['llm_endpoints_down']} LLM endpoint(s) taken out)"
                 elif waiting["llm_stalled"]:
                     note = f" ({waiting['llm_stalled']} LLM requests slow)"
                 progress.update(bar, description=f"instances -> {to}{note}")
@@ -404,6 +407,11 @@ def _print_summary(summary: dict) -> None:
     for p in (50, 95, 99):
         if f"latency_p{p}_s" in summary["usage"]:
             table.add_row(f"llm latency p{p}", f"{summary['usage'][f'latency_p{p}_s']:.2f} s")
+    if summary["usage"].get("endpoints"):
+        from parallelner.llm.endpoints import endpoint_line
+
+        for e in summary["usage"]["endpoints"]:
+            table.add_row(f"llm endpoint {e['url']}", endpoint_line(e))
     table.add_row("acceptance rate", f"{summary['acceptance_rate']:.1%}")
     console.print(table)
     shards = summary.get("shards") or {}

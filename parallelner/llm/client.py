@@ -16,6 +16,10 @@ What it adds to the SDK (whose own retries are switched off, so that ours are co
   hedged (sent once more, the first answer wins);
 - one ``asyncio.Semaphore`` per client bounding the requests in flight for every caller
   (a slot is held only while a request is on the wire, never while backing off);
+- several endpoints (``base_url`` with comma-separated URLs, vLLM replicas of one model):
+  least-outstanding routing inside that one bound, failed endpoints taken out for a
+  back-off and their requests retried elsewhere, per-endpoint AIMD concurrency on 429
+  (``parallelner.llm.endpoints``; ``client.endpoint_stats()``);
 - the persistent reply cache (``parallelner.llm.cache``), looked up before a slot is taken;
 - validated structured output: ``chat_json`` asks for ``response_format=json_schema``
   and always validates the reply with pydantic, re-asking a bounded number of times;
@@ -50,6 +54,7 @@ from pydantic import BaseModel, ValidationError
 
 from parallelner.errors import LLMError
 from parallelner.llm.cache import CachedReply, ReplyCache, cache_key
+from parallelner.llm.endpoints import EndpointSet, split_base_urls
 from parallelner.reasons import Reason
 from parallelner.settings import Settings
 
@@ -353,6 +358,8 @@ class LLMClient:
         self._outage_logged = 0.0
         self._api_key = api_key
         self._sem = asyncio.Semaphore(self.max_in_flight)
+        # one endpoint per URL (the local model: one, its URL known once started)
+        self._endpoints = EndpointSet(split_base_urls(base_url) or [""], self.max_in_flight, log)
         self._oa: openai.AsyncOpenAI | None = None
         self._cache: ReplyCache | None = None
         self._local = None
@@ -382,18 +389,19 @@ class LLMClient:
     # -- lifecycle -----------------------------------------------------------------------
 
     async def __aenter__(self) -> LLMClient:
-        base_url = self.base_url
         if self.is_local:
             from parallelner.llm.local import LocalServer
 
             self._local = LocalServer(model_alias=self.model)
-            base_url = await asyncio.to_thread(self._local.start)
-        self._oa = openai.AsyncOpenAI(
-            base_url=base_url,
-            api_key=self._api_key or "EMPTY",
-            max_retries=0,
-            timeout=self.timeout_s,
-        )
+            self._endpoints.endpoints[0].url = await asyncio.to_thread(self._local.start)
+        for ep in self._endpoints.endpoints:
+            ep.client = openai.AsyncOpenAI(
+                base_url=ep.url,
+                api_key=self._api_key or "EMPTY",
+                max_retries=0,
+                timeout=self.timeout_s,
+            )
+        self._oa = self._endpoints.endpoints[0].client
         if self.cache_path is not None:
             self._cache = ReplyCache(self.cache_path)
         return self
@@ -404,7 +412,9 @@ class LLMClient:
     async def aclose(self) -> None:
         """Close the HTTP client and the cache; stop the local model server."""
         if self._oa is not None:
-            await self._oa.close()
+            for ep in self._endpoints.endpoints:
+                await ep.client.close()
+                ep.client = None
             self._oa = None
         if self._cache is not None:
             self._cache.close()
@@ -433,6 +443,14 @@ class LLMClient:
         This is the call stage code makes; it never raises for a per-request failure.
         """
         return await self.backend.ask(question, model=model)
+
+    def endpoint_stats(self) -> list[dict[str, Any]]:
+        """Requests, errors, take-outs and latency of each endpoint (URLs without secrets)."""
+        return self._endpoints.stats()
+
+    def endpoints_down(self) -> int:
+        """Endpoints taken out now (always 0 with one endpoint)."""
+        return self._endpoints.down_count()
 
     def describe(self) -> dict[str, Any]:
         """What answers: the model, and whether it is the embedded local one."""
@@ -700,16 +718,20 @@ class LLMClient:
         waiting_since: float | None = None
         timeouts = 0
         attempt = 0
+        reroutes = 0  # retries on another endpoint that did not spend the retry budget
+        endpoints = self._endpoints
         while True:
             retry_after: float | None = None
-            async with self._sem:
+            ep = await endpoints.acquire(self._sem)
+            taken_out = slowed = False  # this endpoint: taken out / asked us to slow down
+            try:
                 self._count("requests")
                 self._request_ids += 1
                 rid = self._request_ids
                 t0 = time.perf_counter()
                 self._in_flight[rid] = time.monotonic()
                 try:
-                    oa = self._oa
+                    oa = ep.client
                     create = oa.chat.completions.create if kind == "chat" else oa.completions.create
                     resp, latency = await self._within_deadline(
                         functools.partial(create, **body), timeouts
@@ -722,6 +744,11 @@ class LLMClient:
                     if status in _RETRY_STATUS or status >= 500:
                         failure = _Failure(Reason.LLM_HTTP_ERROR, detail)
                         retry_after = _retry_after(exc)
+                        if status == 429 or retry_after is not None:  # slow this one down
+                            endpoints.rate_limited(ep, retry_after)
+                            slowed = True
+                        else:
+                            taken_out = endpoints.failed(ep, detail)
                     else:
                         self._count("failures")
                         return _Failure(Reason.LLM_HTTP_ERROR, detail, transient=False)
@@ -730,6 +757,7 @@ class LLMClient:
                     waited = time.perf_counter() - t0
                     timeouts += 1
                     failure = _Failure(Reason.LLM_UNREACHABLE, f"no reply within {waited:.3g} s")
+                    taken_out = endpoints.failed(ep, failure.detail)
                 except openai.APIConnectionError as exc:
                     cause = type(exc.__cause__).__name__ if exc.__cause__ else "connection error"
                     if cause in _NOT_SENT:  # refused: no request reached the server
@@ -740,6 +768,7 @@ class LLMClient:
                         self._redact(f"connection failed ({cause})"),
                         connection=True,
                     )
+                    taken_out = endpoints.failed(ep, failure.detail, connection=True)
                 except (openai.APIResponseValidationError, ValueError, IndexError) as exc:
                     # a 200 whose body is not a chat completion: retrying will not help
                     self._count("failures")
@@ -752,6 +781,7 @@ class LLMClient:
                     )
                 else:
                     self._answered(latency)
+                    endpoints.answered(ep, latency)
                     for u in (self.usage, *_SINKS.get()):
                         u.latencies_s.append(latency)
                     u = resp.usage
@@ -770,6 +800,9 @@ class LLMClient:
                     return _Reply(reply.content, reply.finish_reason, cached=False)
                 finally:
                     self._in_flight.pop(rid, None)
+            finally:
+                endpoints.release(ep)
+                self._sem.release()
             now = time.monotonic()
             self._failures_since_reply += 1
             if first_failure is None:
@@ -781,6 +814,18 @@ class LLMClient:
             if waiting_since is not None and (self.last_reply_at or 0.0) > waiting_since:
                 # the outage this request waited out is over: a fresh budget of retries
                 attempt, first_failure, waiting_since = 0, now, None
+            if (
+                endpoints.several
+                and (taken_out or slowed)
+                and reroutes < 2 * len(endpoints.endpoints)
+                and endpoints.usable(besides=ep)
+            ):
+                # this endpoint is out or asked us to slow down, another one is up: retry
+                # there now, without spending this request's retry budget
+                reroutes += 1
+                self._count("retries")
+                log.info("LLM request failed (%s); retried on another endpoint", failure.detail)
+                continue
             waiting = False
             if attempt >= self.max_retries:
                 if not self._waits_out(first_failure, failure):

