@@ -33,8 +33,8 @@ LLMBaseURLOption = Annotated[
     str | None,
     typer.Option(
         "--llm-base-url",
-        help="OpenAI-compatible base URL (vLLM, OpenAI...). "
-        "Unset: the embedded local model \\[env PARALLELNER_LLM_BASE_URL].",
+        help="OpenAI-compatible base URL (vLLM, OpenAI...); several replicas of one model: "
+        "comma-separated. Unset: the embedded local model \\[env PARALLELNER_LLM_BASE_URL].",
         show_default=False,
     ),
 ]
