@@ -48,7 +48,9 @@ def test_two_endpoints_one_killed_midrun_give_the_one_endpoint_table(tmp_path):
     assert two["counts"] == ref["counts"] and two.get("unfinished", {}) == {}
     # both endpoints served, within the one bound; the killed one came back
     assert sa["requests"] > 0 and sb["requests"] > 0 and answered_after
-    assert sa["max_concurrent"] + sb["max_concurrent"] <= 4
+    # (each at most the bound: B held all 4 while A was down; the sum of the two peaks is
+    # checked without a kill in tests/parallelner/test_llm_endpoints.py)
+    assert sa["max_concurrent"] <= 4 and sb["max_concurrent"] <= 4
     # the summary says what happened, per endpoint
     per = two["usage"]["endpoints"]
     assert [e["url"] for e in per] == [a.base_url, b.base_url]

@@ -236,3 +236,30 @@ def test_several_urls_from_env_and_yaml(tmp_path, monkeypatch):
         load_settings(cfg)
     assert split_base_urls("http://one/v1") == ["http://one/v1"]  # one URL as before
     assert display_url("https://k:pw@host:9/v1?key=x") == "https://host:9/v1"
+
+
+def test_cli_summary_table_shows_each_endpoint():
+    from parallelner.cli._common import console
+    from parallelner.cli.run import _print_summary
+
+    endpoints = [
+        {"url": "http://gpu1:8000/v1", "requests": 120, "answered": 110, "errors": 10,
+         "rate_limited": 0, "taken_out": 1, "down_s": 31.0, "max_outstanding": 64,
+         "min_limit": None, "latency_p50_s": 1.0, "latency_p95_s": 1.2},
+        {"url": "http://gpu2:8000/v1", "requests": 200, "answered": 200, "errors": 4,
+         "rate_limited": 4, "taken_out": 0, "down_s": 0.0, "max_outstanding": 64,
+         "min_limit": 16, "latency_p50_s": 1.0, "latency_p95_s": 1.1},
+    ]  # fmt: skip
+    summary = {"run_id": "r", "counts": {"accepted": 3}, "reasons": {}, "read_counts": {},
+               "usage": {"requests": 320, "endpoints": endpoints}, "acceptance_rate": 1.0,
+               "snapshot_id": 1, "snapshot_new": True, "report_dir": "x"}  # fmt: skip
+    width = console._width  # wide enough for a row on one line; restored after
+    console.width = 200
+    try:
+        with console.capture() as cap:
+            _print_summary(summary)
+    finally:
+        console._width = width
+    text = cap.get()
+    assert "llm endpoint http://gpu1:8000/v1" in text and "taken out 1x (31 s)" in text
+    assert "llm endpoint http://gpu2:8000/v1" in text and "4 rate-limited" in text
