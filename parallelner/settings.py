@@ -125,7 +125,7 @@ class Settings(BaseSettings):
             value = ",".join(str(v) for v in value)
         if not isinstance(value, str) or "," not in value:
             return value  # one URL: taken as given
-        urls = [u.strip() for u in value.split(",")]
+        urls = [u.strip() for u in value.split(",") if u.strip()]  # a trailing comma is fine
         for url in urls:
             if not url.startswith(("http://", "https://")):
                 raise ValueError(

@@ -231,6 +231,7 @@ def test_several_urls_from_env_and_yaml(tmp_path, monkeypatch):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("llm_base_url:\n  - http://a:8000/v1\n  - http://b:8000/v1\n")
     assert load_settings(cfg).llm_base_url == "http://a:8000/v1,http://b:8000/v1"
+    assert load_settings(llm_base_url="http://a/v1,").llm_base_url == "http://a/v1"
     cfg.write_text("llm_base_url: http://a:8000/v1,b:8000\n")
     with pytest.raises(Exception, match="must start with http"):
         load_settings(cfg)
