@@ -330,10 +330,10 @@ def _stop_now(settings: Any) -> None:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
-    home = Path(settings.home)
+    from parallelner.writers.atomic import remove_temporaries
+
     with contextlib.suppress(OSError):
-        for tmp in home.rglob(f"*.tmp{os.getpid()}*"):  # atomic writes cut off midway
-            tmp.unlink(missing_ok=True)
+        remove_temporaries()  # atomic writes cut off midway: their outputs stay absent
     with contextlib.suppress(Exception):
         from prefect.server.api.server import SubprocessASGIServer
 

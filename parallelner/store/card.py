@@ -172,7 +172,9 @@ COLUMNS: dict[str, str] = {
     "pipeline_version": "ParallelNER code version that wrote the row",
     "prompt_version": "versioned prompt used (e.g. translate.v1)",
     "model": "LLM that translated",
-    "config_hash": "hash of every stage setting that changes rows",
+    "config_hash": "hash of every stage setting that changes rows (of `signature`)",
+    "signature": "readable provenance: model, prompt, thresholds, code version "
+    "(`model:...|prompt:...|v:...`)",
     "created_at": "time the row was written (UTC)",
     "raw_reply": "raw LLM reply where parsing failed (only with --include-raw)",
 }

@@ -13,6 +13,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Self
@@ -22,7 +23,35 @@ from parallelner.errors import ConfigError
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["atomic_path", "AtomicTextWriter", "write_table", "open_temp_beside"]
+__all__ = [
+    "atomic_path",
+    "AtomicTextWriter",
+    "write_table",
+    "open_temp_beside",
+    "remove_temporaries",
+]
+
+# temporary files and folders of writes in progress in this process: a run stopped by a
+# signal removes them before it exits (``remove_temporaries``), as an exception would
+_IN_PROGRESS: set[Path] = set()
+_IN_PROGRESS_LOCK = threading.Lock()
+
+
+def remove_temporaries() -> int:
+    """Remove the temporary files and folders of the writes in progress; returns how many.
+
+    For a process about to exit without unwinding (``os._exit`` after SIGTERM): the
+    outputs stay as they were, complete or absent.
+    """
+    with _IN_PROGRESS_LOCK:
+        pending = list(_IN_PROGRESS)
+        _IN_PROGRESS.clear()
+    for tmp in pending:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+    return len(pending)
 
 
 def open_temp_beside(path: Path) -> tuple[int, Path]:
@@ -70,6 +99,8 @@ def atomic_path(
     else:
         fd, tmp = open_temp_beside(path)
         os.close(fd)
+    with _IN_PROGRESS_LOCK:
+        _IN_PROGRESS.add(tmp)
     try:
         yield tmp
         if directory and path.is_dir():
@@ -84,6 +115,9 @@ def atomic_path(
         else:
             tmp.unlink(missing_ok=True)
         raise
+    finally:
+        with _IN_PROGRESS_LOCK:
+            _IN_PROGRESS.discard(tmp)
 
 
 def write_table(table: pa.Table, path: str | Path) -> Path:

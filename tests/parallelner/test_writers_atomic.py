@@ -65,3 +65,20 @@ def test_text_writer_and_table_writer(tmp_path):
     write_table(table, tmp_path / "t.parquet")
     assert pq.read_table(tmp_path / "t.parquet").equals(table)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jsonl", "t.parquet"]
+
+
+def test_a_stopped_process_removes_the_temporaries_of_writes_in_progress(tmp_path):
+    from parallelner.writers.atomic import remove_temporaries
+
+    with (
+        atomic_path(tmp_path / "a.parquet") as tmp_file,
+        atomic_path(tmp_path / "export", directory=True) as tmp_dir,
+    ):
+        (tmp_dir / "part-0.parquet").write_text("x")
+        tmp_file.write_text("half")
+        # what the SIGTERM handler of `parallelner run` does before os._exit
+        assert remove_temporaries() == 2
+        assert list(tmp_path.iterdir()) == []
+        tmp_file.write_text("half")  # the writer goes on (os._exit cuts it off)
+        (tmp_dir).mkdir()
+    assert remove_temporaries() == 0  # finished writes are no longer pending
