@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from parallelner.align import project_spans
 from parallelner.align.repair import repair_projection
@@ -49,23 +50,36 @@ def _failed(
     signature: str | None = None,
 ) -> ParallelRecord:
     return ParallelRecord(
-        record_id=record_id_for(inst.id, tr.tgt_lang, config_hash),
-        instance_id=inst.id,
-        run_id=run_id,
-        source_dataset=inst.source_dataset,
-        src_lang=inst.lang,
-        tgt_lang=tr.tgt_lang,
-        src_text=inst.text,
-        src_entities=inst.entities,
+        **_provenance(inst, tr, run_id, config_hash, signature),
         status=Status.FAILED,
         reasons=(tr.reason,),
-        pipeline_version=PIPELINE_VERSION,
-        prompt_version=tr.prompt_version,
-        model=tr.model,
-        config_hash=config_hash,
-        signature=signature,
         raw_reply=tr.raw_reply,
     )
+
+
+def _provenance(
+    inst: Instance,
+    tr: Translation | TranslationFailure,
+    run_id: str,
+    config_hash: str,
+    signature: str | None,
+) -> dict[str, Any]:
+    """The fields every record of ``inst`` carries: identity, source side, provenance."""
+    return {
+        "record_id": record_id_for(inst.id, tr.tgt_lang, config_hash),
+        "instance_id": inst.id,
+        "run_id": run_id,
+        "source_dataset": inst.source_dataset,
+        "src_lang": inst.lang,
+        "tgt_lang": tr.tgt_lang,
+        "src_text": inst.text,
+        "src_entities": inst.entities,
+        "pipeline_version": PIPELINE_VERSION,
+        "prompt_version": tr.prompt_version,
+        "model": tr.model,
+        "config_hash": config_hash,
+        "signature": signature,
+    }
 
 
 async def build_record(
@@ -115,14 +129,7 @@ async def build_record(
         if back is None:
             reasons.append(Reason.NO_BACKTRANSLATION)
     draft = ParallelRecord(
-        record_id=record_id_for(inst.id, tr.tgt_lang, config_hash),
-        instance_id=inst.id,
-        run_id=run_id,
-        source_dataset=inst.source_dataset,
-        src_lang=inst.lang,
-        tgt_lang=tr.tgt_lang,
-        src_text=inst.text,
-        src_entities=inst.entities,
+        **_provenance(inst, tr, run_id, config_hash, signature),
         tgt_text=text,
         mention_translations=tr.mentions,
         tgt_entities=entities,
@@ -131,11 +138,6 @@ async def build_record(
         repair_steps=steps,
         status=Status.REVIEW,  # provisional: the quality stage decides
         reasons=tuple(dict.fromkeys(reasons)),
-        pipeline_version=PIPELINE_VERSION,
-        prompt_version=tr.prompt_version,
-        model=tr.model,
-        config_hash=config_hash,
-        signature=signature,
     )
     return assess_record(draft, settings.quality, seen=set())
 
