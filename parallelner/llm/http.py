@@ -277,6 +277,8 @@ class HTTPClient:
         self, reader: asyncio.StreamReader, line: bytes
     ) -> tuple[int, dict[str, str], bytes, bool]:
         while True:
+            if not line.endswith(b"\n"):
+                raise asyncio.IncompleteReadError(line, None)
             parts = line.split(None, 2)
             if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
                 raise ValueError(f"status line {line[:40]!r}")
@@ -286,8 +288,8 @@ class HTTPClient:
                 h = await reader.readline()
                 if h in (b"\r\n", b"\n"):
                     break
-                if not h:
-                    raise asyncio.IncompleteReadError(b"", None)
+                if not h.endswith(b"\n"):  # the connection ended mid-line
+                    raise asyncio.IncompleteReadError(h, None)
                 k, sep, v = h.decode("latin-1").partition(":")
                 if not sep:
                     raise ValueError(f"header line {h[:40]!r}")
