@@ -24,14 +24,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -72,10 +71,8 @@ def _cpu_children(skip_pid: int) -> float:
     for c in psutil.Process().children(recursive=True):
         if c.pid == skip_pid:
             continue
-        try:
+        with contextlib.suppress(psutil.Error):
             total += sum(c.cpu_times()[:2])
-        except psutil.Error:
-            pass
     return total
 
 
@@ -220,7 +217,9 @@ def main() -> None:
         "python": platform.python_version(),
         "date": datetime.now(UTC).isoformat(timespec="minutes"),
     }
-    print(json.dumps({k: result[k] for k in ("ratio_to_bare", "load_avg_before", "load_avg_after")}))
+    print(
+        json.dumps({k: result[k] for k in ("ratio_to_bare", "load_avg_before", "load_avg_after")})
+    )
     results = json.loads(args.results.read_text()) if args.results.is_file() else {}
     results[args.name] = result
     args.results.write_text(json.dumps(results, indent=1) + "\n")

@@ -741,7 +741,7 @@ class LLMClient:
                         functools.partial(ep.client.post_json, path, body), timeouts
                     )
                     choice = resp["choices"][0]
-                    content = (choice["message"]["content"] if kind == "chat" else choice["text"])
+                    content = choice["message"]["content"] if kind == "chat" else choice["text"]
                     if not isinstance(content, str | None):
                         raise TypeError("content is not text")
                     content = content or ""

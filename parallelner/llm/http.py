@@ -5,7 +5,9 @@ of requests per second the OpenAI SDK's request building and httpx's connection 
 (which scans every connection on each request) cost ~10 ms of CPU per request, this
 ~0.3 ms. It speaks exactly what the server needs: ``POST`` / ``GET`` with a JSON body,
 ``Authorization: Bearer``, keep-alive connections (HTTP/1.1, ``Content-Length`` or
-chunked replies, ``Connection: close`` honoured), plain TCP or TLS.
+chunked replies, ``Connection: close`` honoured), plain TCP or TLS, directly or through
+the proxy that ``HTTP_PROXY`` / ``HTTPS_PROXY`` / ``NO_PROXY`` name (as the SDK did):
+``http://`` URLs in absolute form, ``https://`` ones through a ``CONNECT`` tunnel.
 
 Connections are kept in a stack of idle ones (O(1) to take and to give back). A
 connection is never shared by two requests; one whose request was cancelled or failed is
@@ -22,8 +24,10 @@ whose body is not JSON). The API key is only ever written into the request heade
 from __future__ import annotations
 
 import asyncio
+import base64
 import ssl
 import urllib.parse
+import urllib.request
 from typing import Any
 
 try:  # orjson is 5-10x faster; json is the fallback
@@ -129,6 +133,15 @@ class _Conn:
         self.writer.close()
 
 
+def proxy_for(url: str) -> str | None:
+    """The proxy URL the environment names for ``url`` (``*_PROXY``, ``NO_PROXY``)."""
+    parts = urllib.parse.urlsplit(url)
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    if not proxy or urllib.request.proxy_bypass(parts.hostname or ""):
+        return None
+    return proxy
+
+
 class HTTPClient:
     """Keep-alive JSON requests to one base URL (e.g. ``http://host:8000/v1``)."""
 
@@ -139,6 +152,8 @@ class HTTPClient:
         api_key: str | None = None,
         timeout: float | None = None,
         headers: dict[str, str] | None = None,
+        proxy: str | None = None,
+        trust_env: bool = True,
     ):
         parts = urllib.parse.urlsplit(base_url)
         if parts.scheme not in ("http", "https"):
@@ -159,7 +174,24 @@ class HTTPClient:
             **({"Authorization": f"Bearer {api_key}"} if api_key else {}),
             **(headers or {}),
         }
+        self.proxy = proxy or (proxy_for(base_url) if trust_env else None)
+        self._proxy_auth = ""
+        if self.proxy:
+            p = urllib.parse.urlsplit(self.proxy if "://" in self.proxy else f"http://{self.proxy}")
+            self._proxy_addr = (p.hostname or "localhost", p.port or 80)
+            if p.username:
+                cred = (
+                    f"{urllib.parse.unquote(p.username)}:{urllib.parse.unquote(p.password or '')}"
+                )
+                self._proxy_auth = (
+                    f"Proxy-Authorization: Basic {base64.b64encode(cred.encode()).decode()}\r\n"
+                )
+            if not self.tls:  # a plain-HTTP request goes to the proxy in absolute form
+                self.path = f"http://{fixed['Host']}{self.path}"
+                fixed["Proxy-Connection"] = "keep-alive"
         self._head = "".join(f"{k}: {v}\r\n" for k, v in fixed.items())
+        if self.proxy and not self.tls:
+            self._head += self._proxy_auth
         self._idle: list[_Conn] = []
         self._closed = False
 
@@ -227,20 +259,36 @@ class HTTPClient:
             conn.close()
         return None, False
 
+    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if not self.proxy:
+            return await asyncio.open_connection(
+                self.host,
+                self.port,
+                ssl=self._ssl,
+                server_hostname=self.host if self.tls else None,
+                limit=_MAX_LINE,
+            )
+        reader, writer = await asyncio.open_connection(*self._proxy_addr, limit=_MAX_LINE)
+        if self.tls:  # a tunnel to the server, then TLS inside it
+            target = f"{self.host}:{self.port}"
+            writer.write(
+                f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n{self._proxy_auth}\r\n".encode()
+            )
+            line = await reader.readline()
+            while await reader.readline() not in (b"\r\n", b"\n", b""):
+                pass
+            if line.split(None, 2)[1:2] != [b"200"]:
+                writer.close()
+                raise ConnectionRefusedError(f"the proxy answered {line.strip()[:60]!r}")
+            await writer.start_tls(self._ssl, server_hostname=self.host)
+        return reader, writer
+
     async def _connect(self) -> _Conn:
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(
-                    self.host,
-                    self.port,
-                    ssl=self._ssl,
-                    server_hostname=self.host if self.tls else None,
-                    limit=_MAX_LINE,
-                ),
-                self.timeout,
-            )
+            reader, writer = await asyncio.wait_for(self._open(), self.timeout)
         except TimeoutError:
-            raise ConnectFailed("ConnectTimeout", f"connect to {self.host}:{self.port} timed out")
+            detail = f"connect to {self.host}:{self.port} timed out"
+            raise ConnectFailed("ConnectTimeout", detail) from None
         except OSError as exc:  # refused, unreachable, unknown host, TLS handshake
             raise ConnectFailed("ConnectError", f"{type(exc).__name__}: {exc}") from None
         return _Conn(reader, writer)

@@ -159,7 +159,7 @@ def test_refused_connection_is_not_sent():
 @pytest.mark.parametrize(
     "step, cause",
     [
-        (reset_after(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"choi"), "ReadError"),
+        (reset_after(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"choi'), "ReadError"),
         (reset_after(b"HTTP/1.1 200 OK\r\nContent-Le"), "ReadError"),
         (reset_after(b""), "RemoteProtocolError"),  # closed before any byte, fresh connection
         (raw(b"SSH-2.0-OpenSSH_9.6\r\n\r\n", keep=False), "RemoteProtocolError"),
@@ -341,3 +341,27 @@ def test_client_refused_counts_a_connect_failure(tmp_path):
     out, usage = _run(go())
     assert out.reason is Reason.LLM_UNREACHABLE and "ConnectError" in out.detail
     assert usage.connect_failures == 2 and usage.requests == 0
+
+
+def test_the_proxy_the_environment_names_is_used(monkeypatch):
+    for var in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    refused = raw(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n", keep=False)
+
+    async def go():
+        async with Server([ok(), refused]) as proxy:
+            monkeypatch.setenv("HTTP_PROXY", f"http://u:p%40ss@127.0.0.1:{proxy.port}")
+            monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy.port}")
+            plain = HTTPClient("http://llm.invalid:8000/v1", api_key="k")
+            out = await plain.post_json("/chat/completions", {})
+            tls = HTTPClient("https://api.invalid/v1", api_key="k")
+            with pytest.raises(ConnectFailed):  # the proxy refused the tunnel
+                await tls.post_json("/chat/completions", {})
+            return out, proxy.requests
+
+    out, (via_proxy, connect) = _run(go())
+    assert out == COMPLETION
+    assert via_proxy["line"] == "POST http://llm.invalid:8000/v1/chat/completions HTTP/1.1"
+    assert via_proxy["headers"]["proxy-authorization"] == "Basic dTpwQHNz"  # u:p@ss
+    assert connect["line"] == "CONNECT api.invalid:443 HTTP/1.1"
+    assert "authorization" not in connect["headers"]  # the API key stays inside the tunnel
