@@ -11,9 +11,11 @@ the proxy that ``HTTP_PROXY`` / ``HTTPS_PROXY`` / ``NO_PROXY`` name (as the SDK 
 
 Connections are kept in a stack of idle ones (O(1) to take and to give back). A
 connection is never shared by two requests; one whose request was cancelled or failed is
-closed, never reused. A reused connection that the server closed while it sat idle
-(keep-alive timeout) fails before any byte of a reply: the request is then sent once
-more on a new connection, as browsers and httpx do.
+closed, never reused. An idle connection that the server has closed (keep-alive
+timeout) is seen closed before it is used and dropped. A request is never sent twice
+here: a connection that fails after the request went out is a ``ConnectionLost`` for the
+caller to count and retry (the server may have received the request, as a server that
+resets connections does).
 
 Failures are exceptions of this module: ``ConnectFailed`` (nothing was sent),
 ``ConnectionLost`` (reset or closed after sending, or a reply that is not HTTP),
@@ -95,10 +97,6 @@ class BadResponse(HTTPError):
     """A 2xx answer whose body is not JSON."""
 
     cause = "BadResponse"
-
-
-class _Stale(Exception):
-    """A reused connection closed before any byte of the reply (keep-alive ended)."""
 
 
 def _error_message(status: int, body: bytes) -> str:
@@ -228,21 +226,15 @@ class HTTPClient:
             return await self._exchange(data)
 
     async def _exchange(self, data: bytes) -> Any:
-        while True:
-            conn, reused = self._take()
-            if conn is None:
-                conn = await self._connect()
-            keep = False
-            try:
-                status, headers, body, keep = await self._roundtrip(conn, data, reused)
-            except _Stale:
-                continue  # the server ended an idle keep-alive: once more, on a new one
-            finally:
-                if keep and not self._closed:
-                    self._idle.append(conn)
-                else:
-                    conn.close()
-            break
+        conn = self._take() or await self._connect()
+        keep = False
+        try:
+            status, headers, body, keep = await self._roundtrip(conn, data)
+        finally:
+            if keep and not self._closed:
+                self._idle.append(conn)
+            else:
+                conn.close()
         if status >= 400:
             raise StatusError(status, _error_message(status, body), headers)
         try:
@@ -250,14 +242,14 @@ class HTTPClient:
         except ValueError as exc:
             raise BadResponse(f"the reply is not JSON ({exc})") from None
 
-    def _take(self) -> tuple[_Conn | None, bool]:
+    def _take(self) -> _Conn | None:
         idle = self._idle
         while idle:
             conn = idle.pop()
             if conn.usable():
-                return conn, True
+                return conn
             conn.close()
-        return None, False
+        return None
 
     async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         if not self.proxy:
@@ -293,9 +285,7 @@ class HTTPClient:
             raise ConnectFailed("ConnectError", f"{type(exc).__name__}: {exc}") from None
         return _Conn(reader, writer)
 
-    async def _roundtrip(
-        self, conn: _Conn, data: bytes, reused: bool
-    ) -> tuple[int, dict[str, str], bytes, bool]:
+    async def _roundtrip(self, conn: _Conn, data: bytes) -> tuple[int, dict[str, str], bytes, bool]:
         reader, writer = conn.reader, conn.writer
         try:
             writer.write(data)
@@ -303,14 +293,10 @@ class HTTPClient:
                 await writer.drain()
             line = await reader.readline()
         except (ConnectionError, OSError) as exc:
-            if reused:
-                raise _Stale from None
             raise ConnectionLost("WriteError", f"{type(exc).__name__} while sending") from None
         except ValueError:  # a line past the limit
             raise ConnectionLost("RemoteProtocolError", "status line too long") from None
         if not line:
-            if reused:
-                raise _Stale
             raise ConnectionLost("RemoteProtocolError", "the server closed the connection")
         try:
             return await self._read_reply(reader, line)

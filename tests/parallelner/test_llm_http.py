@@ -225,7 +225,7 @@ def test_chunked_reply_and_reply_without_length():
     assert connections == 2  # the reply that ran to the end of its connection closed it
 
 
-def test_keep_alive_closed_by_the_server_is_resent_on_a_new_connection():
+def test_a_keep_alive_connection_the_server_closed_is_not_reused():
     async def close_later(w, req):  # answers, says keep-alive, then closes while idle
         w.write(_reply(200, json.dumps(COMPLETION).encode()))
         await w.drain()
@@ -243,8 +243,21 @@ def test_keep_alive_closed_by_the_server_is_resent_on_a_new_connection():
 
     out, srv = _run(go())
     assert out == [COMPLETION] * 3
-    assert [json.loads(r["body"])["n"] for r in srv.requests] == [1, 2, 3]
+    assert [json.loads(r["body"])["n"] for r in srv.requests] == [1, 2, 3]  # each sent once
     assert srv.connections == 3
+
+
+def test_a_reset_after_the_request_arrived_is_never_resent_silently():
+    async def go():
+        async with Server([ok(), reset_after(b"")]) as srv:
+            http = HTTPClient(srv.url)
+            await http.post_json("/chat/completions", {"n": 1})
+            with pytest.raises(ConnectionLost):  # on the reused connection
+                await http.post_json("/chat/completions", {"n": 2})
+            return srv
+
+    srv = _run(go())
+    assert [json.loads(r["body"])["n"] for r in srv.requests] == [1, 2]  # the caller counts it
 
 
 def test_a_hung_request_times_out_and_its_connection_is_not_reused():
