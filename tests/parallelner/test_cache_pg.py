@@ -175,6 +175,15 @@ N_KEYS = 300
 
 def _worker(url: str, spill: str, wid: int, nproc: int, barrier) -> list[str]:
     """Write this worker's keys (overlapping the next worker's), then read everyone's."""
+    try:
+        return _work(url, spill, wid, nproc, barrier)
+    except BaseException:
+        barrier.abort()  # the others stop waiting for this one
+        raise
+
+
+def _work(url: str, spill: str, wid: int, nproc: int, barrier) -> list[str]:
+    barrier.wait()
     cache = PostgresReplyCache(url, Path(spill))  # every worker creates the table at once
     mine = range(wid * N_KEYS // nproc, (wid + 2) * N_KEYS // nproc)  # overlaps the next
 
