@@ -62,7 +62,8 @@ _SELECT = (
 # held for the transaction makes the creators take turns.
 _CREATE_LOCK = 0x5041524E  # any constant shared by every ParallelNER process
 _DOWN = (psycopg2.OperationalError, psycopg2.InterfaceError)  # connection lost or refused
-_RECHECK_S = 2.0  # while the server is down, try it again at most this often
+_RECHECK_S = 2.0  # while the server is down, writes try it again at most this often
+_READ_RECHECK_S = 10.0  # ... and lookups (on the event loop: a connect attempt blocks it)
 
 
 def redact_cache_url(url: str) -> str:
@@ -198,7 +199,7 @@ class PostgresReplyCache:
                 self._drop(self._reader)
                 self._reader = None
                 if attempt == 1:
-                    self._read_down_until = time.monotonic() + _RECHECK_S
+                    self._read_down_until = time.monotonic() + _READ_RECHECK_S
                     if not self._warned_read:
                         self._warned_read = True
                         log.warning(
@@ -247,6 +248,9 @@ class PostgresReplyCache:
             self._db = self._connect()
         self._db.autocommit = False
         try:
+            # in key order: two writers' batches lock their keys in the same order, so
+            # overlapping batches wait for each other instead of deadlocking
+            rows = sorted(rows, key=lambda r: r[0])
             with self._db, self._db.cursor() as cur:  # commits, or rolls back on error
                 psycopg2.extras.execute_values(cur, _INSERT, rows, page_size=500)
         finally:
