@@ -73,8 +73,33 @@ def run(
         ),
     ] = None,
     runner: Annotated[
-        str, typer.Option("--runner", help="Shard task runner: threads | dask.")
+        str,
+        typer.Option(
+            "--runner",
+            help="Shard task runner: threads (in this process) | dask (a local Dask cluster "
+            "for the run, or the scheduler at --dask-address).",
+        ),
     ] = "threads",
+    dask_address: Annotated[
+        str | None,
+        typer.Option(
+            "--dask-address",
+            help="With --runner dask: a running Dask scheduler (tcp://HOST:8786) whose "
+            "workers process the shards; shards and rows then go to --storage-url \[env "
+            "PARALLELNER_DASK_ADDRESS].",
+            show_default=False,
+        ),
+    ] = None,
+    storage_url: Annotated[
+        str | None,
+        typer.Option(
+            "--storage-url",
+            help="Where shards and rows go: a path on a file system every worker shares, or "
+            "s3://bucket/prefix (AWS_* credentials, as the warehouse) \[default: under "
+            "--home; env PARALLELNER_STORAGE_URL].",
+            show_default=False,
+        ),
+    ] = None,
     workers: Annotated[
         int | None, typer.Option("--workers", help="Shards in parallel \\[default 4].", min=1)
     ] = None,
@@ -105,6 +130,8 @@ def run(
         llm_max_in_flight=max_in_flight,
         workers=workers,
         shard_size=shard_size,
+        dask_address=dask_address,
+        storage_url=storage_url,
     )
     # Fail fast, before Prefect starts: languages, files, the LLM endpoint.
     from parallelner.llm.runtime import check_endpoint
@@ -118,6 +145,9 @@ def run(
         label_set(dataset)  # an unknown dataset: one line now, not one per input line
     for warning in check_endpoint(settings):  # several endpoints, some unreachable
         console_err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    address = settings.dask_address if runner == "dask" else None
+    if address:
+        check_scheduler(address)
 
     if "PREFECT_LOGGING_LEVEL" not in os.environ:
         # the run's INFO lines (shards started and finished) go to the Prefect API, where
@@ -143,10 +173,13 @@ def run(
             "llm_max_in_flight": settings.llm_max_in_flight,
             "workers": settings.workers,
             "shard_size": settings.shard_size,
+            "storage_url": settings.storage_url,
         }.items()
         if v is not None
     }
-    flow = synthesize.with_options(task_runner=make_task_runner(runner, settings.workers))
+    flow = synthesize.with_options(
+        task_runner=make_task_runner(runner, settings.workers, address=address)
+    )
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -221,6 +254,35 @@ def run(
             f"(in {unfinished.get('shards', 0)} shards); run the same command again when it "
             "answers: only those are retried (paid replies come from the cache)"
         )
+
+
+def check_scheduler(address: str, timeout_s: float = 10.0) -> None:
+    """Raise ConfigError unless a Dask scheduler answers at ``address`` (tcp://host:port)."""
+    from urllib.parse import urlsplit
+
+    from parallelner.errors import ConfigError
+
+    try:
+        parts = urlsplit(address if "://" in address else f"tcp://{address}")
+        scheme, host, port = parts.scheme, parts.hostname, parts.port
+    except ValueError:  # a port that is not a number
+        scheme = host = port = None
+    if scheme not in ("tcp", "tls") or not host or not port:
+        raise ConfigError(
+            f"dask address {address!r}: expected tcp://HOST:PORT (the scheduler's address, "
+            "e.g. tcp://10.0.0.5:8786)"
+        )
+    from distributed import Client
+
+    try:
+        with Client(address, timeout=timeout_s):
+            pass
+    except (OSError, TimeoutError) as exc:
+        raise ConfigError(
+            f"no Dask scheduler answers at {address} within {timeout_s:g} s "
+            f"({type(exc).__name__}); start one (`dask scheduler`) or fix --dask-address "
+            "/ PARALLELNER_DASK_ADDRESS"
+        ) from None
 
 
 def _run_stoppable(call: Callable[[], Any], settings: Any, before_exit: Callable[[], Any]) -> Any:
