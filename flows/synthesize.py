@@ -209,6 +209,19 @@ def run_labels(plan: run.RunPlan, settings: Settings) -> tuple[str, list[str]]:
     return name, tags
 
 
+def _fresh_prefect_events() -> None:
+    """On each worker of an existing cluster: stop the Prefect events client an earlier
+    run left behind; the next task starts one for this run's API.
+
+    Prefect reports task runs as events, through one client per worker process that
+    keeps the API address of the first run it served: a later run on a new temporary
+    API (``parallelner run`` without PREFECT_API_URL) would lose its task runs.
+    """
+    from prefect.events.worker import EventsWorker
+
+    EventsWorker.drain_all(timeout=5, at_exit=False)
+
+
 def _cluster() -> tuple[bool, str | None]:
     """Whether the flow's shards run in other processes (Dask), and the address of the
     existing cluster they run on (None: threads, or a local cluster)."""
@@ -289,6 +302,7 @@ def synthesize(
     runner_task = shard_task.with_options(result_storage=storage)
     if address is not None:
         runner_task = cluster_shard_task
+        FlowRunContext.get().task_runner.client.run(_fresh_prefect_events)
         logger.info(
             "shards on the Dask cluster at %s; shards and rows in %s",
             address,

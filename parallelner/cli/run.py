@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -85,7 +86,7 @@ def run(
         typer.Option(
             "--dask-address",
             help="With --runner dask: a running Dask scheduler (tcp://HOST:8786) whose "
-            "workers process the shards; shards and rows then go to --storage-url \[env "
+            "workers process the shards; shards and rows then go to --storage-url \\[env "
             "PARALLELNER_DASK_ADDRESS].",
             show_default=False,
         ),
@@ -95,7 +96,7 @@ def run(
         typer.Option(
             "--storage-url",
             help="Where shards and rows go: a path on a file system every worker shares, or "
-            "s3://bucket/prefix (AWS_* credentials, as the warehouse) \[default: under "
+            "s3://bucket/prefix (AWS_* credentials, as the warehouse) \\[default: under "
             "--home; env PARALLELNER_STORAGE_URL].",
             show_default=False,
         ),
@@ -223,8 +224,8 @@ def run(
 
             def run_flow() -> Any:
                 # the flow runs in a worker thread: the listener is installed there
-                with listening(on_event):
-                    return _start_prefect() or flow(
+                with listening(on_event), _api_for_workers(_start_prefect(), address):
+                    return flow(
                         sources=[str(p.absolute()) for p in sources],
                         tgt_lang=to,
                         src_lang=src_lang,
@@ -257,7 +258,9 @@ def run(
 
 
 def check_scheduler(address: str, timeout_s: float = 10.0) -> None:
-    """Raise ConfigError unless a Dask scheduler answers at ``address`` (tcp://host:port)."""
+    """Raise ConfigError unless a Dask scheduler answers at ``address`` (tcp://host:port)
+    and, when it is on another machine, PREFECT_API_URL names a Prefect server (its
+    workers report their task runs there)."""
     from urllib.parse import urlsplit
 
     from parallelner.errors import ConfigError
@@ -271,6 +274,14 @@ def check_scheduler(address: str, timeout_s: float = 10.0) -> None:
         raise ConfigError(
             f"dask address {address!r}: expected tcp://HOST:PORT (the scheduler's address, "
             "e.g. tcp://10.0.0.5:8786)"
+        )
+    from prefect.settings import PREFECT_API_URL
+
+    if host not in ("127.0.0.1", "localhost", "::1") and not PREFECT_API_URL.value():
+        raise ConfigError(
+            f"the Dask scheduler at {address} is on another machine: set PREFECT_API_URL to "
+            "a Prefect server that its workers reach (they report the shard tasks there; "
+            "this run's temporary Prefect API listens on this machine only)"
         )
     from distributed import Client
 
@@ -343,8 +354,9 @@ def _run_stoppable(call: Callable[[], Any], settings: Any, before_exit: Callable
     return outcome.get("value")
 
 
-def _start_prefect() -> None:
-    """Start the temporary local Prefect API (unless PREFECT_API_URL names a server).
+def _start_prefect() -> str | None:
+    """Start the temporary local Prefect API (unless PREFECT_API_URL names a server); its
+    address, or None when PREFECT_API_URL names one.
 
     Prefect starts it on the first API call anyway; doing it here lets two runs that
     start at once on one machine (en->zh and zh->en) take turns: the first start migrates
@@ -360,7 +372,7 @@ def _start_prefect() -> None:
     )
 
     if PREFECT_API_URL.value():
-        return
+        return None
     import fcntl
 
     from prefect.server.api.server import SubprocessASGIServer
@@ -373,7 +385,8 @@ def _start_prefect() -> None:
     with (home / "parallelner-start.lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
         try:
-            SubprocessASGIServer().start(timeout=timeout)
+            server = SubprocessASGIServer()
+            server.start(timeout=timeout)
         except Exception as exc:  # RuntimeError on a timeout; anything else it raises
             raise PrefectStartError(
                 f"the local Prefect API did not start ({exc}); Prefect's first start on a "
@@ -382,6 +395,25 @@ def _start_prefect() -> None:
                 f"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS (now {timeout} s), or "
                 f"point PREFECT_API_URL at a running Prefect server"
             ) from None
+    return server.api_url
+
+
+@contextlib.contextmanager
+def _api_for_workers(api_url: str | None, address: str | None) -> Iterator[None]:
+    """Tell the workers of the Dask cluster at ``address`` this run's temporary Prefect API.
+
+    Prefect hands its settings to the Dask workers with each task; the temporary API is
+    otherwise known only inside this process, and each worker would start one of its own
+    (its task runs missing from this flow run). It listens on loopback: workers on other
+    machines need PREFECT_API_URL (``check_scheduler`` says so before the run starts).
+    """
+    if api_url is None or address is None:
+        yield
+        return
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: api_url}):
+        yield
 
 
 def _stop_now(settings: Any) -> None:
