@@ -205,3 +205,30 @@ def test_malformed_scheduler_address_says_the_expected_form(address):
 
     with pytest.raises(ConfigError, match="expected tcp://HOST:PORT"):
         check_scheduler(address)
+
+
+def test_scheduler_on_another_machine_needs_a_prefect_server():
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from parallelner.cli.run import check_scheduler
+    from parallelner.errors import ConfigError
+
+    with (
+        temporary_settings(restore_defaults={PREFECT_API_URL}),
+        pytest.raises(
+            ConfigError, match="tcp://10.0.0.5:8786 is on another machine: set PREFECT_API_URL"
+        ),
+    ):
+        check_scheduler("tcp://10.0.0.5:8786")
+
+
+def test_a_worker_keeps_the_run_settings_but_uses_its_own_home(monkeypatch, tmp_path):
+    from flows.synthesize import on_this_machine
+
+    client = load_settings(
+        home=tmp_path / "client", storage_url="s3://bucket/runs", llm_max_in_flight=7
+    )
+    monkeypatch.setenv("PARALLELNER_HOME", str(tmp_path / "worker"))
+    worker = on_this_machine(client)
+    assert worker.home == tmp_path / "worker"
+    assert worker.model_dump(exclude={"home"}) == client.model_dump(exclude={"home"})
