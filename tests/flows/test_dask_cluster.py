@@ -174,6 +174,13 @@ def test_existing_cluster_with_s3_storage_gives_the_one_machine_table(s3_server,
         assert not (home / "shards").exists() and not (home / "rows").exists()
     if not cache:  # each worker kept its reply cache in its own home
         assert any(c.exists() for c in worker_caches)
+    else:  # the workers' replies went to the one shared cache
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(cache["PARALLELNER_LLM_CACHE_URL"])
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM llm_replies")).scalar() >= 46
+        engine.dispose()
     # Prefect: one flow run per command, its shard tasks reported by the workers to the
     # client's API (no worker started a Prefect API of its own)
     import sqlite3
