@@ -174,7 +174,7 @@ def run(
             "llm_max_in_flight": settings.llm_max_in_flight,
             "workers": settings.workers,
             "shard_size": settings.shard_size,
-            "storage_url": settings.storage_url,
+            "storage_url": _absolute(settings.storage_url),
         }.items()
         if v is not None
     }
@@ -255,6 +255,14 @@ def run(
             f"(in {unfinished.get('shards', 0)} shards); run the same command again when it "
             "answers: only those are retried (paid replies come from the cache)"
         )
+
+
+def _absolute(location: str | None) -> str | None:
+    """A local storage path made absolute (workers resolve it from their own directory);
+    a URL as given."""
+    if location is None or "://" in location:
+        return location
+    return str(Path(location).absolute())
 
 
 def check_scheduler(address: str, timeout_s: float = 10.0) -> None:
