@@ -108,6 +108,10 @@ class Settings(BaseSettings):
     # the request timeout is fitted to the observed latency (3 x p99), never below this
     # and never above translate.timeout_s
     llm_timeout_min_s: float = Field(default=10.0, gt=0)
+    # the LLM reply cache: unset = SQLite <home>/llm-cache.sqlite (one machine); a
+    # postgresql:// URL = one table shared by every machine of a run (a secret: may hold a
+    # password). Where replies are cached never changes them: not in any config hash.
+    llm_cache_url: SecretStr | None = None
     # Label Studio
     label_studio_url: str = "http://127.0.0.1:8080"
     label_studio_api_key: SecretStr | None = None
@@ -141,6 +145,20 @@ class Settings(BaseSettings):
                 )
         return ",".join(urls)
 
+    @field_validator("llm_cache_url", mode="before")
+    @classmethod
+    def _cache_url(cls, value: Any) -> Any:
+        """Empty = the SQLite default; else a postgresql:// URL (never echoed: a secret)."""
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        if not isinstance(value, str) or not value.strip().startswith(
+            ("postgresql://", "postgresql+psycopg2://", "postgres://")
+        ):
+            raise ValueError("expected a postgresql:// URL (or nothing: the SQLite file)")
+        return value.strip()
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -156,7 +174,7 @@ class Settings(BaseSettings):
     def masked(self) -> dict[str, Any]:
         """Settings as plain data with every secret replaced by '***' (or None)."""
         data = self.model_dump(mode="json")
-        for key in ("llm_api_key", "label_studio_api_key", "catalog_uri"):
+        for key in ("llm_api_key", "label_studio_api_key", "catalog_uri", "llm_cache_url"):
             data[key] = "***" if getattr(self, key) is not None else None
         return data
 

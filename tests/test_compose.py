@@ -89,6 +89,8 @@ def test_services_reference_each_other_by_name_and_port(compose):
     assert env["PARALLELNER_LABEL_STUDIO_URL"] == "http://label-studio:8080"
     assert "8080:8080" in services["label-studio"]["ports"]
     assert "@postgres:5432/" in env["PARALLELNER_CATALOG_URI"]
+    db = services["postgres"]["environment"]["POSTGRES_DB"]  # made by the image itself
+    assert env["PARALLELNER_LLM_CACHE_URL"].endswith(f"@postgres:5432/{db}")
     assert (
         "@postgres:5432/prefect"
         in services["prefect-server"]["environment"]["PREFECT_API_DATABASE_CONNECTION_URL"]

@@ -90,7 +90,8 @@ def _unexpected(exc: BaseException) -> None:
     text = "".join(traceback.format_exception(exc))
     detail = str(exc).splitlines()[0] if str(exc) else ""
     for name in ("PARALLELNER_LLM_API_KEY", "PARALLELNER_LABEL_STUDIO_API_KEY",
-                 "PARALLELNER_CATALOG_URI", "OPENAI_API_KEY", "HF_TOKEN"):  # fmt: skip
+                 "PARALLELNER_CATALOG_URI", "PARALLELNER_LLM_CACHE_URL", "OPENAI_API_KEY",
+                 "HF_TOKEN"):  # fmt: skip
         secret = os.environ.get(name, "")
         if len(secret) >= 4:
             text, detail = text.replace(secret, "***"), detail.replace(secret, "***")

@@ -54,7 +54,19 @@ def effective_settings(settings: Settings) -> dict[str, Any]:
     if not isinstance(storage_root(settings), str):  # a folder: shown absolute, as home
         data["storage_url"] = str(Path(storage_root(settings)).absolute())
     data["llm_base_url"] = settings.llm_base_url or EMBEDDED_LLM
+    data["llm_cache_url"] = _cache_shown(settings)
     return data
+
+
+def _cache_shown(settings: Settings) -> str:
+    """The reply cache in effect: the SQLite file, or the Postgres URL without its password."""
+    from parallelner.llm.cache import CacheServer, cache_location
+    from parallelner.llm.cache_pg import redact_cache_url
+
+    where = cache_location(settings)
+    if isinstance(where, CacheServer):
+        return redact_cache_url(where.url)
+    return str(where.absolute())
 
 
 def setting_sources(config: Path | None, flags: dict[str, str]) -> dict[str, str]:
@@ -92,6 +104,7 @@ def _origin(key: str, sources: dict[str, str], settings: Settings) -> str:
         "storage_url": "default: <home> (shards/, rows/)",
         "dask_address": "default: a local Dask cluster for --runner dask",
         "llm_base_url": "default: no base URL set",
+        "llm_cache_url": "default: SQLite <home>/llm-cache.sqlite",
         "home": "default: ./.parallelner",
     }
     return derived.get(key, "default")
@@ -133,8 +146,10 @@ def show(
 
     Order: defaults < --config YAML < PARALLELNER_* env < flags. Derived values are
     shown resolved: the catalog (SQLite in the home unless PARALLELNER_CATALOG_URI), the
-    warehouse, and the embedded local model when no LLM base URL is set. Secrets (API
-    keys, tokens, the catalog password) are never printed.
+    warehouse, the LLM reply cache (SQLite in the home unless PARALLELNER_LLM_CACHE_URL
+    names a Postgres server shared by several machines), and the embedded local model when
+    no LLM base URL is set. Secrets (API keys, tokens, the catalog and cache passwords) are
+    never printed.
     """
     given = {
         "home": ("--home", home),

@@ -1,4 +1,5 @@
-"""Persistent LLM reply cache: one SQLite file under ``settings.home``.
+"""Persistent LLM reply cache: one SQLite file under ``settings.home`` (one machine), or a
+Postgres table shared by several (``llm_cache_url``, see ``cache_pg``).
 
 The key is the sha256 of everything that decides a reply — model, messages (or prompt),
 sampling parameters, response schema and prompt version — and nothing that does not
@@ -16,11 +17,15 @@ import queue
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["CachedReply", "ReplyCache", "cache_key"]
+if TYPE_CHECKING:
+    from parallelner.llm.cache_pg import PostgresReplyCache
+    from parallelner.settings import Settings
+
+__all__ = ["CachedReply", "ReplyCache", "cache_key", "cache_location", "open_reply_cache"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS replies (
@@ -183,3 +188,28 @@ def _settle(fut: asyncio.Future, error: BaseException | None) -> None:
         fut.set_result(None)
     else:
         fut.set_exception(error)
+
+
+@dataclass(frozen=True)
+class CacheServer:
+    """Where a shared cache lives: a Postgres URL (a secret) and this machine's spill file."""
+
+    url: str = field(repr=False)
+    spill_path: Path
+
+
+def cache_location(settings: Settings) -> Path | CacheServer:
+    """The reply cache the settings name: the SQLite file in the home, or a Postgres server."""
+    home = Path(settings.home)
+    if settings.llm_cache_url is None:
+        return home / "llm-cache.sqlite"
+    return CacheServer(settings.llm_cache_url.get_secret_value(), home / "llm-cache-pending.sqlite")
+
+
+def open_reply_cache(location: Path | CacheServer) -> ReplyCache | PostgresReplyCache:
+    """Open the cache at ``location`` (from ``cache_location``, or a SQLite path)."""
+    if isinstance(location, CacheServer):
+        from parallelner.llm.cache_pg import PostgresReplyCache
+
+        return PostgresReplyCache(location.url, location.spill_path)
+    return ReplyCache(location)

@@ -53,7 +53,13 @@ import openai
 from pydantic import BaseModel, ValidationError
 
 from parallelner.errors import LLMError
-from parallelner.llm.cache import CachedReply, ReplyCache, cache_key
+from parallelner.llm.cache import (
+    CachedReply,
+    ReplyCache,
+    cache_key,
+    cache_location,
+    open_reply_cache,
+)
 from parallelner.llm.endpoints import EndpointSet, split_base_urls
 from parallelner.reasons import Reason
 from parallelner.settings import Settings
@@ -381,7 +387,7 @@ class LLMClient:
             max_in_flight=settings.llm_max_in_flight,
             timeout_s=settings.translate.timeout_s,
             max_retries=settings.translate.max_retries,
-            cache_path=settings.home / "llm-cache.sqlite" if cache else None,
+            cache_path=cache_location(settings) if cache else None,
             outage_wait_s=settings.llm_outage_wait_s if wait_out_outages else 0.0,
             min_timeout_s=settings.llm_timeout_min_s,
         )
@@ -403,7 +409,7 @@ class LLMClient:
             )
         self._oa = self._endpoints.endpoints[0].client
         if self.cache_path is not None:
-            self._cache = ReplyCache(self.cache_path)
+            self._cache = open_reply_cache(self.cache_path)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

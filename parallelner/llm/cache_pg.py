@@ -1,0 +1,423 @@
+"""The reply cache on a Postgres server, shared by every machine of a run.
+
+Same key, columns and interface as ``ReplyCache`` (SQLite). Writers on several machines
+insert with ``ON CONFLICT (key) DO NOTHING``: a reply is decided by its key, so the first
+copy stored is as good as any, and two writers of one key never fail.
+
+When the server goes away (restart, network): every query reconnects once. Reads that
+still fail are a cache miss (one warning per outage): that costs a request, never a wrong
+reply. Writes are retried with back-off for ``retry_s``; a batch that still cannot be
+written goes to a local SQLite spill file (``spill_path``), so a reply already paid for is
+never lost, and is copied to Postgres as soon as a write succeeds again (or when a cache
+is next opened with that spill file). Only an unreachable server at start is an error
+(``ConfigError``): nothing has been paid for yet.
+
+The URL may hold a password: it never appears in messages, logs or ``repr``. The object
+holds connections and a thread, so it is never pickled: build it where it is used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import psycopg2
+import psycopg2.extras
+
+from parallelner.errors import ConfigError
+from parallelner.llm.cache import _INSERT as _SQLITE_INSERT
+from parallelner.llm.cache import _SCHEMA as _SQLITE_SCHEMA
+from parallelner.llm.cache import CachedReply, _settle
+
+__all__ = ["PostgresReplyCache", "redact_cache_url"]
+
+log = logging.getLogger(__name__)
+
+TABLE = "llm_replies"
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS {TABLE} (
+    key TEXT PRIMARY KEY,
+    model TEXT NOT NULL,
+    prompt_version TEXT NOT NULL,
+    content TEXT NOT NULL,
+    finish_reason TEXT,
+    prompt_tokens INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    created_at DOUBLE PRECISION NOT NULL
+)
+"""
+_INSERT = f"INSERT INTO {TABLE} VALUES %s ON CONFLICT (key) DO NOTHING"
+_SELECT = (
+    f"SELECT content, finish_reason, prompt_tokens, completion_tokens FROM {TABLE} WHERE key = %s"
+)
+# CREATE TABLE IF NOT EXISTS is not atomic in Postgres: two sessions creating the table at
+# once can both pass the check and one fails on pg_type's unique index. An advisory lock
+# held for the transaction makes the creators take turns.
+_CREATE_LOCK = 0x5041524E  # any constant shared by every ParallelNER process
+_DOWN = (psycopg2.OperationalError, psycopg2.InterfaceError)  # connection lost or refused
+_RECHECK_S = 2.0  # while the server is down, writes try it again at most this often
+_READ_RECHECK_S = 10.0  # ... and lookups (on the event loop: a connect attempt blocks it)
+
+
+def redact_cache_url(url: str) -> str:
+    """The cache URL with its password replaced by ``***``, safe to print."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        host = parts.hostname or ""
+        if parts.port is not None:
+            host = f"{host}:{parts.port}"
+        return parts._replace(netloc=f"{parts.username or ''}:***@{host}").geturl()
+    except ValueError:
+        return "the reply cache URL (PARALLELNER_LLM_CACHE_URL)"
+
+
+class PostgresReplyCache:
+    """Reply cache in a Postgres table, safe to share between threads, processes, machines.
+
+    ``get`` uses its own connection; writes go through one writer thread that commits
+    whatever has queued up in one transaction (group commit), so ``aput`` never blocks the
+    event loop and returns once its row is committed (in Postgres, or in the spill file
+    while Postgres is down).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        spill_path: Path | None = None,
+        *,
+        retry_s: float = 30.0,
+        connect_timeout_s: float = 5.0,
+    ):
+        self._dsn = _libpq_url(url)
+        self._password = _password(url)
+        self.location = redact_cache_url(self._dsn)
+        self.spill_path = Path(spill_path) if spill_path is not None else None
+        self.retry_s = retry_s
+        self._connect_timeout = max(1, round(connect_timeout_s))
+        self._read_lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._spill_lock = threading.Lock()
+        self._spill: sqlite3.Connection | None = None
+        self._read_down_until = 0.0  # monotonic time before which reads skip the server
+        self._write_down = False  # the last write went to the spill file
+        self._last_write_try = 0.0
+        self._warned_read = self._warned_write = False
+        try:
+            self._db: psycopg2.extensions.connection | None = self._connect()
+            self._reader: psycopg2.extensions.connection | None = self._connect()
+        except _DOWN as exc:
+            raise ConfigError(
+                f"reply cache {self.location}: cannot connect ({self._scrub(exc)})"
+            ) from None
+        if self.spill_path is not None and self.spill_path.exists():
+            self._open_spill()
+            with self._write_lock:
+                self._drain_spill()
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._writer = threading.Thread(target=self._write_loop, name="reply-cache", daemon=True)
+        self._writer.start()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"PostgresReplyCache({self.location!r})"
+
+    def __reduce__(self):
+        raise TypeError(
+            "a PostgresReplyCache holds connections and is never pickled: open one in the "
+            "process that uses it (parallelner.llm.cache.open_reply_cache)"
+        )
+
+    # -- connections ---------------------------------------------------------------------
+
+    def _scrub(self, exc: BaseException) -> str:
+        """The server's message, first line, without the password (should it echo it)."""
+        text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        for secret in self._password:
+            text = text.replace(secret, "***")
+        return text
+
+    def _connect(self) -> psycopg2.extensions.connection:
+        conn = psycopg2.connect(
+            self._dsn,
+            connect_timeout=self._connect_timeout,
+            application_name="parallelner-reply-cache",
+            keepalives=1,
+            keepalives_idle=30,
+            keepalives_interval=10,
+            keepalives_count=3,
+        )
+        try:
+            with conn, conn.cursor() as cur:
+                cur.execute("SELECT pg_advisory_xact_lock(%s)", (_CREATE_LOCK,))
+                cur.execute(_SCHEMA)
+            conn.autocommit = True
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    @staticmethod
+    def _drop(conn: psycopg2.extensions.connection | None) -> None:
+        if conn is not None:
+            with contextlib.suppress(Exception):  # already broken
+                conn.close()
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def get(self, key: str) -> CachedReply | None:
+        """The stored reply for ``key``, or None (also while the server is unreachable)."""
+        with self._read_lock:
+            row = self._read_server(key)
+        if row is None and self._spill is not None:
+            row = self._spill_get(key)
+        return CachedReply(*row) if row else None
+
+    def _read_server(self, key: str) -> tuple | None:
+        if time.monotonic() < self._read_down_until:
+            return None
+        for attempt in range(2):  # a dropped connection: reconnect once
+            try:
+                if self._reader is None:
+                    self._reader = self._connect()
+                with self._reader.cursor() as cur:
+                    cur.execute(_SELECT, (key,))
+                    row = cur.fetchone()
+                if self._warned_read:
+                    log.warning("reply cache %s: reachable again", self.location)
+                    self._warned_read = False
+                return row
+            except _DOWN as exc:
+                self._drop(self._reader)
+                self._reader = None
+                if attempt == 1:
+                    self._read_down_until = time.monotonic() + _READ_RECHECK_S
+                    if not self._warned_read:
+                        self._warned_read = True
+                        log.warning(
+                            "reply cache %s unreachable (%s): lookups count as misses "
+                            "until it is back",
+                            self.location,
+                            self._scrub(exc),
+                        )
+        return None
+
+    def __len__(self) -> int:
+        with self._read_lock:
+            for attempt in range(2):
+                try:
+                    if self._reader is None:
+                        self._reader = self._connect()
+                    with self._reader.cursor() as cur:
+                        cur.execute(f"SELECT COUNT(*) FROM {TABLE}")
+                        return cur.fetchone()[0]
+                except _DOWN as exc:
+                    self._drop(self._reader)
+                    self._reader = None
+                    if attempt == 1:
+                        raise ConfigError(
+                            f"reply cache {self.location}: cannot connect ({self._scrub(exc)})"
+                        ) from None
+        raise AssertionError("unreachable")
+
+    # -- writes --------------------------------------------------------------------------
+
+    @staticmethod
+    def _row(key: str, model: str, prompt_version: str, reply: CachedReply) -> tuple:
+        return (
+            key,
+            model,
+            prompt_version,
+            reply.content,
+            reply.finish_reason,
+            reply.prompt_tokens,
+            reply.completion_tokens,
+            time.time(),
+        )
+
+    def _insert(self, rows: list[tuple]) -> None:
+        if self._db is None:
+            self._db = self._connect()
+        self._db.autocommit = False
+        try:
+            # in key order: two writers' batches lock their keys in the same order, so
+            # overlapping batches wait for each other instead of deadlocking
+            rows = sorted(rows, key=lambda r: r[0])
+            with self._db, self._db.cursor() as cur:  # commits, or rolls back on error
+                psycopg2.extras.execute_values(cur, _INSERT, rows, page_size=500)
+        finally:
+            if not self._db.closed:
+                self._db.autocommit = True
+
+    def _write(self, rows: list[tuple]) -> None:
+        """Commit ``rows`` to the server, retrying for ``retry_s``; else to the spill file."""
+        with self._write_lock:
+            now = time.monotonic()
+            if self._write_down and now - self._last_write_try < _RECHECK_S:
+                self._to_spill(rows, None)
+                return
+            deadline = now + (0.0 if self._write_down else self.retry_s)
+            delay = 0.05
+            while True:
+                self._last_write_try = time.monotonic()
+                try:
+                    self._insert(rows)
+                except _DOWN as exc:
+                    self._drop(self._db)
+                    self._db = None
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        self._to_spill(rows, exc)
+                        return
+                    time.sleep(min(delay, left))
+                    delay = min(delay * 2, 2.0)
+                    continue
+                if self._write_down:
+                    self._write_down = False
+                    log.warning("reply cache %s: reachable again", self.location)
+                if self._spill is not None:
+                    self._drain_spill()
+                return
+
+    def put(self, key: str, model: str, prompt_version: str, reply: CachedReply) -> None:
+        """Store one reply now (committed before returning)."""
+        self._write([self._row(key, model, prompt_version, reply)])
+
+    async def aput(self, key: str, model: str, prompt_version: str, reply: CachedReply) -> None:
+        """Store one reply from async code without blocking the loop; returns once committed."""
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._queue.put((self._row(key, model, prompt_version, reply), loop, fut))
+        await fut
+
+    def _write_loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            while True:  # group commit: everything that queued up meanwhile
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._queue.put(None)
+                    break
+                batch.append(nxt)
+            error: BaseException | None = None
+            try:
+                self._write([row for row, _, _ in batch])
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting callers
+                error = exc
+            for _, loop, fut in batch:
+                loop.call_soon_threadsafe(_settle, fut, error)
+
+    # -- the spill file (replies written while the server was down) -----------------------
+
+    def _open_spill(self) -> None:
+        with self._spill_lock:
+            if self._spill is None:
+                self.spill_path.parent.mkdir(parents=True, exist_ok=True)
+                db = sqlite3.connect(self.spill_path, check_same_thread=False, isolation_level=None)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA busy_timeout=30000")
+                db.execute(_SQLITE_SCHEMA)
+                self._spill = db
+
+    def _to_spill(self, rows: list[tuple], exc: BaseException | None) -> None:
+        if self.spill_path is None:
+            raise ConfigError(
+                f"reply cache {self.location} unreachable for {self.retry_s:.0f} s"
+                + (f" ({self._scrub(exc)})" if exc is not None else "")
+            ) from None
+        self._open_spill()
+        with self._spill_lock:
+            self._spill.execute("BEGIN")
+            self._spill.executemany(_SQLITE_INSERT, rows)
+            self._spill.execute("COMMIT")
+        if not self._write_down:
+            self._write_down = True
+            log.warning(
+                "reply cache %s unreachable%s: replies are kept in %s and copied to the "
+                "server when it is back",
+                self.location,
+                f" for {self.retry_s:.0f} s ({self._scrub(exc)})" if exc is not None else "",
+                self.spill_path,
+            )
+
+    def _spill_get(self, key: str) -> tuple | None:
+        with self._spill_lock:
+            return self._spill.execute(
+                "SELECT content, finish_reason, prompt_tokens, completion_tokens "
+                "FROM replies WHERE key = ?",
+                (key,),
+            ).fetchone()
+
+    def _drain_spill(self, chunk: int = 1000) -> int:
+        """Copy spilled replies to the server and delete them locally; the number left."""
+        while True:
+            with self._spill_lock:
+                rows = self._spill.execute(f"SELECT * FROM replies LIMIT {chunk}").fetchall()
+            if not rows:
+                return 0
+            try:
+                self._insert(rows)
+            except _DOWN:
+                self._drop(self._db)
+                self._db = None
+                with self._spill_lock:
+                    return self._spill.execute("SELECT COUNT(*) FROM replies").fetchone()[0]
+            with self._spill_lock:
+                self._spill.execute("BEGIN")
+                self._spill.executemany("DELETE FROM replies WHERE key = ?", [r[:1] for r in rows])
+                self._spill.execute("COMMIT")
+
+    def close(self) -> None:
+        """Flush pending writes (spilled ones too, if the server is back) and disconnect."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(None)
+        self._writer.join()
+        with self._write_lock, self._read_lock:
+            if self._spill is not None:
+                left = self._drain_spill()
+                if left:
+                    log.warning(
+                        "reply cache %s still unreachable: %d replies stay in %s and are "
+                        "copied the next time a cache opens with it",
+                        self.location,
+                        left,
+                        self.spill_path,
+                    )
+                self._spill.close()
+                self._spill = None
+            self._drop(self._db)
+            self._drop(self._reader)
+            self._db = self._reader = None
+
+
+def _libpq_url(url: str) -> str:
+    """``postgresql+psycopg2://`` (SQLAlchemy's spelling) as libpq's ``postgresql://``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.split("+")[0] not in ("postgresql", "postgres"):
+        raise ConfigError("reply cache URL: expected postgresql://USER:PASSWORD@HOST:PORT/DB")
+    return "postgresql://" + rest
+
+
+def _password(url: str) -> tuple[str, ...]:
+    """The password as written in the URL and decoded (both must be kept out of text)."""
+    try:
+        pw = urlsplit(url).password
+    except ValueError:
+        return ()
+    return tuple({pw, unquote(pw)} - {""}) if pw else ()
