@@ -1,7 +1,8 @@
 """`parallelner run --runner dask --dask-address` on a real Dask cluster (issue 18): a
 `dask scheduler` and two `dask worker` processes started from their own working
 directories with their own homes (as separate machines would be), shards and rows on an
-S3-compatible server (moto) every worker reaches, two stand-in LLM servers of which one
+S3-compatible server (moto) or in a folder every worker reaches (a shared file system),
+the reply cache in one Postgres, two stand-in LLM servers of which one
 is killed mid-run and restarted on its port. The table equals a one-machine run's, and
 the same command again asks the LLM nothing."""
 
@@ -112,13 +113,16 @@ def dask_cluster(root: Path, extra_env: dict[str, str]) -> Iterator[tuple[str, l
                 proc.wait()
 
 
-def test_existing_cluster_with_s3_storage_gives_the_one_machine_table(s3_server, request, tmp_path):
+@pytest.mark.parametrize("where", ["s3", "shared-path"])
+def test_existing_cluster_gives_the_one_machine_table(where, request, tmp_path):
     # one machine: the thread runner, local home, one LLM server
     with OpenAIServer(model="test-model") as ref_srv:
         ref = summary_of(run_cli(*ARGS, env=run_env(tmp_path / "ref" / "home", ref_srv)))
     ref_rows = load_snapshot("main", settings=load_settings(home=tmp_path / "ref" / "home"))
 
-    storage_url = "s3://parallelner/team-cluster"
+    # an object store every worker reaches, or a folder on a file system they all mount
+    s3_env = request.getfixturevalue("s3_server") if where == "s3" else {}
+    storage_url = "s3://parallelner/team-cluster" if s3_env else str(tmp_path / "nfs")
     client_home = tmp_path / "client" / "home"
     cache = {}  # the reply cache every machine shares (Postgres), where the code has it
     if "llm_cache_url" in Settings.model_fields:
@@ -127,7 +131,7 @@ def test_existing_cluster_with_s3_storage_gives_the_one_machine_table(s3_server,
     b = OpenAIServer(model="test-model", service_time=0.2).start()
     restarted: list[OpenAIServer] = []
     try:
-        with dask_cluster(tmp_path / "cluster", s3_server) as (address, worker_homes):
+        with dask_cluster(tmp_path / "cluster", s3_env) as (address, worker_homes):
             cli = ["--runner", "dask", "--dask-address", address]
 
             def kill_and_restart() -> None:
@@ -142,7 +146,7 @@ def test_existing_cluster_with_s3_storage_gives_the_one_machine_table(s3_server,
             killer.start()
             env = run_env(
                 client_home, f"{a.base_url},{b.base_url}", PARALLELNER_STORAGE_URL=storage_url,
-                **s3_server, **cache,
+                **s3_env, **cache,
             )  # fmt: skip
             first = summary_of(run_cli(*ARGS, *cli, env=env))
             killer.join(timeout=60)
@@ -168,8 +172,10 @@ def test_existing_cluster_with_s3_storage_gives_the_one_machine_table(s3_server,
     assert (
         again["counts"] == ref["counts"] and again["shards"]["reused"] == again["shards"]["total"]
     )
-    # shards and rows went to S3, not to the client's home or a worker's
+    # shards and rows went to the storage, not to the client's home or a worker's
     assert not (client_home / "shards").exists() and not (client_home / "rows").exists()
+    if not s3_env:
+        assert len(list((tmp_path / "nfs" / "rows").glob("*/*.parquet"))) == 12
     for home in worker_homes:
         assert not (home / "shards").exists() and not (home / "rows").exists()
     if not cache:  # each worker kept its reply cache in its own home
