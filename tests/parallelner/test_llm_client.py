@@ -320,8 +320,12 @@ def test_a_non_retryable_error_is_not_transient(tmp_path):
     with OpenAIServer() as srv:
 
         async def go():
-            async with _client(srv, tmp_path) as c:
-                c._oa.base_url = c._oa.base_url.copy_with(path="/v1/nowhere/")  # 404
+            c = LLMClient(
+                base_url=srv.base_url + "/nowhere",  # 404
+                model="test-model",
+                cache_path=tmp_path / "cache.sqlite",
+            )
+            async with c:
                 return await _ask(c, "x"), c.usage
 
         out, usage = asyncio.run(go())
