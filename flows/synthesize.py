@@ -4,12 +4,19 @@ Tasks are thin wrappers over ``parallelner.run``. A shard's result is cached on
 (shard content hash, stage configuration hash, code version) and persisted under
 ``<home>/prefect-results``, so re-running a crashed or killed flow skips finished shards;
 the LLM reply cache covers the shard that was cut off.
+
+On an existing Dask cluster (``make_task_runner("dask", address=...)``) the shards run on
+other machines: shards and rows go through ``storage_url`` (``parallelner.storage``, the
+absolute home path when unset, which must then be on a shared file system), each worker
+uses its own home for what is local to it (the SQLite reply cache), and a finished shard
+is known by its rows in storage, not by a Prefect result on the client's disk.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -34,8 +41,9 @@ from parallelner.progress import notify
 from parallelner.quality.report import inline_images
 from parallelner.settings import Settings, load_settings
 from parallelner.shards import Shard, shard_origins
+from parallelner.storage import redact
 
-__all__ = ["synthesize", "make_task_runner"]
+__all__ = ["synthesize", "make_task_runner", "on_this_machine"]
 
 
 def _shard_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
@@ -68,19 +76,45 @@ def plan_task(
     )  # fmt: skip
 
 
-@task(
-    name="process-shard",
-    cache_key_fn=_shard_cache_key,
-    persist_result=True,
-    retries=1,
-    retry_delay_seconds=5,
-)
-def shard_task(shard: Shard, plan: run.RunPlan, settings: Settings) -> run.ShardResult:
+def _process_shard(shard: Shard, plan: run.RunPlan, settings: Settings) -> run.ShardResult:
     logger = _run_logger()
     logger.info("%s started (%d instances)", _shard_name(shard, plan), shard.size)
     result = run.process_shard(shard, plan, settings, shared_runtime(settings))
     logger.info("%s finished: %s", _shard_name(shard, plan), _shard_outcome(result))
     return result
+
+
+shard_task = task(
+    name="process-shard",
+    cache_key_fn=_shard_cache_key,
+    persist_result=True,
+    retries=1,
+    retry_delay_seconds=5,
+)(_process_shard)
+
+
+def _process_shard_on_worker(
+    shard: Shard, plan: run.RunPlan, settings: Settings
+) -> run.ShardResult:
+    return _process_shard(shard, plan, on_this_machine(settings))
+
+
+# on an existing cluster: no Prefect result on one machine's disk; a finished shard is
+# known by its rows in the shared storage (``run.process_shard`` reads them back)
+cluster_shard_task = task(
+    name="process-shard", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5
+)(_process_shard_on_worker)
+
+
+def on_this_machine(settings: Settings) -> Settings:
+    """``settings`` with the home of the machine that runs the task (its PARALLELNER_HOME).
+
+    The flow's settings are pickled on the client; its home is a path on the client's
+    disk. Shards and rows are in ``storage_url``; what a worker keeps for itself (the
+    SQLite reply cache, the local model) goes under its own home.
+    """
+    home = os.environ.get("PARALLELNER_HOME") or Settings.model_fields["home"].default
+    return settings.model_copy(update={"home": Path(home).absolute()})
 
 
 def _run_logger() -> logging.Logger | logging.LoggerAdapter:
@@ -120,8 +154,12 @@ def finalize_task(
     )
 
 
-def make_task_runner(kind: str = "threads", workers: int = 4):
-    """The task runner for shards: threads here; Dask or Ray for several machines."""
+def make_task_runner(kind: str = "threads", workers: int = 4, address: str | None = None):
+    """The task runner for shards: threads here; Dask or Ray for several machines.
+
+    ``dask`` with ``address`` (``tcp://host:8786``) sends shards to that running scheduler;
+    without, it starts a local cluster of ``workers`` processes for the run.
+    """
     if kind == "threads":
         from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -129,6 +167,8 @@ def make_task_runner(kind: str = "threads", workers: int = 4):
     if kind == "dask":
         from prefect_dask import DaskTaskRunner
 
+        if address:
+            return DaskTaskRunner(address=address)
         return DaskTaskRunner(
             cluster_kwargs={"n_workers": workers, "processes": True, "threads_per_worker": 1}
         )
@@ -167,6 +207,28 @@ def run_labels(plan: run.RunPlan, settings: Settings) -> tuple[str, list[str]]:
     tags = [f"{lang}-{plan.tgt_lang}" for lang in langs]
     tags += [f"model:{settings.llm_model}"] + [f"dataset:{d}" for d in datasets]
     return name, tags
+
+
+def _fresh_prefect_events() -> None:
+    """On each worker of an existing cluster: stop the Prefect events client an earlier
+    run left behind; the next task starts one for this run's API.
+
+    Prefect reports task runs as events, through one client per worker process that
+    keeps the API address of the first run it served: a later run on a new temporary
+    API (``parallelner run`` without PREFECT_API_URL) would lose its task runs.
+    """
+    from prefect.events.worker import EventsWorker
+
+    EventsWorker.drain_all(timeout=5, at_exit=False)
+
+
+def _cluster() -> tuple[bool, str | None]:
+    """Whether the flow's shards run in other processes (Dask), and the address of the
+    existing cluster they run on (None: threads, or a local cluster)."""
+    runner = FlowRunContext.get().task_runner
+    if type(runner).__name__ != "DaskTaskRunner":
+        return False, None
+    return True, getattr(runner, "address", None)
 
 
 def _label_flow_run(name: str, tags: list[str]) -> dict[str, Any]:
@@ -219,6 +281,10 @@ def synthesize(
 
         overrides["llm_api_key"] = Secret.load(llm_api_key_secret).get()
     settings = load_settings(None, **overrides)
+    elsewhere, address = _cluster()
+    if address is not None:  # shards on other machines: one location every worker reaches
+        where = settings.storage_url or str(Path(settings.home).absolute())
+        settings = settings.model_copy(update={"storage_url": where, "dask_address": address})
     started = time.perf_counter()
     plan = plan_task(sources, tgt_lang, settings, fmt, src_lang, dataset, limit)
     flow_run = _label_flow_run(*run_labels(plan, settings))
@@ -234,6 +300,14 @@ def synthesize(
     # a Path, not an unsaved LocalFileSystem block: Prefect 3.9 refuses unsaved blocks
     storage = Path(settings.home).resolve() / "prefect-results"
     runner_task = shard_task.with_options(result_storage=storage)
+    if address is not None:
+        runner_task = cluster_shard_task
+        FlowRunContext.get().task_runner.client.run(_fresh_prefect_events)
+        logger.info(
+            "shards on the Dask cluster at %s; shards and rows in %s",
+            address,
+            redact(settings.storage_url or ""),
+        )
     pool = RuntimePool()  # the shards' LLM runtime, closed when they are done
     with sharing(pool):
         futures = [runner_task.submit(shard, plan, settings) for shard in plan.shards]
@@ -249,6 +323,8 @@ def synthesize(
                 logger.info(
                     "%s finished: %s", _shard_name(shard, plan), _shard_outcome(result, True)
                 )
+            elif elsewhere:  # its progress events stayed in the worker's process
+                notify("record", sum(result.counts.values()))
             results.append(result)
             update_progress_artifact(progress, progress=100.0 * i / len(futures))
         for rt in pool.runtimes():  # latency percentiles of this process's requests

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from parallelner import storage
 from parallelner.errors import ConfigError, InputError
 from parallelner.languages import LANGUAGES, unknown_language
 from parallelner.llm.runtime import LLMRuntime, check_endpoint
@@ -35,7 +35,6 @@ from parallelner.records import ParallelRecord, records_to_table, table_to_recor
 from parallelner.settings import Settings
 from parallelner.shards import Shard, make_shards, read_shard
 from parallelner.version import run_signature, signature_hash
-from parallelner.writers.atomic import AtomicTextWriter, write_table
 
 __all__ = [
     "LANGUAGES",
@@ -231,7 +230,12 @@ def plan_run(
 
     notify("reading", 0)
     with QuarantineWriter(quarantine) as writer:
-        shards = list(make_shards(stream(writer), home / "shards", settings.shard_size))
+        shards = list(
+            make_shards(
+                stream(writer), storage.join(storage.storage_root(settings), "shards"),
+                settings.shard_size,
+            )
+        )  # fmt: skip
     if not shards:
         raise InputError(
             ", ".join(str(s) for s in sources), None, Reason.NO_USABLE_INPUT,
@@ -268,12 +272,13 @@ def _nothing_usable(
     )
 
 
-def _shard_rows_path(settings: Settings, plan_config_hash: str, shard: Shard) -> Path:
-    return Path(settings.home) / "rows" / plan_config_hash / f"{shard.id}.parquet"
+def _shard_rows_path(settings: Settings, plan_config_hash: str, shard: Shard) -> storage.Location:
+    root = storage.storage_root(settings)
+    return storage.join(root, "rows", plan_config_hash, f"{shard.id}.parquet")
 
 
-def _unfinished_marker(rows_path: Path) -> Path:
-    return rows_path.with_suffix(".unfinished")
+def _unfinished_marker(rows_path: storage.Location) -> storage.Location:
+    return storage.with_suffix(rows_path, ".unfinished")
 
 
 def shard_unfinished(settings: Settings, config_hash: str, shard: Shard) -> str | None:
@@ -285,7 +290,7 @@ def shard_unfinished(settings: Settings, config_hash: str, shard: Shard) -> str 
     """
     marker = _unfinished_marker(_shard_rows_path(settings, config_hash, shard))
     try:
-        return json.loads(marker.read_text())["token"]
+        return json.loads(storage.read_text(marker))["token"]
     except (OSError, ValueError, KeyError):
         return None
 
@@ -314,13 +319,13 @@ def process_shard(
     """
     path = _shard_rows_path(settings, plan.config_hash, shard)
     marker = _unfinished_marker(path)
-    if path.exists() and not marker.exists():
-        records = table_to_records(pq.read_table(path))
+    if storage.exists(path) and not storage.exists(marker):
+        records = table_to_records(storage.read_table(path))
         counts, reasons = _summarize(records)
         notify("record", len(records))
         notify("shard", 1)
         return ShardResult(shard.id, shard.index, str(path), counts, reasons, reused=True)
-    retried = path.exists()  # rows of an earlier attempt, with transient failures
+    retried = storage.exists(path)  # rows of an earlier attempt, with transient failures
     from parallelner.stages import synthesize_instances  # stage wiring, one module
 
     instances = read_shard(shard)
@@ -353,16 +358,21 @@ def process_shard(
         raise RuntimeError(f"shard {shard.id}: {len(instances)} instances, {len(records)} records")
     if usage.transient_failures:  # the marker first: a crash in between redoes the shard
         token = os.urandom(8).hex()
-        with AtomicTextWriter(marker) as w:
-            w.write_line(json.dumps({"token": token, "transient": usage.transient_failures}))
-        write_table(records_to_table(records), path)
+        marker_line = json.dumps({"token": token, "transient": usage.transient_failures})
+        storage.write_lines(marker, [marker_line])
+        storage.write_table(records_to_table(records), path)
     else:
-        write_table(records_to_table(records), path)
-        marker.unlink(missing_ok=True)
+        storage.write_table(records_to_table(records), path)
+        storage.remove(marker)
     counts, reasons = _summarize(records)
     notify("shard", 1)
     counters = {k: v for k, v in usage.as_dict().items() if type(v) is int}
     return ShardResult(shard.id, shard.index, str(path), counts, reasons, counters, retried)
+
+
+def _location(path: str) -> storage.Location:
+    """A ShardResult's rows path as a location: a URL stays a string, a path is a Path."""
+    return path if storage.is_remote(path) else Path(path)
 
 
 def mark_duplicates(
@@ -459,22 +469,25 @@ def finalize_run(
         # one shard's records as objects at a time: at 257k rows, holding every record
         # as a pydantic object would take several GB; Arrow tables take a fraction
         for r in ordered:
-            records = mark_duplicates(table_to_records(pq.read_table(r.path)), settings, seen)
+            rows = storage.read_table(_location(r.path))
+            records = mark_duplicates(table_to_records(rows), settings, seen)
             tables.append(records_to_table(records))
             c, rs = _summarize(records)
             counts.update(c)
             reasons.update(rs)
             if r.retried:
                 retried_ids.update(rec.record_id for rec in records)
-            marker = _unfinished_marker(Path(r.path))
-            if marker.exists():  # the rows file is the truth, not a (cached) ShardResult
+            marker = _unfinished_marker(_location(r.path))
+            if storage.exists(marker):  # the rows file is the truth, not a (cached) ShardResult
                 unfinished["shards"] += 1
                 unfinished["rows"] += sum(
                     rec.status == Status.FAILED and bool(set(rec.reasons) & TRANSIENT_REASONS)
                     for rec in records
                 )
                 with contextlib.suppress(OSError, ValueError, KeyError):
-                    unfinished["requests"] += int(json.loads(marker.read_text())["transient"])
+                    unfinished["requests"] += int(
+                        json.loads(storage.read_text(marker))["transient"]
+                    )
             yield from records
 
     report_dir = Path(settings.home) / "reports" / plan.run_id
@@ -506,7 +519,7 @@ def finalize_run(
     if output_dir is not None:
         output_dir.mkdir(parents=True, exist_ok=True)
         out = output_dir / f"{plan.run_id}.parquet"
-        write_table(table, out)
+        storage.write_table(table, out)
         files.append(str(out))
     usage: Counter[str] = Counter()
     for r in ordered:

@@ -88,6 +88,13 @@ class Settings(BaseSettings):
     # location (unset = <home>/warehouse; a path or a URI such as s3://bucket/prefix)
     catalog_uri: SecretStr | None = None
     warehouse: str | None = None
+    # shards, rows and unfinished markers (unset = under home): one location every Dask
+    # worker reaches, a shared-file-system path or a URL such as s3://bucket/prefix
+    # (``parallelner.storage``; S3 credentials from the AWS variables, as the warehouse)
+    storage_url: str | None = None
+    # a running Dask scheduler (tcp://host:8786) for ``--runner dask``; unset = a local
+    # cluster started for the run
+    dask_address: str | None = None
     # LLM (unset base URL = the embedded local model); several URLs, comma-separated (or a
     # YAML list), are replicas of one model: see parallelner.llm.endpoints
     llm_base_url: str | None = None

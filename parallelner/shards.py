@@ -3,7 +3,8 @@
 A shard's id is the hash of its instances' canonical JSON, so the same input always gives
 the same shards, and a shard's cached result stays valid until its content changes
 (never keyed on file paths). Shards are written once as span JSONL under
-``<home>/shards/<id>.jsonl``; writing is atomic (temp file + rename).
+``<storage>/shards/<id>.jsonl`` (``parallelner.storage``: the home folder by default, or a
+location every Dask worker reaches); writing is atomic.
 """
 
 from __future__ import annotations
@@ -14,18 +15,19 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from parallelner import storage
 from parallelner.records import Instance
-from parallelner.writers.atomic import AtomicTextWriter
+from parallelner.storage import Location
 
 __all__ = ["Shard", "make_shards", "read_shard", "instance_line", "shard_origins"]
 
 
 @dataclass(frozen=True)
 class Shard:
-    """A batch of instances stored on disk: ``id`` is the content hash."""
+    """A batch of instances in storage: ``id`` is the content hash."""
 
     id: str
-    path: Path
+    path: Location  # a Path, or a URL in an object store
     size: int
     index: int  # position in the run, for stable ordering of results
 
@@ -36,20 +38,19 @@ def instance_line(inst: Instance) -> str:
 
 
 def make_shards(
-    instances: Iterable[Instance], directory: Path, size: int = 1000
+    instances: Iterable[Instance], directory: Location, size: int = 1000
 ) -> Iterator[Shard]:
     """Group ``instances`` into shards of ``size``, write each once, yield them in order."""
-    directory.mkdir(parents=True, exist_ok=True)
+    if not storage.is_remote(directory):
+        Path(directory).mkdir(parents=True, exist_ok=True)
     batch: list[str] = []
     index = 0
 
     def flush() -> Shard:
         digest = hashlib.sha256("\n".join(batch).encode("utf-8")).hexdigest()[:24]
-        path = directory / f"{digest}.jsonl"
-        if not path.exists():
-            with AtomicTextWriter(path) as writer:
-                for line in batch:
-                    writer.write_line(line)
+        path = storage.join(directory, f"{digest}.jsonl")
+        if not storage.exists(path):
+            storage.write_lines(path, batch)
         return Shard(id=digest, path=path, size=len(batch), index=index)
 
     for inst in instances:
@@ -62,11 +63,14 @@ def make_shards(
         yield flush()
 
 
-def read_shard(shard: Shard | Path) -> list[Instance]:
+def read_shard(shard: Shard | Location) -> list[Instance]:
     """The instances of a shard, in order."""
     path = shard.path if isinstance(shard, Shard) else shard
-    with open(path, encoding="utf-8") as fh:
-        return [Instance.model_validate_json(line) for line in fh if line.strip()]
+    if not storage.is_remote(path):
+        with open(path, encoding="utf-8") as fh:
+            return [Instance.model_validate_json(line) for line in fh if line.strip()]
+    lines = storage.read_text(path).split("\n")  # not splitlines(): a line may hold U+2028
+    return [Instance.model_validate_json(line) for line in lines if line.strip()]
 
 
 def shard_origins(shards: Iterable[Shard]) -> tuple[list[str], list[str]]:
@@ -78,11 +82,10 @@ def shard_origins(shards: Iterable[Shard]) -> tuple[list[str], list[str]]:
     langs: set[str] = set()
     datasets: set[str] = set()
     for shard in shards:
-        with open(shard.path, encoding="utf-8") as fh:
-            for line in fh:
-                if line.strip():
-                    row = json.loads(line)
-                    langs.add(row["lang"])
-                    if row.get("source_dataset"):
-                        datasets.add(row["source_dataset"])
+        for line in storage.read_text(shard.path).split("\n"):  # a line may hold U+2028
+            if line.strip():
+                row = json.loads(line)
+                langs.add(row["lang"])
+                if row.get("source_dataset"):
+                    datasets.add(row["source_dataset"])
     return sorted(langs), sorted(datasets)

@@ -123,3 +123,54 @@ def postgres_database(postgres_url, request):
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
     yield postgres_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """An S3-compatible server (moto) on loopback, in its own process; yields its
+    environment: AWS_ENDPOINT_URL_S3 and throw-away credentials, the variables that
+    ``parallelner.storage`` and the warehouse read. The bucket ``parallelner`` exists."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    port = _free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    env = {
+        "AWS_ENDPOINT_URL_S3": endpoint,
+        "AWS_ACCESS_KEY_ID": "test-key",
+        "AWS_SECRET_ACCESS_KEY": "test-secret",
+        "AWS_REGION": "us-east-1",
+    }
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    moto = str(Path(sys.executable).parent / "moto_server")
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(
+            [moto, "-H", "127.0.0.1", "-p", str(port)],
+            stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        end = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"moto_server exited: {log.read_text()[-2000:]}")
+            try:
+                httpx.get(endpoint, timeout=2)
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > end:
+                    pytest.fail(f"moto_server did not start: {log.read_text()[-2000:]}")
+                time.sleep(0.3)
+        httpx.put(f"{endpoint}/parallelner", timeout=10).raise_for_status()  # the bucket
+        yield env
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

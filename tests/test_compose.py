@@ -37,7 +37,8 @@ def _env_names() -> set[str]:
 
 
 def test_every_service_has_an_image_or_build(compose):
-    expected = {"postgres", "prefect-server", "prefect-worker", "vllm", "label-studio", "minio"}
+    expected = {"postgres", "prefect-server", "prefect-worker", "vllm", "label-studio", "minio",
+                "dask-scheduler", "dask-worker"}  # fmt: skip
     assert expected <= set(compose["services"])
     for name, svc in compose["services"].items():
         assert "image" in svc or "build" in svc, name
@@ -106,3 +107,23 @@ def test_no_secret_values_in_compose_file(compose):
         for key, value in (svc.get("environment") or {}).items():
             if secretish.search(key) and not key.endswith("_ENABLE_LEGACY_API_TOKEN"):
                 assert str(value).startswith("${"), f"{name}: literal secret in {key}"
+
+
+def test_dask_workers_reach_the_scheduler_storage_and_prefect(compose):
+    services = compose["services"]
+    scheduler, worker = services["dask-scheduler"], services["dask-worker"]
+    # the image of the app: the dask CLI and the package (``.[dask]``: prefect-dask, s3fs)
+    assert scheduler["build"] == worker["build"] == services["prefect-worker"]["build"]
+    assert "[dask]" in (REPO / "Dockerfile").read_text()
+    assert "--port 8786" in scheduler["command"] and "8786:8786" in scheduler["ports"]
+    env = worker["environment"]
+    address = env["PARALLELNER_DASK_ADDRESS"]
+    assert address == "tcp://dask-scheduler:8786" and address in worker["command"]
+    assert services["prefect-worker"]["environment"]["PARALLELNER_DASK_ADDRESS"] == address
+    # shards and rows in the MinIO bucket of the warehouse, with the warehouse's credentials
+    warehouse_bucket = env["PARALLELNER_WAREHOUSE"].removeprefix("s3://").split("/")[0]
+    assert env["PARALLELNER_STORAGE_URL"].startswith(f"s3://{warehouse_bucket}/")
+    assert env["AWS_ENDPOINT_URL"] == "http://minio:9000" and "AWS_SECRET_ACCESS_KEY" in env
+    # task runs reported to the team's Prefect server; a home of its own for local files
+    assert env["PREFECT_API_URL"].startswith("http://prefect-server:4200")
+    assert env["PARALLELNER_HOME"] != services["prefect-worker"]["environment"]["PARALLELNER_HOME"]

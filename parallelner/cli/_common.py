@@ -48,7 +48,8 @@ MaxInFlightOption = Annotated[
     int | None,
     typer.Option(
         "--max-in-flight",
-        help="LLM requests in flight, global \\[env PARALLELNER_LLM_MAX_IN_FLIGHT, default 64].",
+        help="LLM requests in flight for the whole process; on a Dask cluster, for each "
+        "worker process \\[env PARALLELNER_LLM_MAX_IN_FLIGHT, default 64].",
         show_default=False,
         min=1,
     ),

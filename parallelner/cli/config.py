@@ -48,6 +48,11 @@ def effective_settings(settings: Settings) -> dict[str, Any]:
     data["home"] = str(Path(settings.home).absolute())
     data["catalog_uri"] = redact_catalog_uri(catalog_location(settings))
     data["warehouse"] = redact_location(warehouse_location(settings))
+    from parallelner.storage import redact, storage_root
+
+    data["storage_url"] = redact(storage_root(settings))
+    if not isinstance(storage_root(settings), str):  # a folder: shown absolute, as home
+        data["storage_url"] = str(Path(storage_root(settings)).absolute())
     data["llm_base_url"] = settings.llm_base_url or EMBEDDED_LLM
     data["llm_cache_url"] = _cache_shown(settings)
     return data
@@ -96,6 +101,8 @@ def _origin(key: str, sources: dict[str, str], settings: Settings) -> str:
     derived = {
         "catalog_uri": "default: SQLite <home>/catalog.db",
         "warehouse": "default: <home>/warehouse",
+        "storage_url": "default: <home> (shards/, rows/)",
+        "dask_address": "default: a local Dask cluster for --runner dask",
         "llm_base_url": "default: no base URL set",
         "llm_cache_url": "default: SQLite <home>/llm-cache.sqlite",
         "home": "default: ./.parallelner",

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -73,8 +74,33 @@ def run(
         ),
     ] = None,
     runner: Annotated[
-        str, typer.Option("--runner", help="Shard task runner: threads | dask.")
+        str,
+        typer.Option(
+            "--runner",
+            help="Shard task runner: threads (in this process) | dask (a local Dask cluster "
+            "for the run, or the scheduler at --dask-address).",
+        ),
     ] = "threads",
+    dask_address: Annotated[
+        str | None,
+        typer.Option(
+            "--dask-address",
+            help="With --runner dask: a running Dask scheduler (tcp://HOST:8786) whose "
+            "workers process the shards; shards and rows then go to --storage-url \\[env "
+            "PARALLELNER_DASK_ADDRESS].",
+            show_default=False,
+        ),
+    ] = None,
+    storage_url: Annotated[
+        str | None,
+        typer.Option(
+            "--storage-url",
+            help="Where shards and rows go: a path on a file system every worker shares, or "
+            "s3://bucket/prefix (AWS_* credentials, as the warehouse) \\[default: under "
+            "--home; env PARALLELNER_STORAGE_URL].",
+            show_default=False,
+        ),
+    ] = None,
     workers: Annotated[
         int | None, typer.Option("--workers", help="Shards in parallel \\[default 4].", min=1)
     ] = None,
@@ -105,6 +131,8 @@ def run(
         llm_max_in_flight=max_in_flight,
         workers=workers,
         shard_size=shard_size,
+        dask_address=dask_address,
+        storage_url=storage_url,
     )
     # Fail fast, before Prefect starts: languages, files, the LLM endpoint.
     from parallelner.llm.runtime import check_endpoint
@@ -118,6 +146,9 @@ def run(
         label_set(dataset)  # an unknown dataset: one line now, not one per input line
     for warning in check_endpoint(settings):  # several endpoints, some unreachable
         console_err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    address = settings.dask_address if runner == "dask" else None
+    if address:
+        check_scheduler(address)
 
     if "PREFECT_LOGGING_LEVEL" not in os.environ:
         # the run's INFO lines (shards started and finished) go to the Prefect API, where
@@ -143,10 +174,13 @@ def run(
             "llm_max_in_flight": settings.llm_max_in_flight,
             "workers": settings.workers,
             "shard_size": settings.shard_size,
+            "storage_url": _absolute(settings.storage_url),
         }.items()
         if v is not None
     }
-    flow = synthesize.with_options(task_runner=make_task_runner(runner, settings.workers))
+    flow = synthesize.with_options(
+        task_runner=make_task_runner(runner, settings.workers, address=address)
+    )
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -190,8 +224,8 @@ def run(
 
             def run_flow() -> Any:
                 # the flow runs in a worker thread: the listener is installed there
-                with listening(on_event):
-                    return _start_prefect() or flow(
+                with listening(on_event), _api_for_workers(_start_prefect(), address):
+                    return flow(
                         sources=[str(p.absolute()) for p in sources],
                         tgt_lang=to,
                         src_lang=src_lang,
@@ -221,6 +255,53 @@ def run(
             f"(in {unfinished.get('shards', 0)} shards); run the same command again when it "
             "answers: only those are retried (paid replies come from the cache)"
         )
+
+
+def _absolute(location: str | None) -> str | None:
+    """A local storage path made absolute (workers resolve it from their own directory);
+    a URL as given."""
+    if location is None or "://" in location:
+        return location
+    return str(Path(location).absolute())
+
+
+def check_scheduler(address: str, timeout_s: float = 10.0) -> None:
+    """Raise ConfigError unless a Dask scheduler answers at ``address`` (tcp://host:port)
+    and, when it is on another machine, PREFECT_API_URL names a Prefect server (its
+    workers report their task runs there)."""
+    from urllib.parse import urlsplit
+
+    from parallelner.errors import ConfigError
+
+    try:
+        parts = urlsplit(address if "://" in address else f"tcp://{address}")
+        scheme, host, port = parts.scheme, parts.hostname, parts.port
+    except ValueError:  # a port that is not a number
+        scheme = host = port = None
+    if scheme not in ("tcp", "tls") or not host or not port:
+        raise ConfigError(
+            f"dask address {address!r}: expected tcp://HOST:PORT (the scheduler's address, "
+            "e.g. tcp://10.0.0.5:8786)"
+        )
+    from prefect.settings import PREFECT_API_URL
+
+    if host not in ("127.0.0.1", "localhost", "::1") and not PREFECT_API_URL.value():
+        raise ConfigError(
+            f"the Dask scheduler at {address} is on another machine: set PREFECT_API_URL to "
+            "a Prefect server that its workers reach (they report the shard tasks there; "
+            "this run's temporary Prefect API listens on this machine only)"
+        )
+    from distributed import Client
+
+    try:
+        with Client(address, timeout=timeout_s):
+            pass
+    except (OSError, TimeoutError) as exc:
+        raise ConfigError(
+            f"no Dask scheduler answers at {address} within {timeout_s:g} s "
+            f"({type(exc).__name__}); start one (`dask scheduler`) or fix --dask-address "
+            "/ PARALLELNER_DASK_ADDRESS"
+        ) from None
 
 
 def _run_stoppable(call: Callable[[], Any], settings: Any, before_exit: Callable[[], Any]) -> Any:
@@ -281,8 +362,9 @@ def _run_stoppable(call: Callable[[], Any], settings: Any, before_exit: Callable
     return outcome.get("value")
 
 
-def _start_prefect() -> None:
-    """Start the temporary local Prefect API (unless PREFECT_API_URL names a server).
+def _start_prefect() -> str | None:
+    """Start the temporary local Prefect API (unless PREFECT_API_URL names a server); its
+    address, or None when PREFECT_API_URL names one.
 
     Prefect starts it on the first API call anyway; doing it here lets two runs that
     start at once on one machine (en->zh and zh->en) take turns: the first start migrates
@@ -298,7 +380,7 @@ def _start_prefect() -> None:
     )
 
     if PREFECT_API_URL.value():
-        return
+        return None
     import fcntl
 
     from prefect.server.api.server import SubprocessASGIServer
@@ -311,7 +393,8 @@ def _start_prefect() -> None:
     with (home / "parallelner-start.lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
         try:
-            SubprocessASGIServer().start(timeout=timeout)
+            server = SubprocessASGIServer()
+            server.start(timeout=timeout)
         except Exception as exc:  # RuntimeError on a timeout; anything else it raises
             raise PrefectStartError(
                 f"the local Prefect API did not start ({exc}); Prefect's first start on a "
@@ -320,6 +403,25 @@ def _start_prefect() -> None:
                 f"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS (now {timeout} s), or "
                 f"point PREFECT_API_URL at a running Prefect server"
             ) from None
+    return server.api_url
+
+
+@contextlib.contextmanager
+def _api_for_workers(api_url: str | None, address: str | None) -> Iterator[None]:
+    """Tell the workers of the Dask cluster at ``address`` this run's temporary Prefect API.
+
+    Prefect hands its settings to the Dask workers with each task; the temporary API is
+    otherwise known only inside this process, and each worker would start one of its own
+    (its task runs missing from this flow run). It listens on loopback: workers on other
+    machines need PREFECT_API_URL (``check_scheduler`` says so before the run starts).
+    """
+    if api_url is None or address is None:
+        yield
+        return
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: api_url}):
+        yield
 
 
 def _stop_now(settings: Any) -> None:

@@ -105,6 +105,7 @@ def test_config_show_prints_the_values_in_effect_not_null(tmp_path):
     assert data["warehouse"] == (home / "warehouse").as_uri()
     assert data["llm_base_url"] == "embedded local model"
     assert data["sources"]["home"].startswith("default")
+    assert data["storage_url"] == str(home) and data["dask_address"] is None
 
     other = tmp_path / "h2"
     env = {
@@ -113,13 +114,17 @@ def test_config_show_prints_the_values_in_effect_not_null(tmp_path):
         "PARALLELNER_WAREHOUSE": "s3://KEY:SECRET-5@bucket/wh",
         "PARALLELNER_LLM_BASE_URL": "http://127.0.0.1:8000/v1",
         "PARALLELNER_QUALITY__MIN_CHRF": "30",
+        "PARALLELNER_STORAGE_URL": "s3://KEY:SECRET-6@bucket/runs",
+        "PARALLELNER_DASK_ADDRESS": "tcp://10.0.0.5:8786",
     }
     out = _config_show(tmp_path, "--home", str(other), **env).stdout
-    assert "pw-999" not in out and "SECRET-5" not in out
+    assert "pw-999" not in out and "SECRET-5" not in out and "SECRET-6" not in out
     lines = {line.split(":")[0].strip(): line for line in out.splitlines()}
     assert "postgresql://u:***@db.example/cat" in lines["catalog_uri"]
     assert "env PARALLELNER_CATALOG_URI" in lines["catalog_uri"]
     assert "s3://***@bucket/wh" in lines["warehouse"]
+    assert "s3://***@bucket/runs" in lines["storage_url"]
+    assert "tcp://10.0.0.5:8786" in lines["dask_address"]
     assert "http://127.0.0.1:8000/v1" in lines["llm_base_url"]
     assert f"{other}" in lines["home"] and "flag --home" in lines["home"]
     assert "30.0" in lines["min_chrf"] and "env PARALLELNER_QUALITY__MIN_CHRF" in lines["min_chrf"]
