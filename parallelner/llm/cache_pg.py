@@ -18,10 +18,8 @@ holds connections and a thread, so it is never pickled: build it where it is use
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-import queue
 import sqlite3
 import threading
 import time
@@ -34,7 +32,7 @@ import psycopg2.extras
 from parallelner.errors import ConfigError
 from parallelner.llm.cache import _INSERT as _SQLITE_INSERT
 from parallelner.llm.cache import _SCHEMA as _SQLITE_SCHEMA
-from parallelner.llm.cache import CachedReply, _settle
+from parallelner.llm.cache import CachedReply, GroupCommitCache
 
 __all__ = ["PostgresReplyCache", "redact_cache_url"]
 
@@ -80,7 +78,7 @@ def redact_cache_url(url: str) -> str:
         return "the reply cache URL (PARALLELNER_LLM_CACHE_URL)"
 
 
-class PostgresReplyCache:
+class PostgresReplyCache(GroupCommitCache):
     """Reply cache in a Postgres table, safe to share between threads, processes, machines.
 
     ``get`` uses its own connection; writes go through one writer thread that commits
@@ -122,10 +120,7 @@ class PostgresReplyCache:
             self._open_spill()
             with self._write_lock:
                 self._drain_spill()
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._writer = threading.Thread(target=self._write_loop, name="reply-cache", daemon=True)
-        self._writer.start()
-        self._closed = False
+        self._start_writer()
 
     def __repr__(self) -> str:
         return f"PostgresReplyCache({self.location!r})"
@@ -230,19 +225,6 @@ class PostgresReplyCache:
 
     # -- writes --------------------------------------------------------------------------
 
-    @staticmethod
-    def _row(key: str, model: str, prompt_version: str, reply: CachedReply) -> tuple:
-        return (
-            key,
-            model,
-            prompt_version,
-            reply.content,
-            reply.finish_reason,
-            reply.prompt_tokens,
-            reply.completion_tokens,
-            time.time(),
-        )
-
     def _insert(self, rows: list[tuple]) -> None:
         if self._db is None:
             self._db = self._connect()
@@ -286,40 +268,6 @@ class PostgresReplyCache:
                 if self._spill is not None:
                     self._drain_spill()
                 return
-
-    def put(self, key: str, model: str, prompt_version: str, reply: CachedReply) -> None:
-        """Store one reply now (committed before returning)."""
-        self._write([self._row(key, model, prompt_version, reply)])
-
-    async def aput(self, key: str, model: str, prompt_version: str, reply: CachedReply) -> None:
-        """Store one reply from async code without blocking the loop; returns once committed."""
-        loop = asyncio.get_running_loop()
-        fut = loop.create_future()
-        self._queue.put((self._row(key, model, prompt_version, reply), loop, fut))
-        await fut
-
-    def _write_loop(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            batch = [item]
-            while True:  # group commit: everything that queued up meanwhile
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    self._queue.put(None)
-                    break
-                batch.append(nxt)
-            error: BaseException | None = None
-            try:
-                self._write([row for row, _, _ in batch])
-            except BaseException as exc:  # noqa: BLE001 - handed to the waiting callers
-                error = exc
-            for _, loop, fut in batch:
-                loop.call_soon_threadsafe(_settle, fut, error)
 
     # -- the spill file (replies written while the server was down) -----------------------
 
@@ -383,11 +331,8 @@ class PostgresReplyCache:
 
     def close(self) -> None:
         """Flush pending writes (spilled ones too, if the server is back) and disconnect."""
-        if self._closed:
+        if not self._stop_writer():
             return
-        self._closed = True
-        self._queue.put(None)
-        self._writer.join()
         with self._write_lock, self._read_lock:
             if self._spill is not None:
                 left = self._drain_spill()
