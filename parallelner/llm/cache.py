@@ -95,6 +95,14 @@ class GroupCommitCache:
             time.time(),
         )
 
+    def get(self, key: str) -> CachedReply | None:
+        raise NotImplementedError
+
+    async def aget(self, key: str) -> CachedReply | None:
+        """``get`` from async code. A local lookup (tens of microseconds) runs in place;
+        a cache across the network overrides this to keep its round trip off the loop."""
+        return self.get(key)
+
     def put(self, key: str, model: str, prompt_version: str, reply: CachedReply) -> None:
         """Store one reply now (committed before returning)."""
         self._write([self._row(key, model, prompt_version, reply)])

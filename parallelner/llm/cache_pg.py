@@ -18,11 +18,13 @@ holds connections and a thread, so it is never pickled: build it where it is use
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import sqlite3
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -120,6 +122,8 @@ class PostgresReplyCache(GroupCommitCache):
             self._open_spill()
             with self._write_lock:
                 self._drain_spill()
+        # lookups from the event loop run here: a round trip to the server never blocks it
+        self._lookups = ThreadPoolExecutor(1, thread_name_prefix="reply-cache-lookup")
         self._start_writer()
 
     def __repr__(self) -> str:
@@ -175,6 +179,10 @@ class PostgresReplyCache(GroupCommitCache):
         if row is None and self._spill is not None:
             row = self._spill_get(key)
         return CachedReply(*row) if row else None
+
+    async def aget(self, key: str) -> CachedReply | None:
+        """``get`` on the lookup thread: the event loop goes on while the server answers."""
+        return await asyncio.get_running_loop().run_in_executor(self._lookups, self.get, key)
 
     def _read_server(self, key: str) -> tuple | None:
         if time.monotonic() < self._read_down_until:
@@ -333,6 +341,7 @@ class PostgresReplyCache(GroupCommitCache):
         """Flush pending writes (spilled ones too, if the server is back) and disconnect."""
         if not self._stop_writer():
             return
+        self._lookups.shutdown(wait=True)
         with self._write_lock, self._read_lock:
             if self._spill is not None:
                 left = self._drain_spill()
