@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.processes import stop_groups
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data"
 EXAMPLES = REPO / "examples"
@@ -130,8 +132,6 @@ def s3_server(tmp_path_factory):
     """An S3-compatible server (moto) on loopback, in its own process; yields its
     environment: AWS_ENDPOINT_URL_S3 and throw-away credentials, the variables that
     ``parallelner.storage`` and the warehouse read. The bucket ``parallelner`` exists."""
-    import os
-    import signal
     import subprocess
     import sys
     import time
@@ -168,9 +168,4 @@ def s3_server(tmp_path_factory):
         httpx.put(f"{endpoint}/parallelner", timeout=10).raise_for_status()  # the bucket
         yield env
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_groups(proc)

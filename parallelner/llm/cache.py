@@ -69,44 +69,18 @@ class CachedReply:
     completion_tokens: int = 0
 
 
-class ReplyCache:
-    """SQLite-backed reply cache, safe to share between threads of one process.
+class GroupCommitCache:
+    """What every reply cache shares: ``put``, and ``aput`` through one writer thread.
 
-    Reads use their own connection; writes go through one writer thread that commits
-    whatever has queued up in one transaction (group commit), so an event loop calling
-    ``aput`` never blocks on the disk (a WAL checkpoint can take 100+ ms on a busy
-    machine) and ``aput`` returns only once its row is committed.
+    A subclass provides ``_write(rows)`` (commit the rows, or raise) and calls
+    ``_start_writer()`` at the end of its ``__init__`` and ``_stop_writer()`` first in its
+    ``close``. The writer thread commits whatever has queued up in one transaction (group
+    commit), so an event loop calling ``aput`` never blocks on the disk or the network and
+    ``aput`` returns only once its row is committed.
     """
 
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._read_lock = threading.Lock()
-        self._write_lock = threading.Lock()
-        self._db = self._connect()
-        self._db.execute(_SCHEMA)
-        self._reader = self._connect()
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._writer = threading.Thread(target=self._write_loop, name="reply-cache", daemon=True)
-        self._writer.start()
-        self._closed = False
-
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("PRAGMA busy_timeout=30000")
-        return db
-
-    def get(self, key: str) -> CachedReply | None:
-        """The stored reply for ``key``, or None."""
-        with self._read_lock:
-            row = self._reader.execute(
-                "SELECT content, finish_reason, prompt_tokens, completion_tokens "
-                "FROM replies WHERE key = ?",
-                (key,),
-            ).fetchone()
-        return CachedReply(*row) if row else None
+    def _write(self, rows: list[tuple]) -> None:
+        raise NotImplementedError
 
     @staticmethod
     def _row(key: str, model: str, prompt_version: str, reply: CachedReply) -> tuple:
@@ -121,15 +95,13 @@ class ReplyCache:
             time.time(),
         )
 
-    def _write(self, rows: list[tuple]) -> None:
-        with self._write_lock:
-            self._db.execute("BEGIN")
-            try:
-                self._db.executemany(_INSERT, rows)
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+    def get(self, key: str) -> CachedReply | None:
+        raise NotImplementedError
+
+    async def aget(self, key: str) -> CachedReply | None:
+        """``get`` from async code. A local lookup (tens of microseconds) runs in place;
+        a cache across the network overrides this to keep its round trip off the loop."""
+        return self.get(key)
 
     def put(self, key: str, model: str, prompt_version: str, reply: CachedReply) -> None:
         """Store one reply now (committed before returning)."""
@@ -141,6 +113,21 @@ class ReplyCache:
         fut = loop.create_future()
         self._queue.put((self._row(key, model, prompt_version, reply), loop, fut))
         await fut
+
+    def _start_writer(self) -> None:
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._writer = threading.Thread(target=self._write_loop, name="reply-cache", daemon=True)
+        self._writer.start()
+        self._closed = False
+
+    def _stop_writer(self) -> bool:
+        """Flush the queue and stop the writer; False when it was stopped already."""
+        if self._closed:
+            return False
+        self._closed = True
+        self._queue.put(None)
+        self._writer.join()
+        return True
 
     def _write_loop(self) -> None:
         while True:
@@ -165,17 +152,60 @@ class ReplyCache:
             for _, loop, fut in batch:
                 loop.call_soon_threadsafe(_settle, fut, error)
 
+
+class ReplyCache(GroupCommitCache):
+    """SQLite-backed reply cache, safe to share between threads of one process.
+
+    Reads use their own connection; writes go through the writer thread (group commit),
+    so an event loop calling ``aput`` never blocks on the disk (a WAL checkpoint can take
+    100+ ms on a busy machine).
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._read_lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._db = self._connect()
+        self._db.execute(_SCHEMA)
+        self._reader = self._connect()
+        self._start_writer()
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA busy_timeout=30000")
+        return db
+
+    def get(self, key: str) -> CachedReply | None:
+        """The stored reply for ``key``, or None."""
+        with self._read_lock:
+            row = self._reader.execute(
+                "SELECT content, finish_reason, prompt_tokens, completion_tokens "
+                "FROM replies WHERE key = ?",
+                (key,),
+            ).fetchone()
+        return CachedReply(*row) if row else None
+
+    def _write(self, rows: list[tuple]) -> None:
+        with self._write_lock:
+            self._db.execute("BEGIN")
+            try:
+                self._db.executemany(_INSERT, rows)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
     def __len__(self) -> int:
         with self._read_lock:
             return self._reader.execute("SELECT COUNT(*) FROM replies").fetchone()[0]
 
     def close(self) -> None:
         """Flush pending writes and close the database."""
-        if self._closed:
+        if not self._stop_writer():
             return
-        self._closed = True
-        self._queue.put(None)
-        self._writer.join()
         with self._write_lock, self._read_lock:
             self._reader.close()
             self._db.close()

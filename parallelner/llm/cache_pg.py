@@ -21,10 +21,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import queue
 import sqlite3
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -34,7 +34,7 @@ import psycopg2.extras
 from parallelner.errors import ConfigError
 from parallelner.llm.cache import _INSERT as _SQLITE_INSERT
 from parallelner.llm.cache import _SCHEMA as _SQLITE_SCHEMA
-from parallelner.llm.cache import CachedReply, _settle
+from parallelner.llm.cache import CachedReply, GroupCommitCache
 
 __all__ = ["PostgresReplyCache", "redact_cache_url"]
 
@@ -80,7 +80,7 @@ def redact_cache_url(url: str) -> str:
         return "the reply cache URL (PARALLELNER_LLM_CACHE_URL)"
 
 
-class PostgresReplyCache:
+class PostgresReplyCache(GroupCommitCache):
     """Reply cache in a Postgres table, safe to share between threads, processes, machines.
 
     ``get`` uses its own connection; writes go through one writer thread that commits
@@ -122,10 +122,9 @@ class PostgresReplyCache:
             self._open_spill()
             with self._write_lock:
                 self._drain_spill()
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._writer = threading.Thread(target=self._write_loop, name="reply-cache", daemon=True)
-        self._writer.start()
-        self._closed = False
+        # lookups from the event loop run here: a round trip to the server never blocks it
+        self._lookups = ThreadPoolExecutor(1, thread_name_prefix="reply-cache-lookup")
+        self._start_writer()
 
     def __repr__(self) -> str:
         return f"PostgresReplyCache({self.location!r})"
@@ -181,6 +180,10 @@ class PostgresReplyCache:
             row = self._spill_get(key)
         return CachedReply(*row) if row else None
 
+    async def aget(self, key: str) -> CachedReply | None:
+        """``get`` on the lookup thread: the event loop goes on while the server answers."""
+        return await asyncio.get_running_loop().run_in_executor(self._lookups, self.get, key)
+
     def _read_server(self, key: str) -> tuple | None:
         if time.monotonic() < self._read_down_until:
             return None
@@ -230,19 +233,6 @@ class PostgresReplyCache:
 
     # -- writes --------------------------------------------------------------------------
 
-    @staticmethod
-    def _row(key: str, model: str, prompt_version: str, reply: CachedReply) -> tuple:
-        return (
-            key,
-            model,
-            prompt_version,
-            reply.content,
-            reply.finish_reason,
-            reply.prompt_tokens,
-            reply.completion_tokens,
-            time.time(),
-        )
-
     def _insert(self, rows: list[tuple]) -> None:
         if self._db is None:
             self._db = self._connect()
@@ -286,40 +276,6 @@ class PostgresReplyCache:
                 if self._spill is not None:
                     self._drain_spill()
                 return
-
-    def put(self, key: str, model: str, prompt_version: str, reply: CachedReply) -> None:
-        """Store one reply now (committed before returning)."""
-        self._write([self._row(key, model, prompt_version, reply)])
-
-    async def aput(self, key: str, model: str, prompt_version: str, reply: CachedReply) -> None:
-        """Store one reply from async code without blocking the loop; returns once committed."""
-        loop = asyncio.get_running_loop()
-        fut = loop.create_future()
-        self._queue.put((self._row(key, model, prompt_version, reply), loop, fut))
-        await fut
-
-    def _write_loop(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            batch = [item]
-            while True:  # group commit: everything that queued up meanwhile
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    self._queue.put(None)
-                    break
-                batch.append(nxt)
-            error: BaseException | None = None
-            try:
-                self._write([row for row, _, _ in batch])
-            except BaseException as exc:  # noqa: BLE001 - handed to the waiting callers
-                error = exc
-            for _, loop, fut in batch:
-                loop.call_soon_threadsafe(_settle, fut, error)
 
     # -- the spill file (replies written while the server was down) -----------------------
 
@@ -383,11 +339,9 @@ class PostgresReplyCache:
 
     def close(self) -> None:
         """Flush pending writes (spilled ones too, if the server is back) and disconnect."""
-        if self._closed:
+        if not self._stop_writer():
             return
-        self._closed = True
-        self._queue.put(None)
-        self._writer.join()
+        self._lookups.shutdown(wait=True)
         with self._write_lock, self._read_lock:
             if self._spill is not None:
                 left = self._drain_spill()

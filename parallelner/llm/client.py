@@ -56,7 +56,7 @@ from pydantic import BaseModel, ValidationError
 from parallelner.errors import LLMError
 from parallelner.llm.cache import (
     CachedReply,
-    ReplyCache,
+    GroupCommitCache,
     cache_key,
     cache_location,
     open_reply_cache,
@@ -377,7 +377,7 @@ class LLMClient:
         # one endpoint per URL (the local model: one, its URL known once started)
         self._endpoints = EndpointSet(split_base_urls(base_url) or [""], self.max_in_flight, log)
         self._http: HTTPClient | None = None  # the first endpoint's; set while open
-        self._cache: ReplyCache | None = None
+        self._cache: GroupCommitCache | None = None
         self._local = None
 
     @classmethod
@@ -720,7 +720,7 @@ class LLMClient:
             raise LLMError("the LLM client is not open: use 'async with LLMClient(...)'")
         key = cache_key({"kind": kind, **body}, prompt_version)
         if self._cache is not None:
-            hit = self._cache.get(key)
+            hit = await self._cache.aget(key)
             if hit is not None:
                 self._count("cache_hits")
                 return _Reply(hit.content, hit.finish_reason, cached=True)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from parallelner.testing.openai_server import OpenAIServer
+from tests.processes import stop_groups
 
 REPO = Path(__file__).resolve().parents[2]
 CLI = str(Path(sys.executable).parent / "parallelner")
@@ -85,7 +86,6 @@ def prefect_server(root: Path, timeout_s: float = 240) -> Iterator[str]:
 
     The server runs in its own process group and is stopped with its children after.
     """
-    import signal
     import time
 
     import httpx
@@ -117,10 +117,4 @@ def prefect_server(root: Path, timeout_s: float = 240) -> Iterator[str]:
             time.sleep(1)
         yield api
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_groups(proc)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -33,6 +32,7 @@ from tests.flows.helpers import (
     run_env,
     summary_of,
 )
+from tests.processes import stop_groups
 
 ARGS = [str(WIKINEURAL), "--to", "zh", "--shard-size", "4", "--max-in-flight", "4", "--json"]
 DASK = str(Path(sys.executable).parent / "dask")
@@ -102,15 +102,7 @@ def dask_cluster(root: Path, extra_env: dict[str, str]) -> Iterator[tuple[str, l
             client.wait_for_workers(2, timeout=120)
         yield address, homes
     finally:
-        for proc in reversed(procs):
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_groups(*reversed(procs))
 
 
 @pytest.mark.parametrize("where", ["s3", "shared-path"])

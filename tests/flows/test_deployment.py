@@ -7,7 +7,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +19,7 @@ import httpx
 from parallelner.settings import load_settings
 from parallelner.store import load_snapshot
 from tests.flows.helpers import CLI, REPO, WIKINEURAL_SAMPLE, prefect_env
+from tests.processes import stop_groups
 
 BIN = Path(sys.executable).parent
 POOL = "parallelner-test-pool"
@@ -41,13 +41,7 @@ def _process(args: list[str], env: dict[str, str], log: Path):
     try:
         yield proc
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_groups(proc)
 
 
 def _wait_healthy(api: str, proc: subprocess.Popen, log: Path, timeout_s: float = 240) -> None:

@@ -5,15 +5,19 @@ shows, and the CLI sharing replies between two homes (two machines) through it."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import multiprocessing
 import os
 import pickle
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -139,6 +143,72 @@ def test_close_flushes_pending_aputs(location):
     again = open_reply_cache(location)
     assert len(again) == 20
     again.close()
+
+
+class _SlowNetwork:
+    """A TCP proxy on loopback that holds back each chunk the server sends by ``delay`` s:
+    a database across a slow network."""
+
+    def __init__(self, target_port: int, delay: float) -> None:
+        self.target_port, self.delay = target_port, delay
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:  # closed
+                return
+            server = socket.create_connection(("127.0.0.1", self.target_port))
+            threading.Thread(target=self._pump, args=(client, server, 0.0), daemon=True).start()
+            threading.Thread(
+                target=self._pump, args=(server, client, self.delay), daemon=True
+            ).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket, delay: float) -> None:
+        try:
+            while data := src.recv(65536):
+                time.sleep(delay)
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_a_lookup_over_a_slow_network_leaves_the_event_loop_free(postgres_database, tmp_path):
+    url = _pg_url(postgres_database)
+    direct = PostgresReplyCache(url, tmp_path / "spill.sqlite")
+    direct.put("k", "m", "t.v1", _reply(7))
+    direct.close()
+    port = int(url.rsplit(":", 1)[1].split("/", 1)[0])
+    slow = _SlowNetwork(port, delay=0.3)
+    cache = PostgresReplyCache(url.replace(f":{port}/", f":{slow.port}/"), tmp_path / "s.sqlite")
+
+    async def look_up_while_ticking() -> tuple[int, CachedReply | None]:
+        ticks = 0
+        lookup = asyncio.ensure_future(cache.aget("k"))
+        while not lookup.done():
+            ticks += 1
+            await asyncio.sleep(0.01)
+        return ticks, await lookup
+
+    try:
+        ticks, hit = asyncio.run(look_up_while_ticking())
+    finally:
+        cache.close()
+        slow.close()
+    assert hit == _reply(7)
+    # the loop went on during the 0.3 s round trip (a lookup on the loop thread: 1 tick)
+    assert ticks >= 5, ticks
 
 
 @pytest.fixture(scope="module")
