@@ -66,9 +66,6 @@ def make_shards(
 def read_shard(shard: Shard | Location) -> list[Instance]:
     """The instances of a shard, in order."""
     path = shard.path if isinstance(shard, Shard) else shard
-    if not storage.is_remote(path):
-        with open(path, encoding="utf-8") as fh:
-            return [Instance.model_validate_json(line) for line in fh if line.strip()]
     lines = storage.read_text(path).split("\n")  # not splitlines(): a line may hold U+2028
     return [Instance.model_validate_json(line) for line in lines if line.strip()]
 
