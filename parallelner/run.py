@@ -34,7 +34,7 @@ from parallelner.reasons import Reason, Status
 from parallelner.records import ParallelRecord, records_to_table, table_to_records
 from parallelner.settings import Settings
 from parallelner.shards import Shard, make_shards, read_shard
-from parallelner.version import run_signature, signature_hash
+from parallelner.version import run_signature, signature_hash, stage_config_hash
 
 __all__ = [
     "LANGUAGES",
@@ -96,12 +96,6 @@ def check_sources(sources: Sequence[Path]) -> None:
         problems.append(f"cannot read source file: {', '.join(unreadable)}")
     if problems:
         raise ConfigError("; ".join(problems))
-
-
-def stage_config_hash(settings: Settings, tgt_lang: str) -> str:
-    """Hash of everything that changes a shard's rows (never concurrency or paths): the
-    hash of the run's readable signature (``version.run_signature``)."""
-    return signature_hash(run_signature(settings, tgt_lang))
 
 
 @dataclass

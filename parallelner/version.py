@@ -51,3 +51,9 @@ def run_signature(settings: Settings, tgt_lang: str) -> str:
 def signature_hash(sig: str) -> str:
     """The 16-hex ``config_hash`` derived from a signature string."""
     return hashlib.sha256(sig.encode()).hexdigest()[:16]
+
+
+def stage_config_hash(settings: Settings, tgt_lang: str) -> str:
+    """Hash of everything that changes a shard's rows (never concurrency or paths): the
+    hash of the run's readable signature (``run_signature``)."""
+    return signature_hash(run_signature(settings, tgt_lang))

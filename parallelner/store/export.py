@@ -195,7 +195,7 @@ def export_snapshot(
 def _thresholds(rows: pa.Table, settings: Settings) -> dict[str, Any] | None:
     """The stage settings behind the rows, when the exporting settings reproduce every
     row's configuration hash (records carry only the hash); None otherwise."""
-    from parallelner.run import stage_config_hash
+    from parallelner.version import stage_config_hash
 
     hashes = set(pc.unique(rows.column("config_hash")).to_pylist())
     langs = set(pc.unique(rows.column("tgt_lang")).to_pylist())

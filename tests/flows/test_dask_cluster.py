@@ -205,7 +205,7 @@ def test_unreachable_scheduler_is_one_line_and_exit_2(llm_server, tmp_path):
 
 @pytest.mark.parametrize("address", ["127.0.0.1", "http://127.0.0.1:8786", "tcp://h:port"])
 def test_malformed_scheduler_address_says_the_expected_form(address):
-    from parallelner.cli.run import check_scheduler
+    from parallelner_cli.run import check_scheduler
     from parallelner.errors import ConfigError
 
     with pytest.raises(ConfigError, match="expected tcp://HOST:PORT"):
@@ -215,7 +215,7 @@ def test_malformed_scheduler_address_says_the_expected_form(address):
 def test_scheduler_on_another_machine_needs_a_prefect_server():
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from parallelner.cli.run import check_scheduler
+    from parallelner_cli.run import check_scheduler
     from parallelner.errors import ConfigError
 
     with (

@@ -236,7 +236,7 @@ def test_no_telemetry_notice_in_a_terminal(tmp_path):
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("PREFECT_", "DO_NOT_TRACK", "CI", "GITHUB_"))}  # fmt: skip
     env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
-    code = "import parallelner.cli, prefect; print('imported')"
+    code = "import parallelner_cli, prefect; print('imported')"
     pid, fd = pty.fork()
     if pid == 0:  # the child: a terminal, as a user's shell gives it
         os.execve(sys.executable, [sys.executable, "-c", code], env)

@@ -390,8 +390,8 @@ def test_a_refused_password_never_shows(own_server, tmp_path, caplog):
 
 
 def test_the_password_stays_out_of_repr_pickles_settings_and_hashes(own_server, tmp_path):
-    from parallelner.cli.config import effective_settings
-    from parallelner.run import stage_config_hash
+    from parallelner_cli.config import effective_settings
+    from parallelner.version import stage_config_hash
     from parallelner.version import run_signature
 
     cache = PostgresReplyCache(own_server.url(), tmp_path / "p.sqlite")
@@ -442,7 +442,7 @@ def test_config_show_masks_the_cache_password(own_server, tmp_path):
 
 def _cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-c", "from parallelner.cli import main; main()", *args],
+        [sys.executable, "-c", "from parallelner_cli import main; main()", *args],
         cwd=cwd,
         capture_output=True,
         text=True,

@@ -8,7 +8,7 @@ import sys
 import pytest
 import typer
 
-from parallelner.cli import app, main
+from parallelner_cli import app, main
 
 WIDTH = 80
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from parallelner.align.jobs import known_labels, run_project
-from parallelner.cli import main
+from parallelner_cli import main
 from parallelner.errors import InputError
 
 DEV = Path(__file__).resolve().parents[2] / "data" / "projection-dev"

@@ -240,8 +240,8 @@ def test_several_urls_from_env_and_yaml(tmp_path, monkeypatch):
 
 
 def test_cli_summary_table_shows_each_endpoint():
-    from parallelner.cli._common import console
-    from parallelner.cli.run import _print_summary
+    from parallelner_cli._common import console
+    from parallelner_cli.run import _print_summary
 
     endpoints = [
         {"url": "http://gpu1:8000/v1", "requests": 120, "answered": 110, "errors": 10,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from parallelner.reasons import Status
 from parallelner.records import ParallelRecord
-from parallelner.run import stage_config_hash
+from parallelner.version import stage_config_hash
 from parallelner.settings import load_settings
 from parallelner.version import PIPELINE_VERSION, run_signature, signature_hash
 

@@ -17,7 +17,7 @@ import pytest
 
 from parallelner.align import project_spans
 from parallelner.align.repair import repair_projection
-from parallelner.cli import main
+from parallelner_cli import main
 from parallelner.llm.client import LLMClient
 from parallelner.reasons import Reason
 from parallelner.records import Instance

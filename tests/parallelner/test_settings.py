@@ -57,7 +57,7 @@ def test_config_show_masks_secrets(tmp_path):
         "PATH": "/usr/bin:/bin",
     }
     out = subprocess.run(
-        [sys.executable, "-m", "parallelner.cli", "config", "show", "--json"],
+        [sys.executable, "-m", "parallelner_cli", "config", "show", "--json"],
         env=env,
         capture_output=True,
         text=True,
@@ -72,7 +72,7 @@ def test_config_show_masks_secrets(tmp_path):
 
 
 def test_reasons_command_documents_every_code():
-    from parallelner.cli.reasons import reason_table
+    from parallelner_cli.reasons import reason_table
     from parallelner.reasons import Reason
 
     rows = reason_table()
@@ -82,7 +82,7 @@ def test_reasons_command_documents_every_code():
 
 def _config_show(tmp_path, *args: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "parallelner.cli", "config", "show", *args],
+        [sys.executable, "-m", "parallelner_cli", "config", "show", *args],
         env={"PATH": "/usr/bin:/bin", "COLUMNS": "80", **env},
         cwd=tmp_path,
         capture_output=True,

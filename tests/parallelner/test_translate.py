@@ -351,7 +351,7 @@ def _cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess
     import os
 
     return subprocess.run(
-        [sys.executable, "-c", "from parallelner.cli import main; main()", *args],
+        [sys.executable, "-c", "from parallelner_cli import main; main()", *args],
         cwd=cwd,
         capture_output=True,
         text=True,

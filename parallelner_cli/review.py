@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from parallelner.cli._common import (
+from parallelner_cli._common import (
     ConfigOption,
     HomeOption,
     JsonOption,

@@ -9,7 +9,7 @@ from typing import Any
 import typer
 import yaml
 
-from parallelner.cli._common import (
+from parallelner_cli._common import (
     ConfigOption,
     HomeOption,
     JsonOption,

@@ -13,7 +13,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from parallelner.cli._common import (
+from parallelner_cli._common import (
     ConfigOption,
     HomeOption,
     JsonOption,
@@ -150,16 +150,10 @@ def run(
     if address:
         check_scheduler(address)
 
-    if "PREFECT_LOGGING_LEVEL" not in os.environ:
-        # the run's INFO lines (shards started and finished) go to the Prefect API, where
-        # the UI shows them; the terminal shows the progress bar and warnings only
-        os.environ["PREFECT_LOGGING_LEVEL"] = "INFO"
-        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no egress noise
-    # Prefect's first start migrates its database: on a busy 2-core machine that takes
-    # longer than the ephemeral server's 20 s default, and the run died in start-up
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "300")
+    from flows.server import api_for_workers, configure_run_logging, start_local_api
     from flows.synthesize import make_task_runner, synthesize
+
+    configure_run_logging()
 
     _quiet_user_errors()
 
@@ -224,7 +218,7 @@ def run(
 
             def run_flow() -> Any:
                 # the flow runs in a worker thread: the listener is installed there
-                with listening(on_event), _api_for_workers(_start_prefect(), address):
+                with listening(on_event), api_for_workers(start_local_api(), address):
                     return flow(
                         sources=[str(p.absolute()) for p in sources],
                         tgt_lang=to,
@@ -283,9 +277,9 @@ def check_scheduler(address: str, timeout_s: float = 10.0) -> None:
             f"dask address {address!r}: expected tcp://HOST:PORT (the scheduler's address, "
             "e.g. tcp://10.0.0.5:8786)"
         )
-    from prefect.settings import PREFECT_API_URL
+    from flows.server import configured_api_url
 
-    if host not in ("127.0.0.1", "localhost", "::1") and not PREFECT_API_URL.value():
+    if host not in ("127.0.0.1", "localhost", "::1") and not configured_api_url():
         raise ConfigError(
             f"the Dask scheduler at {address} is on another machine: set PREFECT_API_URL to "
             "a Prefect server that its workers reach (they report the shard tasks there; "
@@ -362,68 +356,6 @@ def _run_stoppable(call: Callable[[], Any], settings: Any, before_exit: Callable
     return outcome.get("value")
 
 
-def _start_prefect() -> str | None:
-    """Start the temporary local Prefect API (unless PREFECT_API_URL names a server); its
-    address, or None when PREFECT_API_URL names one.
-
-    Prefect starts it on the first API call anyway; doing it here lets two runs that
-    start at once on one machine (en->zh and zh->en) take turns: the first start migrates
-    Prefect's database, and two migrations of one fresh database at once fail
-    (``index ... already exists``). A lock file under PREFECT_HOME serialises the start;
-    the runs share the database afterwards (SQLite in WAL mode, Prefect's busy timeout).
-    A start that fails is one line (``PrefectStartError``), not a traceback.
-    """
-    from prefect.settings import (
-        PREFECT_API_URL,
-        PREFECT_HOME,
-        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
-    )
-
-    if PREFECT_API_URL.value():
-        return None
-    import fcntl
-
-    from prefect.server.api.server import SubprocessASGIServer
-
-    from parallelner.errors import PrefectStartError
-
-    home = Path(PREFECT_HOME.value()).expanduser()
-    home.mkdir(parents=True, exist_ok=True)
-    timeout = PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()
-    with (home / "parallelner-start.lock").open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
-        try:
-            server = SubprocessASGIServer()
-            server.start(timeout=timeout)
-        except Exception as exc:  # RuntimeError on a timeout; anything else it raises
-            raise PrefectStartError(
-                f"the local Prefect API did not start ({exc}); Prefect's first start on a "
-                f"machine migrates its database under {home}, which can take minutes on a "
-                f"busy machine: run the command again, raise "
-                f"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS (now {timeout} s), or "
-                f"point PREFECT_API_URL at a running Prefect server"
-            ) from None
-    return server.api_url
-
-
-@contextlib.contextmanager
-def _api_for_workers(api_url: str | None, address: str | None) -> Iterator[None]:
-    """Tell the workers of the Dask cluster at ``address`` this run's temporary Prefect API.
-
-    Prefect hands its settings to the Dask workers with each task; the temporary API is
-    otherwise known only inside this process, and each worker would start one of its own
-    (its task runs missing from this flow run). It listens on loopback: workers on other
-    machines need PREFECT_API_URL (``check_scheduler`` says so before the run starts).
-    """
-    if api_url is None or address is None:
-        yield
-        return
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    with temporary_settings(updates={PREFECT_API_URL: api_url}):
-        yield
-
-
 def _stop_now(settings: Any) -> None:
     """What must happen before a stopped run exits: no temp files, no orphan server."""
     import contextlib
@@ -437,10 +369,9 @@ def _stop_now(settings: Any) -> None:
     with contextlib.suppress(OSError):
         remove_temporaries()  # atomic writes cut off midway: their outputs stay absent
     with contextlib.suppress(Exception):
-        from prefect.server.api.server import SubprocessASGIServer
+        from flows.server import stop_local_api
 
-        for server in list(SubprocessASGIServer._instances.values()):
-            server.stop()  # the ephemeral API's uvicorn process (terminate, then kill)
+        stop_local_api()  # the ephemeral API's uvicorn process (terminate, then kill)
 
 
 class _UserErrorFilter(logging.Filter):

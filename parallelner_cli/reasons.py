@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from parallelner import reasons as reasons_module
-from parallelner.cli._common import JsonOption, console, print_json
+from parallelner_cli._common import JsonOption, console, print_json
 
 _GROUP = re.compile(r"^\s*# --- (?P<title>.+?) -+\s*$")
 _MEMBER = re.compile(r'^\s*[A-Z0-9_]+ = "(?P<code>[a-z0-9_]+)"\s*(?:#\s*(?P<doc>.*))?$')

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from parallelner.cli._common import (
+from parallelner_cli._common import (
     ConfigOption,
     HomeOption,
     JsonOption,

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from parallelner.cli._common import (
+from parallelner_cli._common import (
     HomeOption,
     JsonOption,
     console,

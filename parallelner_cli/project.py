@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from parallelner.cli._common import (
+from parallelner_cli._common import (
     ConfigOption,
     HomeOption,
     JsonOption,

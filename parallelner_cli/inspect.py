@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from parallelner.cli._common import JsonOption, console, print_json
+from parallelner_cli._common import JsonOption, console, print_json
 
 __all__ = ["inspect_file", "register"]
 

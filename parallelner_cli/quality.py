@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from parallelner.cli._common import ConfigOption, JsonOption, console, print_json, settings_from
+from parallelner_cli._common import ConfigOption, JsonOption, console, print_json, settings_from
 from parallelner.errors import ConfigError, InputError
 from parallelner.readers.records import read_records
 from parallelner.reasons import Reason

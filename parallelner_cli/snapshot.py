@@ -10,7 +10,7 @@ import typer
 from rich import box
 from rich.table import Table
 
-from parallelner.cli._common import (
+from parallelner_cli._common import (
     ConfigOption,
     HomeOption,
     JsonOption,

@@ -20,7 +20,7 @@ if os.environ.get("PREFECT_SERVER_ANALYTICS_ENABLED", "").lower() not in ("1", "
 import typer  # noqa: E402
 from rich.markup import escape  # noqa: E402
 
-from parallelner.cli._common import console_err  # noqa: E402
+from parallelner_cli._common import console_err  # noqa: E402
 from parallelner.errors import ParallelNERError  # noqa: E402
 
 app = typer.Typer(
@@ -50,16 +50,16 @@ _COMMAND_MODULES = (
 )
 
 for _name in _COMMAND_MODULES:
-    if importlib.util.find_spec(f"parallelner.cli.{_name}") is not None:
-        importlib.import_module(f"parallelner.cli.{_name}").register(app)
+    if importlib.util.find_spec(f"parallelner_cli.{_name}") is not None:
+        importlib.import_module(f"parallelner_cli.{_name}").register(app)
 
 
 def main() -> None:
     """Console-script entry point."""
-    from parallelner.cli._help import tidy_help
+    from parallelner_cli._help import tidy_help
 
     try:
-        # `python -m parallelner.cli` too says `parallelner` in its usage lines
+        # `python -m parallelner_cli` too says `parallelner` in its usage lines
         tidy_help(typer.main.get_command(app))(standalone_mode=False, prog_name="parallelner")
     except ParallelNERError as exc:
         console_err.print(

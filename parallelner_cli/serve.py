@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from parallelner.cli._common import console
+from parallelner_cli._common import console
 
 
 def serve(

@@ -1,5 +1,0 @@
-"""`python -m parallelner.cli` = the `parallelner` command."""
-
-from parallelner.cli import main
-
-main()

@@ -1,0 +1,5 @@
+"""`python -m parallelner_cli` = the `parallelner` command."""
+
+from parallelner_cli import main
+
+main()
