@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from parallelner.align import project_spans
-from parallelner.align.jobs import known_labels, project_line
+from parallelner.jobs.project import known_labels, project_line
 from parallelner.records import Instance
 from parallelner.version import PIPELINE_VERSION
 

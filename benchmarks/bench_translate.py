@@ -43,7 +43,7 @@ from parallelner.llm.local import free_port
 from parallelner.readers import read_instances
 from parallelner.records import Instance
 from parallelner.settings import Settings
-from parallelner.translate import TranslationReply, build_messages, translate_stream
+from parallelner.stages.translate import TranslationReply, build_messages, translate_stream
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCE = REPO / "data" / "sources" / "wikineural-en-val.conllu"

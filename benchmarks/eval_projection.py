@@ -22,7 +22,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from parallelner.align.jobs import known_labels, project_line, project_line_llm
+from parallelner.jobs.project import known_labels, project_line, project_line_llm
 from parallelner.settings import load_settings
 from parallelner.version import PIPELINE_VERSION
 

@@ -163,6 +163,10 @@ class ParallelRecord(_Frozen):
     scores: dict[str, float] = Field(default_factory=dict)
     status: Status
     reasons: tuple[Reason, ...] = ()  # what decided the status (after a review: the review's)
+    # which stage added each automatic reason (reason code -> stage name: translate,
+    # project, backtranslate, assess; ``parallelner.stages``); None on rows written
+    # before stages said so (nullable, so that older tables can gain it)
+    reason_stages: dict[str, str] | None = None
     # the automatic stages' reasons, kept as history once a human review decided the
     # status; None: never reviewed (then ``reasons`` are the automatic ones). Nullable, so
     # that tables written before this field existed can gain it.

@@ -128,6 +128,7 @@ class ShardResult:
     usage: dict[str, Any] = field(default_factory=dict)
     retried: bool = False  # processed again after an earlier attempt's transient failures
     reused: bool = False  # finished by an earlier run: its rows were read, nothing was asked
+    ladder: dict[str, Any] = field(default_factory=dict)  # ``stages.LadderStats.as_dict()``
 
 
 @dataclass
@@ -150,6 +151,9 @@ class RunSummary:
     # nothing asked), "processed": those this run worked on}
     shards: dict[str, int] = field(default_factory=dict)
     snapshot_new: bool = False  # this run committed the snapshot (not an earlier run)
+    # the repair ladder per rung: pairs tried / fixed / better (from the rows' repair
+    # steps), questions, requests and tokens (this run's requests; 0 for reused shards)
+    ladder: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def acceptance_rate(self) -> float:
@@ -320,7 +324,7 @@ def process_shard(
         notify("shard", 1)
         return ShardResult(shard.id, shard.index, str(path), counts, reasons, reused=True)
     retried = storage.exists(path)  # rows of an earlier attempt, with transient failures
-    from parallelner.stages import synthesize_instances  # stage wiring, one module
+    from parallelner.stages import LadderStats, synthesize_instances
 
     instances = read_shard(shard)
 
@@ -333,6 +337,7 @@ def process_shard(
 
     # this shard's own requests: other shards send theirs through the same client meanwhile
     usage = Usage()
+    ladder = LadderStats()
     records = runtime.run(
         count_usage(
             usage,
@@ -345,6 +350,7 @@ def process_shard(
                 settings,
                 on_record=done,
                 signature=plan.signature or None,
+                stats=ladder,
             ),
         )
     )
@@ -361,7 +367,10 @@ def process_shard(
     counts, reasons = _summarize(records)
     notify("shard", 1)
     counters = {k: v for k, v in usage.as_dict().items() if type(v) is int}
-    return ShardResult(shard.id, shard.index, str(path), counts, reasons, counters, retried)
+    return ShardResult(
+        shard.id, shard.index, str(path), counts, reasons, counters, retried,
+        ladder=ladder.as_dict(),
+    )  # fmt: skip
 
 
 def _location(path: str) -> storage.Location:
@@ -449,6 +458,7 @@ def finalize_run(
 ) -> RunSummary:
     """Mark duplicates across shards, commit one snapshot, render the quality report."""
     from parallelner.quality.report import write_report
+    from parallelner.stages.ladder import LadderStats, count_steps
 
     ordered = sorted(results, key=lambda r: r.index)
     seen: set[str] = set()
@@ -458,6 +468,7 @@ def finalize_run(
 
     unfinished: Counter[str] = Counter()
     retried_ids: set[str] = set()
+    rungs: dict[str, Counter[str]] = {}
 
     def marked() -> Iterable[ParallelRecord]:
         # one shard's records as objects at a time: at 257k rows, holding every record
@@ -469,6 +480,8 @@ def finalize_run(
             c, rs = _summarize(records)
             counts.update(c)
             reasons.update(rs)
+            for rung, n in count_steps(records).items():
+                rungs.setdefault(rung, Counter()).update(n)
             if r.retried:
                 retried_ids.update(rec.record_id for rec in records)
             marker = _unfinished_marker(_location(r.path))
@@ -516,8 +529,18 @@ def finalize_run(
         storage.write_table(table, out)
         files.append(str(out))
     usage: Counter[str] = Counter()
+    asked = LadderStats()
     for r in ordered:
         usage.update({k: v for k, v in r.usage.items() if isinstance(v, int | float)})
+        asked.merge(r.ladder)
+    ladder = {
+        rung: {
+            **{k: n.get(k, 0) for k in ("tried", "fixed", "better")},
+            **{k: asked.rungs.get(rung, {}).get(k, 0)
+               for k in ("questions", "requests", "prompt_tokens", "completion_tokens")},
+        }  # fmt: skip
+        for rung, n in rungs.items()
+    }
     return RunSummary(
         run_id=plan.run_id,
         snapshot_id=snapshot_id,
@@ -535,4 +558,5 @@ def finalize_run(
             "processed": sum(not r.reused for r in ordered),
         },
         snapshot_new=snapshot_new,
+        ladder=ladder,
     )

@@ -19,7 +19,14 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from parallelner.errors import ConfigError
 
-__all__ = ["Settings", "TranslateSettings", "ProjectSettings", "QualitySettings", "load_settings"]
+__all__ = [
+    "Settings",
+    "TranslateSettings",
+    "ProjectSettings",
+    "LadderSettings",
+    "QualitySettings",
+    "load_settings",
+]
 
 
 class _Section(BaseModel):
@@ -43,6 +50,17 @@ class ProjectSettings(_Section):
 
     fuzzy_threshold: float = 0.8  # minimum score (0..1) for a fuzzy span
     repair: bool = True  # run the repair ladder when an LLM is configured
+
+
+class LadderSettings(_Section):
+    """The closed repair loop (``parallelner.stages.ladder``): doubts climb automatic
+    rungs (evidence re-ask, mention re-translation + rewrite, fresh translation, fallback
+    model) before a pair goes to review."""
+
+    enabled: bool = True
+    # questions one pair may ask in all, the first pass included (about 2); a rung that
+    # would not fit is skipped
+    max_requests_per_pair: int = Field(default=16, ge=1)
 
 
 class QualitySettings(_Section):
@@ -124,6 +142,7 @@ class Settings(BaseSettings):
     workers: int = Field(default=4, ge=1)
     translate: TranslateSettings = Field(default_factory=TranslateSettings)
     project: ProjectSettings = Field(default_factory=ProjectSettings)
+    ladder: LadderSettings = Field(default_factory=LadderSettings)
     quality: QualitySettings = Field(default_factory=QualitySettings)
 
     _yaml_data: dict[str, Any] = {}

@@ -26,14 +26,17 @@ def run_signature(settings: Settings, tgt_lang: str) -> str:
     """The readable provenance of a run's rows, sacrebleu style::
 
         model:gemma-3-270m|fallback:none|prompt:translate.v1|tgt:zh|fuzzy:0.8|repair:yes|
-        min_chrf:25|review_chrf:40|stages:1a2b3c4d|v:0.1.0
+        ladder:16|min_chrf:25|review_chrf:40|stages:1a2b3c4d|v:0.1.0
 
     The settings people compare are spelled out; ``stages`` is a short hash of every
     other stage setting that changes rows (temperatures, token limits, check thresholds),
     so two runs with the same signature made the same rows. Never concurrency, paths or
     secrets. ``signature_hash`` of it is the rows' ``config_hash``.
     """
-    t, p, q = settings.translate, settings.project, settings.quality
+    t, p, q, ladder = settings.translate, settings.project, settings.quality, settings.ladder
+    # the closed repair loop (``ladder:<budget>``); off, the signature is what it was
+    # before the loop existed, so rows made without it keep their ids
+    sections = ("translate", "project", "quality") + (("ladder",) if ladder.enabled else ())
     return signature(
         model=settings.llm_model,
         fallback=settings.llm_fallback_model or "none",
@@ -41,9 +44,10 @@ def run_signature(settings: Settings, tgt_lang: str) -> str:
         tgt=tgt_lang,
         fuzzy=f"{p.fuzzy_threshold:g}",
         repair="yes" if p.repair else "no",
+        ladder=ladder.max_requests_per_pair if ladder.enabled else None,
         min_chrf=f"{q.min_chrf:g}",
         review_chrf=f"{q.review_chrf:g}",
-        stages=settings.stage_hash("translate", "project", "quality")[:8],
+        stages=settings.stage_hash(*sections)[:8],
         v=PIPELINE_VERSION,
     )
 

@@ -109,7 +109,7 @@ def project(
 
     Example: parallelner project data/projection-dev/europarl-en-de.jsonl -o de.jsonl --llm none
     """
-    from parallelner.align.jobs import known_labels, run_project
+    from parallelner.jobs.project import known_labels, run_project
 
     settings = settings_from(
         config,

@@ -43,7 +43,7 @@ def translate_file(
     """
     import itertools
 
-    from parallelner import translate as tr
+    from parallelner.jobs import translate as tr
     from parallelner.llm.batch import read_batch_results
     from parallelner.readers import ReadReport, read_instances
     from parallelner.writers import QuarantineWriter

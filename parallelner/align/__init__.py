@@ -1,7 +1,7 @@
 """Stage 2: entity alignment and span projection, and the repair ladder.
 
 Pure API: ``project_spans(source, tgt_text, tgt_lang, mentions=None, *, threshold=0.8)
--> Projection``. The repair ladder (``parallelner.align.repair``) is async and needs an
+-> Projection``. The repair ladder (``parallelner.stages.repair``) is async and needs an
 LLM client; it is imported lazily so that projection alone stays dependency-free.
 """
 

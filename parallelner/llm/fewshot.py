@@ -241,8 +241,17 @@ async def _completion(client: LLMClient, q: Question[M], model: str) -> ChatOutc
     return _answer(q.reply_model.model_validate({name: text.strip()}), model, q.prompt)
 
 
+async def _not_asked(client: LLMClient, q: Question[M], model: str) -> ChatOutcome[M]:
+    """Questions a 270M base model cannot answer usefully (the repair ladder's evidence
+    re-ask, a fresh translation after a rejected one): no request, no answer."""
+    return _failed(Reason.REPLY_EMPTY, f"{q.family} is not asked of the local base model",
+                   None, model, q.prompt)  # fmt: skip
+
+
 _RECIPES: dict[str, Callable[[Any, Any, str], Awaitable[ChatOutcome]]] = {
     "translate": _translate,
+    "translate-retry": _not_asked,
+    "repair-evidence": _not_asked,
     "backtranslate": _backtranslate,
     "backtranslate-entities": _backtranslate_entities,
     "mention-translate": _mention_translate,

@@ -10,14 +10,16 @@ Rules, in order:
 2. Any reason in ``REJECT_REASONS`` -> ``rejected``.
 3. Else any reason in ``REVIEW_REASONS`` (borderline back-translation, entities the
    repair ladder could not place, changed labels, low projection scores, every entity
-   verification reason, and the ``CARRIED_REASONS`` that stages 1-2 put on the record:
-   an extra entity in the reply, no back-translation) -> ``review``.
+   verification reason, and what earlier stages put on the record: an extra entity in
+   the reply, no back-translation) -> ``review``.
 4. Else ``accepted``, except a seeded random audit sample (``quality.audit_rate``,
    default 2%) -> ``review`` with ``audit_sample``. The draw hashes the seed and the
    record id, so a rerun picks the same records whatever the order or sharding.
 
-Reasons from earlier stages stay on the record; stage-3 reasons are recomputed, so
-assessing a record twice gives the same result.
+Reasons from earlier stages stay on the record and route too; the assess stage's own
+reasons (``ParallelRecord.reason_stages`` says whose a reason is; ``ASSESS_REASONS`` for
+rows written before it did) are recomputed, so assessing a record twice gives the same
+result.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from parallelner.settings import QualitySettings, Settings
 __all__ = [
     "REJECT_REASONS",
     "REVIEW_REASONS",
-    "STAGE3_REASONS",
+    "ASSESS_REASONS",
     "decide",
     "is_audit_sample",
     "assess_record",
@@ -78,14 +80,13 @@ REVIEW_REASONS: frozenset[Reason] = frozenset(
         Reason.NO_BACKTRANSLATION,
     }
 )
-# Reasons that earlier stages put on the record and that decide the status here too.
-CARRIED_REASONS: frozenset[Reason] = frozenset(
-    {Reason.REPLY_EXTRA_ENTITIES, Reason.NO_BACKTRANSLATION}
-)
-# Everything stage 3 emits (recomputed on every assessment); NO_ENTITIES is informational.
-STAGE3_REASONS: frozenset[Reason] = (
-    REJECT_REASONS | REVIEW_REASONS | {Reason.NO_ENTITIES}
-) - CARRIED_REASONS
+# Everything the checks here emit (recomputed on every assessment; NO_ENTITIES is
+# informational): the assess stage's declared reasons.
+ASSESS_REASONS: frozenset[Reason] = (REJECT_REASONS | REVIEW_REASONS | {Reason.NO_ENTITIES}) - {
+    Reason.REPLY_EXTRA_ENTITIES,  # stage 1 finds it
+    Reason.NO_BACKTRANSLATION,  # the back-translation stage finds it
+}
+ASSESS = "assess"  # the stage name ``reason_stages`` gives the reasons found here
 
 # Every check that takes (record, settings), in the order their reasons are listed.
 CHECKS = (*text_checks, check_script_variant, check_unexpected_names, check_entity_verification)
@@ -105,13 +106,13 @@ def decide(
     q: QualitySettings,
     carried: Iterable[Reason] = (),
 ) -> tuple[Status, tuple[Reason, ...]]:
-    """Status for a record with these stage-3 reasons, and the reasons to keep.
+    """Status for a record with these reasons of the checks, and the reasons to keep.
 
-    ``carried``: reasons already on the record from earlier stages; those in
-    ``CARRIED_REASONS`` route too (they are kept on the record by the caller).
+    ``carried``: reasons already on the record from earlier stages; they route too (the
+    caller keeps them on the record).
     """
     reasons = tuple(reasons)
-    routing = (*reasons, *(r for r in carried if r in CARRIED_REASONS))
+    routing = (*reasons, *carried)
     if any(r in REJECT_REASONS for r in routing):
         return Status.REJECTED, reasons
     if any(r in REVIEW_REASONS for r in routing):
@@ -140,11 +141,25 @@ def assess_record(draft: ParallelRecord, q: QualitySettings, seen: set[str]) -> 
     dup = check_duplicate(draft, seen)
     if dup is not None:
         found.extend(dup.reasons)
-    earlier = tuple(r for r in draft.reasons if r not in STAGE3_REASONS)
-    status, stage3 = decide(draft.record_id, dict.fromkeys(found), q, carried=earlier)
-    return draft.model_copy(
-        update={"status": status, "reasons": earlier + stage3, "scores": scores}
-    )
+    earlier = _earlier(draft)
+    status, own = decide(draft.record_id, dict.fromkeys(found), q, carried=earlier)
+    update = {"status": status, "reasons": earlier + own, "scores": scores}
+    if draft.reason_stages is not None:  # whose each reason is: earlier stages', and ours
+        kept = {r.value for r in earlier}
+        owners = {k: v for k, v in draft.reason_stages.items() if k in kept}
+        update["reason_stages"] = owners | {r.value: ASSESS for r in own}
+    return draft.model_copy(update=update)
+
+
+def _is_own(record: ParallelRecord, reason: Reason) -> bool:
+    """Whether ``reason`` on ``record`` was found here (by the assess stage)."""
+    owner = (record.reason_stages or {}).get(reason.value)
+    return owner == ASSESS if owner is not None else reason in ASSESS_REASONS
+
+
+def _earlier(record: ParallelRecord) -> tuple[Reason, ...]:
+    """The reasons earlier stages put on ``record``."""
+    return tuple(r for r in record.reasons if not _is_own(record, r))
 
 
 def mark_duplicate(record: ParallelRecord) -> ParallelRecord:
@@ -153,10 +168,16 @@ def mark_duplicate(record: ParallelRecord) -> ParallelRecord:
     running the checks again."""
     if record.status in _FINAL or Reason.DUPLICATE in record.reasons:
         return record
-    earlier = tuple(r for r in record.reasons if r not in STAGE3_REASONS)
-    found = [r for r in record.reasons if r in STAGE3_REASONS and r is not Reason.AUDIT_SAMPLE]
-    stage3 = tuple(dict.fromkeys([*found, Reason.DUPLICATE]))  # a reject reason: no audit
-    return record.model_copy(update={"status": Status.REJECTED, "reasons": earlier + stage3})
+    earlier = _earlier(record)
+    found = [r for r in record.reasons if _is_own(record, r) and r is not Reason.AUDIT_SAMPLE]
+    own = tuple(dict.fromkeys([*found, Reason.DUPLICATE]))  # a reject reason: no audit
+    owners = {
+        k: v for k, v in (record.reason_stages or {}).items() if k != Reason.AUDIT_SAMPLE.value
+    }
+    update = {"status": Status.REJECTED, "reasons": earlier + own}
+    if record.reason_stages is not None:
+        update["reason_stages"] = owners | {Reason.DUPLICATE.value: ASSESS}
+    return record.model_copy(update=update)
 
 
 def assess_stream(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from parallelner.align.jobs import known_labels, run_project
+from parallelner.jobs.project import known_labels, run_project
 from parallelner_cli import main
 from parallelner.errors import InputError
 

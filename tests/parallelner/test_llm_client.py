@@ -166,7 +166,7 @@ import asyncio, json, sys
 from parallelner.llm.client import LLMClient
 from parallelner.records import Instance
 from parallelner.settings import Settings
-from parallelner.translate import translate_stream
+from parallelner.stages.translate import translate_stream
 
 base_url, home, pud = sys.argv[1:4]
 instances = [Instance.model_validate(json.loads(l)["source"]) for l in open(pud, encoding="utf-8")][:40]
@@ -206,7 +206,7 @@ def test_sigkill_loses_only_requests_in_flight(tmp_path):
         assert sent_before - 4 <= kept <= sent_before
 
         from parallelner.settings import Settings
-        from parallelner.translate import translate_stream
+        from parallelner.stages.translate import translate_stream
 
         settings = Settings(llm_base_url=srv.base_url, llm_model="test-model", home=home)
 

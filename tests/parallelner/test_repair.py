@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from parallelner.align import project_spans
-from parallelner.align.repair import repair_projection
+from parallelner.stages.repair import repair_projection
 from parallelner_cli import main
 from parallelner.llm.client import LLMClient
 from parallelner.reasons import Reason

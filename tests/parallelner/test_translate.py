@@ -24,15 +24,13 @@ from parallelner.reasons import Reason
 from parallelner.records import Instance
 from parallelner.settings import Settings
 from parallelner.testing.openai_server import OpenAIServer
-from parallelner.translate import (
+from parallelner.jobs.translate import result_to_json, results_from_batch, write_translate_batch
+from parallelner.stages.backtranslate import back_translate
+from parallelner.stages.translate import (
     Translation,
     TranslationFailure,
-    back_translate,
-    result_to_json,
-    results_from_batch,
     translate_instance,
     translate_stream,
-    write_translate_batch,
 )
 
 REPO = Path(__file__).resolve().parents[2]

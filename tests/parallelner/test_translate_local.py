@@ -19,12 +19,9 @@ from parallelner.llm.client import LLMClient
 from parallelner.readers import read_instances
 from parallelner.records import Instance
 from parallelner.settings import Settings
-from parallelner.translate import (
-    LOCAL_PROMPT_VERSION,
-    Translation,
-    back_translate,
-    translate_stream,
-)
+from parallelner.llm.fewshot import LOCAL_PROMPT_VERSION
+from parallelner.stages.backtranslate import back_translate
+from parallelner.stages.translate import Translation, translate_stream
 
 REPO = Path(__file__).resolve().parents[2]
 

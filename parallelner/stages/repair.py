@@ -40,11 +40,16 @@ __all__ = [
     "translate_mentions",
     "MENTION_PROMPT",
     "REWRITE_PROMPT",
+    "REWRITE_V2_PROMPT",
+    "RewriteReply",
     "TRANSLATE_PROMPT",
 ]
 
 MENTION_PROMPT = "repair-mention.v2"
 REWRITE_PROMPT = "repair-rewrite.v1"
+# the closed loop's rewrite (``parallelner.stages.ladder``): also names no one the source
+# does not name
+REWRITE_V2_PROMPT = "repair-rewrite.v2"
 TRANSLATE_PROMPT = "mention-translate.v2"
 REPAIR_MENTION_SCORE = 0.9  # verified substring, but the LLM chose which words
 
@@ -62,6 +67,9 @@ class _MentionReply(BaseModel):
 class _RewriteReply(BaseModel):
     model_config = ConfigDict(extra="ignore")
     translation: str
+
+
+RewriteReply = _RewriteReply  # the rewrite's reply (its schema name stays ``_RewriteReply``)
 
 
 class _MentionItem(BaseModel):

@@ -249,7 +249,7 @@ async def project_line_llm(
 
     The human translation is never rewritten: rung (b) is off here.
     """
-    from parallelner.align.repair import repair_projection, translate_mentions
+    from parallelner.stages.repair import repair_projection, translate_mentions
 
     p = parse_line(raw, line, labels)
     if p.fault is not None:
