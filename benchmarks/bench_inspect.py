@@ -23,8 +23,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from parallelner_cli.inspect import inspect_file  # noqa: E402
 from parallelner.version import PIPELINE_VERSION  # noqa: E402
+from parallelner_cli.inspect import inspect_file  # noqa: E402
 
 CORPORA = [
     ("data/sources/wikineural-en-val.conllu", "wikineural"),

@@ -41,6 +41,7 @@ from parallelner.progress import notify
 from parallelner.quality.report import inline_images
 from parallelner.settings import Settings, load_settings
 from parallelner.shards import Shard, shard_origins
+from parallelner.stages.ladder import ladder_line
 from parallelner.storage import redact
 
 __all__ = ["synthesize", "make_task_runner", "on_this_machine"]
@@ -190,6 +191,10 @@ def _summary_rows(summary: run.RunSummary, seconds: float) -> list[dict[str, Any
         for e in summary.usage.get("endpoints", [])
     ]
     rows += [{"what": f"unfinished:{k}", "count": v} for k, v in sorted(summary.unfinished.items())]
+    rows += [
+        {"what": f"ladder {rung}", "count": ladder_line(row)}
+        for rung, row in summary.ladder.items()
+    ]
     rows.append({"what": "acceptance_rate", "count": round(summary.acceptance_rate, 4)})
     rows.append(
         {

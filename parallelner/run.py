@@ -457,8 +457,8 @@ def finalize_run(
     commit: bool = True,
 ) -> RunSummary:
     """Mark duplicates across shards, commit one snapshot, render the quality report."""
-    from parallelner.quality.report import write_report
-    from parallelner.stages.ladder import LadderStats, count_steps
+    from parallelner.quality.report import count_repair_steps, write_report
+    from parallelner.stages.ladder import LadderStats
 
     ordered = sorted(results, key=lambda r: r.index)
     seen: set[str] = set()
@@ -480,7 +480,7 @@ def finalize_run(
             c, rs = _summarize(records)
             counts.update(c)
             reasons.update(rs)
-            for rung, n in count_steps(records).items():
+            for rung, n in count_repair_steps(records).items():
                 rungs.setdefault(rung, Counter()).update(n)
             if r.retried:
                 retried_ids.update(rec.record_id for rec in records)
@@ -497,10 +497,14 @@ def finalize_run(
                     )
             yield from records
 
+    asked = LadderStats()
+    for r in ordered:
+        asked.merge(r.ladder)
     report_dir = Path(settings.home) / "reports" / plan.run_id
     write_report(
-        marked(), report_dir, title=f"Quality report: {plan.run_id}", quality=settings.quality
-    )
+        marked(), report_dir, title=f"Quality report: {plan.run_id}", quality=settings.quality,
+        repair_costs=asked.rungs,
+    )  # fmt: skip
     table = pa.concat_tables(tables) if tables else records_to_table([])
     del tables[:]
     snapshot_id = None
@@ -529,15 +533,17 @@ def finalize_run(
         storage.write_table(table, out)
         files.append(str(out))
     usage: Counter[str] = Counter()
-    asked = LadderStats()
     for r in ordered:
         usage.update({k: v for k, v in r.usage.items() if isinstance(v, int | float)})
-        asked.merge(r.ladder)
     ladder = {
-        rung: {
+        rung: {"pairs": n["pairs"]}
+        if rung == "review"
+        else {
             **{k: n.get(k, 0) for k in ("tried", "fixed", "better")},
-            **{k: asked.rungs.get(rung, {}).get(k, 0)
-               for k in ("questions", "requests", "prompt_tokens", "completion_tokens")},
+            **{
+                k: asked.rungs.get(rung, {}).get(k, 0)
+                for k in ("questions", "requests", "prompt_tokens", "completion_tokens")
+            },
         }  # fmt: skip
         for rung, n in rungs.items()
     }

@@ -20,8 +20,8 @@ if os.environ.get("PREFECT_SERVER_ANALYTICS_ENABLED", "").lower() not in ("1", "
 import typer  # noqa: E402
 from rich.markup import escape  # noqa: E402
 
-from parallelner_cli._common import console_err  # noqa: E402
 from parallelner.errors import ParallelNERError  # noqa: E402
+from parallelner_cli._common import console_err  # noqa: E402
 
 app = typer.Typer(
     name="parallelner",

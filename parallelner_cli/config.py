@@ -9,6 +9,7 @@ from typing import Any
 import typer
 import yaml
 
+from parallelner.settings import Settings, read_yaml_mapping
 from parallelner_cli._common import (
     ConfigOption,
     HomeOption,
@@ -19,7 +20,6 @@ from parallelner_cli._common import (
     print_json,
     settings_from,
 )
-from parallelner.settings import Settings, read_yaml_mapping
 
 config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
 

@@ -7,11 +7,11 @@ from typing import Annotated
 
 import typer
 
-from parallelner_cli._common import ConfigOption, JsonOption, console, print_json, settings_from
 from parallelner.errors import ConfigError, InputError
 from parallelner.readers.records import read_records
 from parallelner.reasons import Reason
 from parallelner.records import ParallelRecord
+from parallelner_cli._common import ConfigOption, JsonOption, console, print_json, settings_from
 
 quality_app = typer.Typer(
     help="Stage 3: automatic quality checks, routing (accepted / review / rejected), "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -358,7 +358,6 @@ def _run_stoppable(call: Callable[[], Any], settings: Any, before_exit: Callable
 
 def _stop_now(settings: Any) -> None:
     """What must happen before a stopped run exits: no temp files, no orphan server."""
-    import contextlib
     import sys
 
     for stream in (sys.stdout, sys.stderr):
@@ -445,6 +444,11 @@ def _print_summary(summary: dict) -> None:
 
         for e in summary["usage"]["endpoints"]:
             table.add_row(f"llm endpoint {e['url']}", endpoint_line(e))
+    if summary.get("ladder"):
+        from parallelner.stages.ladder import ladder_line
+
+        for rung, row in summary["ladder"].items():
+            table.add_row(f"repair {rung}", ladder_line(row))
     table.add_row("acceptance rate", f"{summary['acceptance_rate']:.1%}")
     console.print(table)
     shards = summary.get("shards") or {}

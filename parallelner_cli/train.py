@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from parallelner.errors import ConfigError
 from parallelner_cli._common import (
     HomeOption,
     JsonOption,
@@ -20,7 +21,6 @@ from parallelner_cli._common import (
     print_json,
     settings_from,
 )
-from parallelner.errors import ConfigError
 
 train_app = typer.Typer(
     help="Train on a snapshot (KnowCoder-X alignment tuning): build instruction data, "

@@ -31,8 +31,8 @@ ALLOWED = {
 
 # floors inside parallelner, lowest first: a module may import its own floor and below
 FLOORS = [
-    {"version", "errors", "reasons", "languages", "records", "detok", "progress", "prompts"},
-    {"settings", "readers", "writers", "storage", "shards", "store"},
+    {"errors", "reasons", "languages", "records", "detok", "progress", "prompts"},
+    {"settings", "version", "readers", "writers", "storage", "shards", "store"},
     {"llm"},
     {"align", "quality"},
     {"stages"},

@@ -97,11 +97,39 @@ class QualityReport:
     provenance: dict[str, int] = field(default_factory=dict)
     # the quality settings the run used (given to write_report), as "name:value|..."
     thresholds: str = ""
+    # the repair loop per rung, from the rows' ``ladder:`` steps: tried, fixed, better,
+    # failed, no_answer, budget ("review": pairs handed to people with every rung spent);
+    # requests and tokens when the run gave them
+    repair: dict[str, dict[str, int]] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
         return asdict(self)
+
+
+def count_repair_steps(records: Iterable[ParallelRecord]) -> dict[str, Counter[str]]:
+    """Per rung of the repair loop, from the rows' ``repair_steps``
+    (``ladder:<rung>:<outcome>[:<entities>]``): pairs tried and their outcomes; under
+    ``review``, the pairs the loop handed to people."""
+    out: dict[str, Counter[str]] = {}
+    for rec in records:
+        _count_steps(rec, out)
+    return out
+
+
+def _count_steps(rec: ParallelRecord, out: dict[str, Counter[str]]) -> None:
+    for step in rec.repair_steps:
+        if not step.startswith("ladder:"):
+            continue
+        parts = step.split(":")
+        if parts[1] == "review":
+            out.setdefault("review", Counter())["pairs"] += 1
+            continue
+        n = out.setdefault(parts[1], Counter())
+        if parts[2] != "budget":
+            n["tried"] += 1
+        n[parts[2]] += 1
 
 
 def _deciding_reason(record: ParallelRecord) -> str:
@@ -133,9 +161,11 @@ def summarize(
     values: dict[str, list[tuple[float, str]]] = {}
     audit = reviewed = good = 0
     provenance: Counter[str] = Counter()
+    repair: dict[str, Counter[str]] = {}
     total = 0
     for record in records:
         total += 1
+        _count_steps(record, repair)
         status = str(record.status)
         by_status[status] += 1
         deciding.setdefault(status, Counter())[_deciding_reason(record)] += 1
@@ -174,6 +204,7 @@ def summarize(
         audit_sample=audit,
         provenance=dict(provenance.most_common()),
         precision=precision,
+        repair={rung: dict(n) for rung, n in repair.items()},
     )
     return report, values
 
@@ -250,6 +281,29 @@ def _markdown(report: QualityReport, title: str, plot_name: str) -> str:
         "|---|---:|",
     ]
     lines += [f"| {r} | {n} |" for r, n in report.by_reason.items()]
+    if report.repair:
+        lines += [
+            "",
+            "## Repair loop",
+            "",
+            "Pairs in doubt climb these rungs before review (`parallelner.stages.ladder`). "
+            "Fixed: no doubt left after the rung; better: kept, doubts left.",
+            "",
+            "| rung | tried | fixed | better | failed | no answer | over budget "
+            "| requests | tokens |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for rung, n in report.repair.items():
+            if rung == "review":
+                continue
+            tokens = n.get("prompt_tokens", 0) + n.get("completion_tokens", 0)
+            lines.append(
+                f"| {rung} | {n.get('tried', 0)} | {n.get('fixed', 0)} | {n.get('better', 0)} "
+                f"| {n.get('failed', 0)} | {n.get('no_answer', 0)} | {n.get('budget', 0)} "
+                f"| {n.get('requests', '–')} | {tokens or '–'} |"
+            )
+        left = report.repair.get("review", {}).get("pairs", 0)
+        lines += ["", f"{left} pairs went to review with every rung spent."]
     lines += [
         "",
         "## Scores",
@@ -315,6 +369,7 @@ def write_report(
     *,
     title: str = "Quality report",
     quality: QualitySettings | None = None,
+    repair_costs: dict[str, dict[str, int]] | None = None,
 ) -> QualityReport:
     """Summarize ``records`` and write ``report.json``, ``report.md`` and ``scores.png``.
 
@@ -332,6 +387,12 @@ def write_report(
             f"{out_dir}: cannot create the report directory ({exc.strerror})"
         ) from None
     report, values = summarize(records)
+    for rung, costs in (repair_costs or {}).items():  # requests and tokens, per rung
+        if rung in report.repair:
+            report.repair[rung].update(
+                {k: v for k, v in costs.items()
+                 if k in ("requests", "prompt_tokens", "completion_tokens")}
+            )  # fmt: skip
     if quality is not None:
         report.thresholds = thresholds_signature(quality)
     plot = out_dir / "scores.png"

@@ -22,7 +22,7 @@ class Assess(Stage):
     reads = frozenset(
         {"record_id", "src_lang", "src_text", "src_entities", "tgt_lang", "tgt_text",
          "tgt_entities", "unprojected", "back_translation", "reasons", "reason_stages",
-         "status", "scores"}
+         "status"}
     )  # fmt: skip
     writes = frozenset({"status", "reasons", "scores", "tgt_entities"})
     adds = ASSESS_REASONS

@@ -50,7 +50,6 @@ class BackTranslationReply(BaseModel):
     translation: str
 
 
-
 class MentionBackTranslation(BaseModel):
     """One target mention, read back in the source language."""
 
@@ -58,7 +57,6 @@ class MentionBackTranslation(BaseModel):
 
     id: int
     translation: str
-
 
 
 class EntityBackTranslationReply(BaseModel):
@@ -70,7 +68,6 @@ class EntityBackTranslationReply(BaseModel):
     mentions: list[MentionBackTranslation]
 
 
-
 class BackTranslation(BaseModel):
     """A back-translated sentence and, per target mention asked about, what it says in
     the source language (None where the LLM gave nothing)."""
@@ -79,8 +76,6 @@ class BackTranslation(BaseModel):
 
     text: str
     mentions: tuple[str | None, ...] = ()
-
-
 
 
 def _back_question(

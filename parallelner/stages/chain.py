@@ -105,8 +105,6 @@ async def synthesize_one(
     ctx = Context(llm=counting, settings=settings)
     draft = start_draft(inst, tgt_lang, run_id, config_hash, settings, llm.model, signature)
     draft = await run_chain(draft, STAGES, ctx)
-    if is_failed(draft):
-        return draft
     translate, *downstream = STAGES
     return await climb(draft, translate, tuple(downstream), ctx, stats)  # type: ignore[arg-type]
 

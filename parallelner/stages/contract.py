@@ -28,10 +28,12 @@ if TYPE_CHECKING:
 
 __all__ = ["Context", "Stage", "StageContractError", "run_stage", "SOURCE_FIELDS"]
 
-# What a draft holds before any stage ran: the source instance, the direction and the
-# run's provenance.
+# What a draft holds before any stage ran: the source instance, the direction, the
+# run's provenance, a provisional status and the chain's own bookkeeping.
 SOURCE_FIELDS = frozenset(
     {
+        "status",
+        "reason_stages",
         "record_id",
         "instance_id",
         "run_id",

@@ -39,8 +39,7 @@ requests and tokens.
 from __future__ import annotations
 
 import json
-from collections import Counter
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,7 +58,7 @@ from parallelner.stages.translate import Translate
 __all__ = [
     "RUNGS",
     "FIXABLE",
-    "count_steps",
+    "ladder_line",
     "LadderStats",
     "doubts",
     "climb",
@@ -84,15 +83,26 @@ SENTENCE_DOUBTS = frozenset(
      Reason.BORDERLINE_BACKTRANSLATION, Reason.NO_BACKTRANSLATION,
      Reason.WRONG_SCRIPT_VARIANT, Reason.LEFTOVER_MARKUP, Reason.CONTROL_CHARACTERS}
 )  # fmt: skip
-FIXABLE = ENTITY_DOUBTS | NAME_DOUBTS | SENTENCE_DOUBTS
+# A reply stage 1 could not use (after its re-asks): a fresh translation may do better.
+# (Transient failures are not here: the next run retries them.)
+REPLY_DOUBTS = frozenset(
+    {Reason.REPLY_INVALID_JSON, Reason.REPLY_MISSING_ENTITIES, Reason.REPLY_EMPTY,
+     Reason.REPLY_TRUNCATED, Reason.REPLY_WRONG_LANGUAGE}
+)  # fmt: skip
+FIXABLE = ENTITY_DOUBTS | NAME_DOUBTS | SENTENCE_DOUBTS | REPLY_DOUBTS
 # What one rung asks at most, the re-assessment's back-translation included.
 _COST = {"evidence": 2, "rewrite": 3, "fresh": 2, "fallback": 2}
 _RANK = {Status.ACCEPTED: 0, Status.REVIEW: 1, Status.REJECTED: 2, Status.FAILED: 3}
 
 
 def doubts(draft: ParallelRecord) -> frozenset[Reason]:
-    """The reasons a rung may act on (none for an accepted, failed or duplicate pair)."""
-    if draft.status not in (Status.REVIEW, Status.REJECTED) or Reason.DUPLICATE in draft.reasons:
+    """The reasons a rung may act on (none for an accepted or duplicate pair, or one that
+    failed for a transient reason)."""
+    if Reason.DUPLICATE in draft.reasons:
+        return frozenset()
+    if draft.status is Status.FAILED:
+        return frozenset(draft.reasons) & REPLY_DOUBTS
+    if draft.status not in (Status.REVIEW, Status.REJECTED):
         return frozenset()
     return frozenset(draft.reasons) & FIXABLE
 
@@ -270,7 +280,9 @@ class Rewrite(Stage):
         text = draft.tgt_text or ""
         if not inst.entities or not text:
             return draft
-        got = await translate_mentions(ctx.llm, inst, draft.tgt_lang, model=ctx.model, tgt_text=text)
+        got = await translate_mentions(
+            ctx.llm, inst, draft.tgt_lang, model=ctx.model, tgt_text=text
+        )
         if len(got) < len(inst.entities):
             return draft
         wanted = [got[i] for i in range(len(inst.entities))]
@@ -363,7 +375,9 @@ class _Climb:
         return outcome in ("fixed", "better")
 
 
-async def _verify(draft: ParallelRecord, downstream: tuple[Stage, ...], ctx: Context) -> ParallelRecord:
+async def _verify(
+    draft: ParallelRecord, downstream: tuple[Stage, ...], ctx: Context
+) -> ParallelRecord:
     for stage in downstream:
         draft = await run_stage(stage, draft, ctx)
         if is_failed(draft):
@@ -425,7 +439,7 @@ async def climb(
     ]
     fallback = ctx.settings.llm_fallback_model
     if fallback and fallback != llm.model:
-        sources.append(("fallback", _with(ctx, model=fallback)))
+        sources.append(("fallback", _with(ctx, model=fallback, attempt=2)))
     for rung, sctx in sources:
         if not doubts(state.best):
             break
@@ -441,7 +455,9 @@ async def climb(
 
         async def work(sctx: Context = sctx, base: ParallelRecord = base) -> ParallelRecord | None:
             start = _restart(base, ())
-            start = start.model_copy(update={"tgt_text": None, "mention_translations": ()})
+            start = start.model_copy(
+                update={"tgt_text": None, "mention_translations": (), "raw_reply": None}
+            )
             translated = await run_stage(translate, start, sctx)
             if is_failed(translated):
                 return None
@@ -459,24 +475,17 @@ async def climb(
     return best.model_copy(update={"repair_steps": tuple(steps)})
 
 
-def count_steps(records: Iterable[ParallelRecord]) -> dict[str, Counter[str]]:
-    """Per rung, from the rows' ``repair_steps``: pairs tried, and their outcomes
-    (``fixed``, ``better``, ``failed``, ``no_answer``, ``budget``); ``review``: pairs the
-    ladder handed to people."""
-    out: dict[str, Counter[str]] = {}
-    for rec in records:
-        for step in rec.repair_steps:
-            if not step.startswith("ladder:"):
-                continue
-            parts = step.split(":")
-            if parts[1] == "review":
-                out.setdefault("review", Counter())["pairs"] += 1
-                continue
-            n = out.setdefault(parts[1], Counter())
-            if parts[2] != "budget":
-                n["tried"] += 1
-            n[parts[2]] += 1
-    return out
+def ladder_line(row: dict[str, int]) -> str:
+    """One rung of a run summary in words: ``12 tried, 10 fixed, 24 requests, 9,100 tokens``;
+    the ``review`` row: pairs handed to people with every rung spent."""
+    if "pairs" in row and "tried" not in row:
+        return f"{row['pairs']} pairs left to people"
+    tokens = row.get("prompt_tokens", 0) + row.get("completion_tokens", 0)
+    parts = [f"{row.get('tried', 0)} tried", f"{row.get('fixed', 0)} fixed"]
+    if row.get("better"):
+        parts.append(f"{row['better']} better")
+    parts += [f"{row.get('requests', 0)} requests", f"{tokens:,} tokens"]
+    return ", ".join(parts)
 
 
 def _with(ctx: Context, **changes: Any) -> Context:

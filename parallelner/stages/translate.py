@@ -349,8 +349,6 @@ async def translate_stream(
             await asyncio.gather(*tasks, return_exceptions=True)
 
 
-
-
 # -- the stage ----------------------------------------------------------------------------
 
 
@@ -380,7 +378,9 @@ class Translate(Stage):
         return apply_translation(draft, tr)
 
 
-def apply_translation(draft: ParallelRecord, tr: Translation | TranslationFailure) -> ParallelRecord:
+def apply_translation(
+    draft: ParallelRecord, tr: Translation | TranslationFailure
+) -> ParallelRecord:
     """``draft`` with the outcome of stage 1: its text and mentions, or ``failed``."""
     if isinstance(tr, TranslationFailure):
         return draft.model_copy(

@@ -205,8 +205,8 @@ def test_unreachable_scheduler_is_one_line_and_exit_2(llm_server, tmp_path):
 
 @pytest.mark.parametrize("address", ["127.0.0.1", "http://127.0.0.1:8786", "tcp://h:port"])
 def test_malformed_scheduler_address_says_the_expected_form(address):
-    from parallelner_cli.run import check_scheduler
     from parallelner.errors import ConfigError
+    from parallelner_cli.run import check_scheduler
 
     with pytest.raises(ConfigError, match="expected tcp://HOST:PORT"):
         check_scheduler(address)
@@ -215,8 +215,8 @@ def test_malformed_scheduler_address_says_the_expected_form(address):
 def test_scheduler_on_another_machine_needs_a_prefect_server():
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from parallelner_cli.run import check_scheduler
     from parallelner.errors import ConfigError
+    from parallelner_cli.run import check_scheduler
 
     with (
         temporary_settings(restore_defaults={PREFECT_API_URL}),

@@ -390,9 +390,8 @@ def test_a_refused_password_never_shows(own_server, tmp_path, caplog):
 
 
 def test_the_password_stays_out_of_repr_pickles_settings_and_hashes(own_server, tmp_path):
+    from parallelner.version import run_signature, stage_config_hash
     from parallelner_cli.config import effective_settings
-    from parallelner.version import stage_config_hash
-    from parallelner.version import run_signature
 
     cache = PostgresReplyCache(own_server.url(), tmp_path / "p.sqlite")
     assert PASSWORD not in repr(cache)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from parallelner.errors import InputError
 from parallelner.jobs.project import known_labels, run_project
 from parallelner_cli import main
-from parallelner.errors import InputError
 
 DEV = Path(__file__).resolve().parents[2] / "data" / "projection-dev"
 

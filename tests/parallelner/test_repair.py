@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 
 from parallelner.align import project_spans
-from parallelner.stages.repair import repair_projection
-from parallelner_cli import main
 from parallelner.llm.client import LLMClient
 from parallelner.reasons import Reason
 from parallelner.records import Instance
+from parallelner.stages.repair import repair_projection
 from parallelner.testing.openai_server import OpenAIServer
+from parallelner_cli import main
 
 DEV = Path(__file__).resolve().parents[2] / "data" / "projection-dev"
 with open(DEV / "pud-en-zh.jsonl", encoding="utf-8") as _fh:

@@ -72,8 +72,8 @@ def test_config_show_masks_secrets(tmp_path):
 
 
 def test_reasons_command_documents_every_code():
-    from parallelner_cli.reasons import reason_table
     from parallelner.reasons import Reason
+    from parallelner_cli.reasons import reason_table
 
     rows = reason_table()
     assert {r["code"] for r in rows} == {r.value for r in Reason}

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from parallelner.jobs.translate import result_to_json, results_from_batch, write_translate_batch
 from parallelner.languages import looks_like
 from parallelner.llm.batch import read_batch_results
 from parallelner.llm.client import LLMClient
@@ -23,8 +24,6 @@ from parallelner.readers import read_instances
 from parallelner.reasons import Reason
 from parallelner.records import Instance
 from parallelner.settings import Settings
-from parallelner.testing.openai_server import OpenAIServer
-from parallelner.jobs.translate import result_to_json, results_from_batch, write_translate_batch
 from parallelner.stages.backtranslate import back_translate
 from parallelner.stages.translate import (
     Translation,
@@ -32,6 +31,7 @@ from parallelner.stages.translate import (
     translate_instance,
     translate_stream,
 )
+from parallelner.testing.openai_server import OpenAIServer
 
 REPO = Path(__file__).resolve().parents[2]
 

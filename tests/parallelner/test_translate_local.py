@@ -16,10 +16,10 @@ import pytest
 
 from parallelner.languages import looks_like
 from parallelner.llm.client import LLMClient
+from parallelner.llm.fewshot import LOCAL_PROMPT_VERSION
 from parallelner.readers import read_instances
 from parallelner.records import Instance
 from parallelner.settings import Settings
-from parallelner.llm.fewshot import LOCAL_PROMPT_VERSION
 from parallelner.stages.backtranslate import back_translate
 from parallelner.stages.translate import Translation, translate_stream
 
