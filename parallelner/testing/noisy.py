@@ -323,6 +323,12 @@ class NoisyTranslator:
     # extra_entity: also list the added name as an entity with a new id (a model handed
     # a list of ids rarely does; off, the name is only in the translation)
     list_extra: bool = False
+    # a second, stronger model (the fallback rung's): requests naming it draw their
+    # mistakes at ``strong_rate`` (from their own hash)
+    strong_model: str = "strong-model"
+    strong_rate: float = 0.05
+    # share of correct read-backs worded the way real models word them (0: exact)
+    paraphrase_rate: float = 0.0
     mistakes: dict[str, Mistake] = field(default_factory=dict)
     _by_source: dict[tuple[str, str], GoldPair] = field(default_factory=dict, repr=False)
     _views: dict[str, View] = field(default_factory=dict, repr=False)
@@ -348,7 +354,9 @@ class NoisyTranslator:
         name = body.get("response_format", {}).get("json_schema", {}).get("name", "")
         payload = _payload(text)
         if name == "TranslationReply" and payload:
-            return self._forward(payload), "stop"
+            return self._forward(payload, str(body.get("model", ""))), "stop"
+        if name == "RelocateReply" and payload:
+            return self._relocate(payload), "stop"
         if name in ("BackTranslationReply", "EntityBackTranslationReply") and payload:
             return self._backward(payload), "stop"
         if name == "_MentionReply":
@@ -395,11 +403,24 @@ class NoisyTranslator:
             out[i] = view.text[span[0] : span[1]] if span else p.src_mention(i)
         return out
 
-    def draw(self, p: GoldPair, tgt_lang: str) -> str | None:
-        """The mistake kind for pair ``p`` (None: a clean reply)."""
+    def draw(self, p: GoldPair, tgt_lang: str, model: str = "", attempt: int = 1) -> str | None:
+        """The mistake kind for pair ``p`` (None: a clean reply).
+
+        The same question gets the same draw (a model at temperature 0); a fresh question
+        (``attempt`` 2 and up) or the strong model draws anew, the strong model at
+        ``strong_rate``.
+        """
         assert self.rates is not None
-        u = _unit(self.seed, p.id, "mistake")
+        strong = bool(model) and model == self.strong_model
+        if strong or attempt > 1:
+            u = _unit(self.seed, p.id, "mistake", model if strong else "", attempt)
+        else:
+            u = _unit(self.seed, p.id, "mistake")
         total = sum(self.rates.values())
+        if strong:
+            if u >= self.strong_rate:
+                return None
+            u = u / self.strong_rate * total
         if u >= total:
             return None
         able = [k for k in MISTAKES if self.rates.get(k) and self._applicable(k, p, tgt_lang)]
@@ -432,7 +453,7 @@ class NoisyTranslator:
             )
         return True
 
-    def _forward(self, payload: dict[str, Any]) -> str:
+    def _forward(self, payload: dict[str, Any], model: str = "") -> str:
         src = str(payload.get("sentence", ""))
         tgt_lang = str(payload.get("target_language", ""))
         n = len(payload.get("entities") or [])
@@ -440,7 +461,8 @@ class NoisyTranslator:
         if p is None:  # not a gold pair: echo, as a broken model would
             return json.dumps({"translation": src, "entities": []}, ensure_ascii=False)
         view = self._base_view(p, tgt_lang)
-        kind = self.draw(p, tgt_lang)
+        attempt = int(payload.get("attempt") or 1)
+        kind = self.draw(p, tgt_lang, model, attempt)
         mentions = self._mentions_of(view)
         extra: list[dict[str, Any]] = []
         mistake = Mistake("none")
@@ -601,6 +623,18 @@ class NoisyTranslator:
                 out.append({"id": m.get("id"), "translation": form})
             reply["mentions"] = out
         return json.dumps(reply, ensure_ascii=False)
+
+    def _relocate(self, payload: dict[str, Any]) -> str:
+        """The evidence re-ask: for each doubtful entity id, its exact words in the shown
+        translation ("" when the translation does not hold it)."""
+        view = self._view_for(str(payload.get("translation", "")))
+        by_ent = {i: (ts, te) for ts, te, _, _, i in view.anchors} if view else {}
+        out = []
+        for d in payload.get("doubts") or []:
+            i = d.get("id")
+            span = by_ent.get(i) if isinstance(i, int) else None
+            out.append({"id": i, "target": view.text[span[0] : span[1]] if span and view else ""})
+        return json.dumps({"mentions": out}, ensure_ascii=False)
 
     def _locate(self, text: str) -> str:
         fields = _fields(text, ("sentence", "translation", "Mention"))
