@@ -468,7 +468,8 @@ class NoisyTranslator:
         mistake = Mistake("none")
         if kind is not None:
             view, mentions, extra, mistake = self._inject(kind, p, view, mentions, tgt_lang)
-        self.mistakes[p.id] = mistake
+        if attempt == 1 and model != self.strong_model:  # the first reply's mistake
+            self.mistakes[p.id] = mistake
         self._asked[p.id] = tgt_lang
         ents = [{"id": i, "source": p.src_mention(i), "target": mentions[i]} for i in range(n)]
         return json.dumps({"translation": view.text, "entities": ents + extra}, ensure_ascii=False)
