@@ -581,9 +581,12 @@ def check_unexpected_names(record: ParallelRecord, q: QualitySettings) -> Findin
         return None
     if record.src_lang.split("-")[0].lower() in _NOUNS_CAPITALISED:
         return None  # every German noun is capitalised: capitals say nothing of names
-    raw_words = set(re.findall(r"[^\W\d_]+", record.src_text))
+    # Chinese characters are letters to \w: split them off, so the "Riddick" of
+    # "中Riddick发现" is a word of the source, as it is of a faithful back-translation
+    src_text = _HAN_CHAR.sub(" ", record.src_text)
+    raw_words = set(re.findall(r"[^\W\d_]+", src_text))
     src_words = {_fold(w) for w in raw_words}
-    src_count = Counter(_fold(w) for w in re.findall(r"[^\W\d_]+", record.src_text))
+    src_count = Counter(_fold(w) for w in re.findall(r"[^\W\d_]+", src_text))
     bt_count = Counter(_fold(w) for w in re.findall(r"[^\W\d_]+", bt))
     if script_of(record.src_lang) == "LATIN":
         candidates = _names(bt, record.src_lang)

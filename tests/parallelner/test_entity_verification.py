@@ -202,6 +202,24 @@ def test_unexpected_name_in_back_translation_wherever_it_stands(added):
     assert (Reason.UNEXPECTED_NAME in out.reasons) is ("Although" not in added)
 
 
+def test_latin_names_of_a_chinese_source_are_not_unexpected():
+    """A faithful back-translation into Chinese repeats the source's Latin names."""
+    src = "突袭黑暗雅典娜》中Riddick发现之前抓住他的赏金猎人Johns，"
+    d = _gold_drafts()[0].model_copy(
+        update={
+            "src_lang": "zh",
+            "tgt_lang": "en",
+            "src_text": src,
+            "back_translation": src,
+            "src_entities": (),
+            "tgt_entities": (),
+        }  # fmt: skip
+    )
+    assert Reason.UNEXPECTED_NAME not in assess_record(d, Q, set()).reasons
+    added = d.model_copy(update={"back_translation": src + "Obama"})
+    assert Reason.UNEXPECTED_NAME in assess_record(added, Q, set()).reasons
+
+
 def test_unexpected_name_is_not_judged_on_german_capitals():
     d = _gold_drafts()[0]  # an English -> German pair, turned around: German source
     de = d.model_copy(
