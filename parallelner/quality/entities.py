@@ -21,9 +21,12 @@ per entity                  what it looks at                                    
 ``cuts_boundary``           a span that starts or ends inside a word, starts or    ``entity_boundary``
                             ends on an article/preposition of the target language
                             that the source mention does not have, or punctuation,
-                            or holds half a bracket pair; in Chinese, a name cut
-                            before its suffix (省, 區...) or inside a
-                            transliteration; ``in_gloss``: a source name found
+                            or holds half a bracket pair, or runs on into a
+                            punctuation token of its own ("Europa ."); in
+                            Chinese, a name cut before its suffix (省, 區...) or
+                            inside a transliteration, unless the characters
+                            across the edge start another word (希區柯克|因為,
+                            地中海|海岸); ``in_gloss``: a source name found
                             only as a bracketed gloss ("多斯（Doss）")
 ``ambiguous``               the target mention occurs more often in the target     ``entity_ambiguous``
                             than the source mention in the source (outside the
@@ -40,6 +43,7 @@ the source does not: an entity the translation added) and ``check_script_variant
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections import Counter
@@ -226,8 +230,11 @@ _HAN_CHAR = re.compile(f"[{_CJK}]")
 # Characters that end Chinese place and organisation names (省 province, 市 city,
 # 區 district, 島 island...), in both variants.
 _ZH_SUFFIX = frozenset(
-    "省市縣县區区州郡鎮镇村島岛山河湖海灣湾港峽峡洲國国部局院會会黨党隊队團团社署廳厅府宮宫寺廟庙站"
+    "省市縣县區区州郡鎮镇村島岛山河湖海灣湾港峽峡洲國国部局院黨党隊队團团社署廳厅府宮宫寺廟庙站"
 )
+# 會 ends a name only as the second character of a word (協會 association, 議會 council,
+# 委員會 committee...): after any other character it is the verb "will" (溫格|會說).
+_ZH_HUI_AFTER = frozenset("協协議议員员學学工商公事金大年覽览運运教國国都峰聯联總总分")
 # Characters used to transliterate foreign names (Traditional and Simplified): two of
 # them side by side across a span edge are one name cut in two.
 _TRANSLIT = frozenset(
@@ -239,6 +246,74 @@ _TRANSLIT = frozenset(
     "維维溫温沃烏乌伍武西希錫锡夏謝谢辛休許许雅亞亚揚扬楊杨耶伊依因英尤約约扎詹贊赞澤泽曾朱茲"
     "兹佐爾尔遜逊翰娃絲丝琪珊黛"
 )
+# Common words that begin with a transliteration or suffix character (因為 because, 尚未
+# not yet, 海岸 coast, 部長 minister), or end with one (到達 reach, 委派 appoint): across a
+# span edge such a word is the next word, not the rest of the name (希區柯克|因為,
+# 地中海|海岸). Traditional; the Simplified forms are derived (``_zh_words``).
+_ZH_WORDS_HANT = frozenset(
+    " ".join(
+        (
+            # adverbs, conjunctions and verbs that follow a name
+            "因為 因此 因而 尚未 尚且 尚無 尚在 曾經 曾在 曾任 曾是 特別 特地 加入 加上 加強",
+            "加以 連同 依然 依舊 依據 依照 尤其 尤為 若是 若要 希望 維持 維護 保持 保護 保證",
+            "保留 達成 達到 利用 普遍 許多 許可 約為 約有 派出 派遣 基於 馬上 列為 列入 萬人",
+            "萬名 萬元 什麼 西部 西北 西南 內部 內閣 英里 史上 密切 切實 克服 肯定 貢獻 威脅",
+            "贊成 贊同 申請 施行 培訓 納入 舒適 費用 勞工 科學 科技 法律 法院 法案 基本 基金",
+            "基礎 拉開 恰恰 恰好 布局 邁向 蒙受 沙漠 辛苦 休息 謝謝 溫度 武器 武裝 伊始 佐證",
+            # words that end with one and come before a name
+            "到達 抵達 表達 傳達 轉達 發達 委派 指派 特派 選派 外派 分派 增派 參加 增加 更加",
+            "大約 條約 簽約 合約 國內 境內 之內 城內 島內 公里 這里 那里 哪里 調查 檢查 審查",
+            "實施 措施 宣布 公布 發布 分布 部門 專門 系列 允許 也許 或許 原因 基因 精英 感謝",
+            "退休 偶爾 道德 憲法 方法 辦法 立法 司法 勝利 權利 順利 歷史 比賽 決賽 覆蓋 涵蓋",
+            "接納 採納 容納 森林 秘密 機密 倘若 假若 未曾 不曾 東西 粉絲 表揚 宣揚 示威 權威",
+            # words that begin with a suffix character (a suffix is cut off only when it
+            # is not the start of the next word)
+            "海岸 海邊 海上 海外 海域 海軍 海關 海峽 海洋 山脈 山區 山上 山下 山頂 山谷 河流",
+            "河畔 河岸 湖泊 湖畔 島嶼 島上 港口 省份 省長 市長 市場 市民 市區 市政 縣長 區域",
+            "州長 州立 鎮長 村民 村莊 部長 部分 部隊 局長 局面 院長 院士 會長 會議 會員 會談",
+            "會見 會晤 會上 黨員 隊員 隊長 團長 團體 團隊 社會 社長 社區 署長 廳長 宮殿 寺廟",
+            "寺院 站長 國家 國際 國民 國王 國籍 峽谷 灣區",
+        )
+    ).split()
+)
+
+
+# Transliteration characters that before a name are words of their own: verbs and
+# conjunctions (派 send, 連 even, 依 according to, 若 if, 因 because, 曾 once, 尚 still)
+_ZH_FREE_BEFORE = frozenset("派連连依若因曾尚")
+
+
+@functools.cache
+def _zh_words() -> frozenset[str]:
+    """``_ZH_WORDS_HANT`` in both variants (built once, on first use)."""
+    return _ZH_WORDS_HANT | {convert_variant(w, "hans") for w in _ZH_WORDS_HANT}
+
+
+def _zh_cut(tgt_text: str, start: int, end: int) -> bool:
+    """Whether a Chinese span cuts a name: before its own suffix (安大略|省) or in the
+    middle of a transliteration (希拉|里, 西格|爾).
+
+    The characters across the edge must plausibly continue the name: not when they begin
+    (or, before the span, end) a common word (希區柯克|因為, 地中海|海岸, 到達|奧爾巴尼),
+    nor when the character before the span is a word of its own (派|耶穌, "sent Jesus").
+    """
+    span = tgt_text[start:end]
+    words = _zh_words()
+    after = tgt_text[end : end + 1]
+    if after and tgt_text[end : end + 2] not in words:
+        if after in _ZH_SUFFIX or (span[-1] in _TRANSLIT and after in _TRANSLIT):
+            return True
+        if after in "會会" and span[-1] in _ZH_HUI_AFTER:  # 歐洲議|會
+            return True
+    before = tgt_text[start - 1] if start > 0 else ""
+    return (
+        before in _TRANSLIT
+        and span[0] in _TRANSLIT
+        and before not in _ZH_FREE_BEFORE
+        and tgt_text[max(0, start - 2) : start] not in words
+    )
+
+
 _BRACKETS = ("()", "[]", "{}", "（）", "《》", "〈〉", "「」", "『』", "【】", "“”", "‘’", "«»")
 
 
@@ -247,8 +322,9 @@ def cuts_boundary(
 ) -> bool:
     """Whether ``tgt_text[start:end]`` starts or ends inside a word (for languages written
     with spaces, or inside a run of Latin letters or digits in any language), starts or
-    ends with an article or preposition the source mention does not have, or holds one
-    half of a bracket or quote pair."""
+    ends with an article or preposition the source mention does not have, holds one
+    half of a bracket or quote pair, or runs on into a punctuation token of tokenized
+    text ("Europa ."); in Chinese, cuts a name (``_zh_cut``)."""
     span = tgt_text[start:end]
     if not span.strip():
         return True
@@ -269,11 +345,12 @@ def cuts_boundary(
         return True
     # Chinese writes no spaces: a name cut before its own suffix (安大略|省) or in the
     # middle of a transliteration (希拉|里, 西格|爾)
-    if not spaced and (
-        after in _ZH_SUFFIX
-        or (span[-1] in _TRANSLIT and after in _TRANSLIT)
-        or (before in _TRANSLIT and span[0] in _TRANSLIT)
-    ):
+    if not spaced and _zh_cut(tgt_text, start, end):
+        return True
+    # tokenized text (Europarl): a span that runs on into a punctuation token of its own
+    # ("Europa ." / ". Europa") holds a piece of the sentence, not of the name
+    tokens = span.split()
+    if len(tokens) > 1 and (_punct_only(tokens[0]) or _punct_only(tokens[-1])):
         return True
     if spaced:  # upper-case words are names: "DE" in "Grupo del PPE / DE", "Objetivo I"
         words = span.split()
@@ -285,6 +362,16 @@ def cuts_boundary(
         if words and (function_word(words[0]) or (len(words) > 1 and function_word(words[-1]))):
             return True
     return span.count('"') % 2 == 1 or any(span.count(o) != span.count(c) for o, c in _BRACKETS)
+
+
+# Sentence punctuation and dashes: as a token of its own, never a part of a name
+# (brackets and quotes are judged by their pairs; "5 %" and "AT & T" are names)
+_TOKEN_PUNCT = frozenset(".,;:!?…¿¡-–—。，、；：！？")
+
+
+def _punct_only(token: str) -> bool:
+    """A token of sentence punctuation alone (``.``, ``,``, ``--``)."""
+    return all(c in _TOKEN_PUNCT for c in token)
 
 
 def in_gloss(tgt_text: str, start: int, end: int) -> bool:
@@ -494,9 +581,12 @@ def check_unexpected_names(record: ParallelRecord, q: QualitySettings) -> Findin
         return None
     if record.src_lang.split("-")[0].lower() in _NOUNS_CAPITALISED:
         return None  # every German noun is capitalised: capitals say nothing of names
-    raw_words = set(re.findall(r"[^\W\d_]+", record.src_text))
+    # Chinese characters are letters to \w: split them off, so the "Riddick" of
+    # "中Riddick发现" is a word of the source, as it is of a faithful back-translation
+    src_text = _HAN_CHAR.sub(" ", record.src_text)
+    raw_words = set(re.findall(r"[^\W\d_]+", src_text))
     src_words = {_fold(w) for w in raw_words}
-    src_count = Counter(_fold(w) for w in re.findall(r"[^\W\d_]+", record.src_text))
+    src_count = Counter(_fold(w) for w in re.findall(r"[^\W\d_]+", src_text))
     bt_count = Counter(_fold(w) for w in re.findall(r"[^\W\d_]+", bt))
     if script_of(record.src_lang) == "LATIN":
         candidates = _names(bt, record.src_lang)

@@ -28,6 +28,16 @@ characters for CJK targets and other scripts to ASCII letters for the rest, so r
 pass the script check of the target language and every mention's translation occurs in
 the translated sentence.
 
+Read-backs are truthful: the server remembers what each pseudo-translation it handed out
+says in the source language (the last ``remember`` of them), so a back-translation
+(``BackTranslationReply``/``EntityBackTranslationReply``) of such a text gives the
+original source sentence, and each listed mention reads back as the source words it
+stands for: an entity's pseudo-translated mention exactly as its source mention, a span
+cut short or run on as that much of the source, words the text does not hold as
+themselves. A text it never handed out is answered as before (a pseudo-translation, no
+mentions). The faults reach back-translations too (``missing_ids`` drops the last
+mention).
+
 ``OpenAIServer(fault_mix={"500": 0.1, "429": 0.03, ...}, seed=1)``: every request that no
 script matches draws its step at random from the mix (the rest ``ok``), with a seeded
 generator. ``server.outage(seconds)`` (or ``set_down(True)`` / ``set_down(False)``) closes
@@ -71,13 +81,42 @@ _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 429: "Too Many Requ
 
 def pseudo_translate(text: str, tgt_lang: str) -> str:
     """Deterministic stand-in for a translation, written in ``tgt_lang``'s script."""
+    return _pseudo_translate(text, tgt_lang)[0]
+
+
+def _pseudo_translate(text: str, tgt_lang: str) -> tuple[str, tuple[int, ...]]:
+    """The pseudo-translation and, per character of it, the index of the source
+    character it stands for (CJK targets drop the spaces)."""
     if script_of(tgt_lang) == "CJK":
-        return "".join(
-            chr(0x4E00 + (ord(c) * 7) % 2000) if c.isalpha() else c for c in text if not c.isspace()
+        pos = tuple(i for i, c in enumerate(text) if not c.isspace())
+        out = "".join(
+            chr(0x4E00 + (ord(text[i]) * 7) % 2000) if text[i].isalpha() else text[i] for i in pos
         )
-    return "".join(
+        return out, pos
+    out = "".join(
         chr(ord("a") + ord(c) % 26) if c.isalpha() and not c.isascii() else c for c in text
     )
+    return out, tuple(range(len(text)))
+
+
+@dataclass(frozen=True)
+class _Said:
+    """What a pseudo-translation that the server handed out says in the source language:
+    the source sentence, each character's source index, and each entity's
+    pseudo-translated mention with its source mention."""
+
+    source: str
+    index: tuple[int, ...]
+    mentions: dict[str, str]
+
+    def read(self, text: str, start: int, end: int) -> str:
+        """What ``text[start:end]`` (a span of this pseudo-translation) says: an entity's
+        mention reads as its source mention, any other span as the source words it
+        stands for."""
+        span = text[start:end]
+        if span in self.mentions:
+            return self.mentions[span]
+        return self.source[self.index[start] : self.index[end - 1] + 1]
 
 
 @dataclass
@@ -107,6 +146,9 @@ class OpenAIServer:
     # an outage of ``outage_s`` seconds that starts when this many requests have come in
     outage_after: int | None = None
     outage_s: float = 60.0
+    # pseudo-translations handed out and remembered, so that back-translations of them
+    # are answered truthfully (the oldest forgotten beyond this many)
+    remember: int = 200_000
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -132,6 +174,7 @@ class OpenAIServer:
         self._answered: set[int] = set()  # hashes of request bodies answered with a 200
         self._repeated = 0  # ... answered again: replies paid twice
         self._rng = random.Random(self.seed)
+        self._said: dict[str, _Said] = {}  # pseudo-translation -> what it says
         if self.fault_mix:
             unknown = set(self.fault_mix) - set(FAULTS)
             if unknown:
@@ -517,14 +560,25 @@ class OpenAIServer:
             payload = {}
         sentence = str(payload.get("sentence", text))
         tgt = str(payload.get("target_language", "zh"))
-        translation = pseudo_translate(sentence, tgt)
+        fmt = body.get("response_format") or {}
+        name = str((fmt.get("json_schema") or {}).get("name", "")) if isinstance(fmt, dict) else ""
+        back = name.endswith("BackTranslationReply")
+        said = self._said.get(sentence) if back else None
+        translation, index = _pseudo_translate(sentence, tgt)
+        if said is not None:  # a text we handed out: what it says, truthfully
+            translation = said.source
         if fault == "wrong_language":
             translation = sentence
         if fault == "empty":
             translation = ""
         reply: dict[str, Any] = {"translation": translation}
-        schema = json.dumps(body.get("response_format", {}))
-        if "entities" in payload or '"entities"' in schema:
+        schema = json.dumps(fmt)
+        if said is not None and ("mentions" in payload or '"mentions"' in schema):
+            reads = self._read_back(sentence, said, payload.get("mentions") or [])
+            if fault == "missing_ids" and reads:
+                reads = reads[:-1]
+            reply["mentions"] = reads
+        elif "entities" in payload or '"entities"' in schema:
             ents = [
                 {
                     "id": e.get("id"),
@@ -533,6 +587,11 @@ class OpenAIServer:
                 }
                 for e in payload.get("entities", [])
             ]
+            if not back and fault in ("ok", "missing_ids"):
+                self._remember(
+                    translation,
+                    _Said(sentence, index, {e["target"]: str(e["source"]) for e in ents}),
+                )
             if fault == "missing_ids" and ents:
                 ents = ents[:-1]
             reply["entities"] = ents
@@ -542,6 +601,34 @@ class OpenAIServer:
         if fault == "truncated":
             return content[: len(content) // 2], "length"
         return content, "stop"
+
+    def _remember(self, translation: str, said: _Said) -> None:
+        if translation in self._said or not translation:
+            return
+        if len(self._said) >= self.remember:
+            del self._said[next(iter(self._said))]
+        self._said[translation] = said
+
+    @staticmethod
+    def _read_back(sentence: str, said: _Said, mentions: list[Any]) -> list[dict[str, Any]]:
+        """Each listed mention of ``sentence`` (a text the server handed out) read back
+        truthfully (``_Said.read``); a mention that is not in the text as itself."""
+        out, cursor = [], 0
+        for m in mentions:
+            if not isinstance(m, dict):
+                continue
+            mention = str(m.get("text", ""))
+            # listed in the order they occur: a repeated string is unambiguous
+            at = sentence.find(mention, cursor) if mention else -1
+            if at == -1 and mention:
+                at = sentence.find(mention)
+            if at == -1:
+                form = mention
+            else:
+                cursor = at + len(mention)
+                form = said.read(sentence, at, at + len(mention))
+            out.append({"id": m.get("id"), "translation": form})
+        return out
 
     def _completion(
         self, body: dict[str, Any], chat: bool, content: str, finish: str

@@ -96,6 +96,53 @@ def test_boundary(text, span, lang, src, cut):
     assert cuts_boundary(text, start, start + len(span), lang, src) is cut
 
 
+@pytest.mark.parametrize(
+    "text,span,cut",
+    [
+        # a name cut before its suffix or inside a transliteration
+        ("他們搬到了安大略省的一個小鎮。", "安大略", True),
+        ("希拉里在會上發言。", "希拉", True),
+        ("西格爾提出在首都貝爾格萊德開辦一所武術學校。", "西格", True),
+        ("歐洲議會通過了這項決議。", "歐洲議", True),
+        ("他昨天見到了奧巴馬。", "巴馬", True),
+        ("希拉里在会上发言。", "希拉", True),
+        # the characters across the edge begin or end another word (held-out false alarms)
+        ("導演希區柯克因為這部電影而聞名。", "希區柯克", False),
+        ("导演希区柯克因为这部电影而闻名。", "希区柯克", False),
+        ("當時新法蘭西尚未成為英國的殖民地。", "新法蘭西", False),
+        ("他們在五月到達奧爾巴尼。", "奧爾巴尼", False),
+        ("上帝派耶穌來到世上。", "耶穌", False),
+        ("船隊沿著地中海海岸向西航行。", "地中海", False),
+        ("德國財政部部長表示反對。", "德國財政部", False),
+        ("溫格會說這是一場經典的比賽。", "溫格", False),
+        ("他是安大略省的居民。", "安大略省", False),
+    ],
+)
+def test_chinese_boundary_fires_only_where_the_name_goes_on(text, span, cut):
+    start = text.index(span)
+    assert cuts_boundary(text, start, start + len(span), "zh-Hant", "") is cut
+
+
+@pytest.mark.parametrize(
+    "text,span,cut",
+    [
+        ("Ich danke der Kommission und Europa .", "Europa .", True),
+        ("Europa . Wir müssen handeln .", ". Wir", True),
+        ("Das betrifft Europa , Asien und Afrika .", "Europa ,", True),
+        ("Das betrifft Europa , Asien und Afrika .", "Europa", False),
+        (
+            "Das Europäische Komitee für Normung ( CEN ) stimmt zu .",
+            "Europäische Komitee für Normung ( CEN )",
+            False,
+        ),  # fmt: skip
+        ("Die Fraktion der PPE / DE stimmt zu .", "PPE / DE", False),
+    ],
+)
+def test_boundary_catches_a_span_run_on_into_a_punctuation_token(text, span, cut):
+    start = text.index(span)
+    assert cuts_boundary(text, start, start + len(span), "de", "") is cut
+
+
 def _gold_drafts() -> list[ParallelRecord]:
     out = []
     for f in sorted(DATA.glob("*.jsonl")):
@@ -153,6 +200,24 @@ def test_unexpected_name_in_back_translation_wherever_it_stands(added):
     bt = d.src_text.rstrip(" .") + added
     out = assess_record(d.model_copy(update={"back_translation": bt}), Q, set())
     assert (Reason.UNEXPECTED_NAME in out.reasons) is ("Although" not in added)
+
+
+def test_latin_names_of_a_chinese_source_are_not_unexpected():
+    """A faithful back-translation into Chinese repeats the source's Latin names."""
+    src = "突袭黑暗雅典娜》中Riddick发现之前抓住他的赏金猎人Johns，"
+    d = _gold_drafts()[0].model_copy(
+        update={
+            "src_lang": "zh",
+            "tgt_lang": "en",
+            "src_text": src,
+            "back_translation": src,
+            "src_entities": (),
+            "tgt_entities": (),
+        }  # fmt: skip
+    )
+    assert Reason.UNEXPECTED_NAME not in assess_record(d, Q, set()).reasons
+    added = d.model_copy(update={"back_translation": src + "Obama"})
+    assert Reason.UNEXPECTED_NAME in assess_record(added, Q, set()).reasons
 
 
 def test_unexpected_name_is_not_judged_on_german_capitals():
