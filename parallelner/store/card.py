@@ -159,11 +159,15 @@ COLUMNS: dict[str, str] = {
     "`back_translation`, `roundtrip_score`, `checks` (null: not verified)",
     "unprojected": "source entities with no target span, with `reason`",
     "back_translation": "target translated back into the source language (quality check)",
-    "repair_steps": "repair ladder steps taken (annotation / sentence rephrasing, stronger model)",
+    "repair_steps": "repair steps taken: the paper's ladder for unplaced mentions "
+    "(`a:mention:ok`...) and the closed repair loop's rungs (`ladder:evidence:fixed:0`, "
+    "`ladder:fresh:failed`, `ladder:review`)",
     "scores": "quality scores as a list of `{key, value}` (e.g. chrf, projection)",
     "status": "accepted, review, rejected, reviewed_accepted, reviewed_rejected or failed",
     "reasons": "machine-readable reason codes (`parallelner reasons` lists them); after a "
     "review, what the review decided (`review_accepted`, `review_corrected`, `review_*`)",
+    "reason_stages": "which stage added each automatic reason (`{key: reason, value: stage}`: "
+    "translate, project, backtranslate, assess); null on rows made before stages said so",
     "auto_reasons": "after a review: the automatic stages' reason codes, kept as history "
     "(null: never reviewed)",
     "annotator": "reviewer(s), pseudonymised per export unless stated below",

@@ -119,6 +119,9 @@ class _Said:
         return self.source[self.index[start] : self.index[end - 1] + 1]
 
 
+_SAID: dict[str, Any] = {}
+
+
 @dataclass
 class _Script:
     match: str
@@ -174,7 +177,9 @@ class OpenAIServer:
         self._answered: set[int] = set()  # hashes of request bodies answered with a 200
         self._repeated = 0  # ... answered again: replies paid twice
         self._rng = random.Random(self.seed)
-        self._said: dict[str, _Said] = {}  # pseudo-translation -> what it says
+        # pseudo-translation -> what it says: one memory for every server of the process,
+        # as replicas of one model answer alike (a text one handed out, another reads back)
+        self._said = _SAID
         if self.fault_mix:
             unknown = set(self.fault_mix) - set(FAULTS)
             if unknown:
