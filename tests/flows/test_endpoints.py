@@ -20,8 +20,10 @@ def test_two_endpoints_one_killed_midrun_give_the_one_endpoint_table(tmp_path):
 
     home = tmp_path / "two" / "home"
     with (
-        OpenAIServer(model="test-model", service_time=0.1) as a,
-        OpenAIServer(model="test-model", service_time=0.1) as b,
+        # slow enough that the run outlasts A's 3 s outage (about two requests per
+        # instance now that the stand-in's rows are accepted): A must answer again
+        OpenAIServer(model="test-model", service_time=0.3) as a,
+        OpenAIServer(model="test-model", service_time=0.3) as b,
     ):
 
         def kill_and_restore() -> None:
