@@ -13,7 +13,10 @@ per entity                  what it looks at                                    
                             back-translation request reads back every projected    ``entity_unverified`` (asked, no answer)
                             mention: ``translate.back_translate_entities``) against
                             the source mention: Dice over words (characters in
-                            CJK), words matched fuzzily (inflection, accents)
+                            CJK), words matched fuzzily (inflection, accents,
+                            spelling of names); word order, an inner "of", an
+                            acronym's expansion and a title that the span agrees
+                            with ("Mr Barroso" for "Barroso") are forgiven
 ``numbers_differ``          the digit strings of source and target mention (not    ``entity_numbers``
                             judged when the round trip is perfect)
 ``implausible``             a target mention without a letter for a source         ``entity_implausible``
@@ -103,6 +106,25 @@ _FUNCTION = frozenset(
     ).split(" ")
 )
 _LEADING_ARTICLES = frozenset({"the", "a", "an"})
+_LINKS = frozenset({"of", "the"})
+# Titles a read-back may add or drop (folded, without the full stop), and the title
+# words of target spans that show the span holds one
+_TITLES_READ = frozenset(
+    " ".join(
+        ("mr mrs ms miss dr president commissioner sir madam mister", "herr frau sr sra sig")
+    ).split()
+)
+_TITLES_TARGET = _TITLES_READ | frozenset(
+    " ".join(
+        (
+            "herrn präsident prasident präsidentin prasidentin kommissar kommissarin",
+            "señor senor señora senora presidente presidenta comisario comisaria",
+            "signor signora onorevole commissario commissaria m mme monsieur madame",
+        )
+    ).split()
+)
+_TITLES_ZH = ("先生", "女士", "夫人", "小姐", "總統", "总统", "主席", "博士", "議員", "议员",
+              "總理", "总理", "首相", "部長", "部长", "委員", "委员", "教授")  # fmt: skip
 
 
 def _fold(text: str) -> str:
@@ -142,9 +164,23 @@ def _variants(u: str, v: str) -> bool:
     return not (long_.startswith(short) and len(long_) - len(short) >= 2)
 
 
+# spelling alternations of transliterated names, folded by ``_spelling_key``
+_SPELLING = (("sch", "sh"), ("ph", "f"), ("ck", "k"), ("c", "k"), ("kh", "k"), ("y", "i"),
+             ("w", "v"), ("ou", "u"), ("ei", "ai"))  # fmt: skip
+
+
+def _spelling_key(word: str) -> str:
+    """A word with the common spelling alternations of names folded and doubled letters
+    single: ``Hillary``/``Hilary``, ``Schulman``/``Shulman``, ``Koch``/``Kokh``."""
+    for x, y in _SPELLING:
+        word = word.replace(x, y)
+    return re.sub(r"(.)\1+", r"\1", word)
+
+
 def _match_count(a: list[str], b: list[str]) -> int:
-    """Units of ``a`` matched one-to-one to units of ``b``: equal, or for words of 4+
-    letters spelling and inflection variants (``_variants``)."""
+    """Units of ``a`` matched one-to-one to units of ``b``: equal, for words of 3+
+    letters the same spelling key (``_spelling_key``), for words of 4+ letters spelling
+    and inflection variants (``_variants``)."""
     free = Counter(b)
     matched = 0
     rest = []
@@ -154,6 +190,23 @@ def _match_count(a: list[str], b: list[str]) -> int:
             matched += 1
         else:
             rest.append(u)
+    later = []
+    for u in rest:
+        key = _spelling_key(u) if len(u) >= 3 and u.isalpha() else None
+        v = next(
+            (
+                v
+                for v, n in free.items()
+                if n > 0 and key and len(v) >= 3 and _spelling_key(v) == key
+            ),
+            None,
+        )
+        if v is None:
+            later.append(u)
+        else:
+            free[v] -= 1
+            matched += 1
+    rest = later
     for u in sorted(rest, key=len, reverse=True):
         if len(u) < 4:
             continue
@@ -169,15 +222,49 @@ def _match_count(a: list[str], b: list[str]) -> int:
     return matched
 
 
-def roundtrip_score(source_mention: str, read_back: str) -> float:
+def _dice(a: list[str], b: list[str]) -> float:
+    return 2 * _match_count(a, b) / (len(a) + len(b)) if a and b else 0.0
+
+
+def _inner(units: list[str]) -> list[str]:
+    """The units without the ``of``/``the`` inside them (not at an edge): "Community of
+    Madrid" and "Madrid Community" say the same; "Parliament of" does not."""
+    return [u for k, u in enumerate(units) if not (0 < k < len(units) - 1 and u in _LINKS)]
+
+
+def _strip_title(units: list[str]) -> tuple[list[str], bool]:
+    """The units without a leading title (``Mr``, ``President``, ``Herr``...), and
+    whether there was one (something must remain)."""
+    k = 0
+    while k < len(units) - 1 and units[k] in _TITLES_READ:
+        k += 1
+    return units[k:], k > 0
+
+
+def _has_title(target_mention: str) -> bool:
+    """Whether the target span holds a title word (``Herrn``, ``Sig.``, ``先生``)."""
+    words = {_fold(w).rstrip(".") for w in target_mention.split()}
+    return bool(words & _TITLES_TARGET) or any(t in target_mention for t in _TITLES_ZH)
+
+
+def roundtrip_score(
+    source_mention: str, read_back: str, target_mention: str | None = None
+) -> float:
     """Dice similarity (0..1) of a source mention and what its target span reads as.
 
     Words (CJK characters) are matched one-to-one, words of four letters or more
-    fuzzily (``Parliament``/``Parliaments``, ``Fabergé``/``Faberge``); a leading English
-    article is ignored on either side (``the European Parliament``, ``The Hague``),
-    Traditional Chinese is folded to Simplified, ``U.S.`` reads as ``US``, and an acronym
-    matches the initials of its expansion (``EU``/``European Union``). 1.0 means every
-    unit of each side is matched.
+    fuzzily (``Parliament``/``Parliaments``, ``Fabergé``/``Faberge``), names of three
+    letters or more also by their spelling key (``Hillary``/``Hilary``, ``Koch``/``Kokh``);
+    a leading English article is ignored on either side (``the European Parliament``,
+    ``The Hague``), and an ``of``/``the`` inside when it is all that differs (``Community of
+    Madrid``/``Madrid Community``); Traditional Chinese is folded to Simplified, ``U.S.``
+    reads as ``US``, and an acronym matches the initials of its expansion
+    (``EU``/``European Union``). 1.0 means every unit of each side is matched.
+
+    With ``target_mention`` (the span read back), a title that the reader added or
+    dropped is forgiven where the span agrees: a title added ("Mr Barroso" for
+    "Barroso") when the span holds none, a title dropped ("Barroso" for "Mr Barroso")
+    when the span holds one; a span that ran on into a title, or lost one, still fails.
     """
     if _acronym_of(source_mention, read_back) or _acronym_of(read_back, source_mention):
         return 1.0
@@ -190,7 +277,16 @@ def roundtrip_score(source_mention: str, read_back: str) -> float:
         return 1.0 if _fold(source_mention).strip() == _fold(read_back).strip() else 0.0
     if not a or not b:
         return 0.0
-    return 2 * _match_count(a, b) / (len(a) + len(b))
+    score = _dice(a, b)
+    if score < 1.0 and _dice(_inner(a), _inner(b)) == 1.0:
+        return 1.0
+    if score < 1.0 and target_mention is not None:
+        (a_bare, a_title), (b_bare, b_title) = _strip_title(a), _strip_title(b)
+        # added by the reader: the span has none; dropped by it: the span has one
+        agrees = a_title == _has_title(target_mention) or (a_title and b_title)
+        if (a_title or b_title) and agrees and _dice(_inner(a_bare), _inner(b_bare)) == 1.0:
+            return 1.0
+    return score
 
 
 _DIGITS = re.compile(r"\d+(?:[.,\u2009\u202f ]\d{3})*(?:[.,]\d+)?")
@@ -429,7 +525,7 @@ def verify_entity(
         if not e.back_translation.strip():
             checks.append(Reason.ENTITY_UNVERIFIED)
         else:
-            score = roundtrip_score(src.text, e.back_translation)
+            score = roundtrip_score(src.text, e.back_translation, e.text)
             if score < q.entity_roundtrip_min - 1e-9:
                 checks.append(Reason.ENTITY_ROUNDTRIP)
     # a read-back that says exactly the source mention outranks a number that the

@@ -32,6 +32,40 @@ translation holds it (else nothing), and a rewrite gets the gold translation whe
 holds every requested mention. So a benchmark measures the pipeline's checks, not the
 server.
 
+How it answers, question by question (json_schema name of the request):
+
+=============================  ======================================================
+question                       answer
+=============================  ======================================================
+``TranslationReply``           gold translation and mentions, with the pair's drawn
+                               mistake. The draw hashes ``seed`` and the pair id, so
+                               a plain re-ask gets the same reply (as a model at
+                               temperature 0 does); ``"attempt": k`` (k >= 2) with a
+                               ``"rejected_translation"`` in the payload is another
+                               question and draws anew (hash includes k); attempt 1
+                               or no key is exactly the first draw
+model ``strong_model``         the same, drawn at ``strong_rate`` (default 5%)
+                               instead of ``mistake_rate`` (hash includes the model)
+``EntityBackTranslationReply`` what the shown text says in the source language and,
+(``BackTranslationReply``)     per listed mention, what exactly those words say; with
+                               ``paraphrase_rate`` > 0, that share of (pair, entity)
+                               correct read-backs is worded as real models word it
+                               (``PARAPHRASES``: "Madrid Community", "Shulman",
+                               "Mr Barroso", "European Union" for "EU", "the
+                               Commission"), recorded in ``paraphrased``
+``RelocateReply``              per doubted entity id, the exact words of the shown
+                               translation that are that entity ("" when it does not
+                               hold it)
+``_MentionReply``              the gold mention when the shown translation holds it
+``_RewriteReply``              the gold translation when it holds every requested
+                               mention, else the shown one
+``_MentionsReply``             the gold mentions of the source sentence
+=============================  ======================================================
+
+Every answer but the forward translation is truthful whichever model is asked.
+``mistakes[pair_id]`` is the first reply's mistake (default model, attempt 1);
+``draws[(pair_id, "default"|"strong", attempt)]`` records every forward reply's.
+
 Truthfulness without a translation model: every target text the translator hands out
 is a ``View`` that knows what it says in the source language (``src_text``) and which
 target spans are which source spans (``anchors``: the aligned entities). Words outside
@@ -56,6 +90,8 @@ from parallelner.testing.samples import read_projection_drafts
 
 __all__ = [
     "MISTAKES",
+    "PARAPHRASES",
+    "paraphrases",
     "GoldPair",
     "View",
     "Mistake",
@@ -323,13 +359,17 @@ class NoisyTranslator:
     # extra_entity: also list the added name as an entity with a new id (a model handed
     # a list of ids rarely does; off, the name is only in the translation)
     list_extra: bool = False
-    # a second, stronger model (the fallback rung's): requests naming it draw their
-    # mistakes at ``strong_rate`` (from their own hash)
+    # a second model name (the fallback rung's): its replies err at ``strong_rate``
     strong_model: str = "strong-model"
     strong_rate: float = 0.05
-    # share of correct read-backs worded the way real models word them (0: exact)
+    # share of (pair, entity) whose correct read-back is worded as real models word it
+    # (``PARAPHRASES``); 0 reads every correct span back as its exact source mention
     paraphrase_rate: float = 0.0
     mistakes: dict[str, Mistake] = field(default_factory=dict)
+    # every forward reply's mistake: (pair id, model, attempt) -> Mistake
+    draws: dict[tuple[str, str, int], Mistake] = field(default_factory=dict)
+    # (pair id, source entity index) -> the PARAPHRASES kind its correct read-back got
+    paraphrased: dict[tuple[str, int], str] = field(default_factory=dict)
     _by_source: dict[tuple[str, str], GoldPair] = field(default_factory=dict, repr=False)
     _views: dict[str, View] = field(default_factory=dict, repr=False)
     _asked: dict[str, str] = field(default_factory=dict, repr=False)  # pair id -> tgt tag
@@ -355,8 +395,6 @@ class NoisyTranslator:
         payload = _payload(text)
         if name == "TranslationReply" and payload:
             return self._forward(payload, str(body.get("model", ""))), "stop"
-        if name == "RelocateReply" and payload:
-            return self._relocate(payload), "stop"
         if name in ("BackTranslationReply", "EntityBackTranslationReply") and payload:
             return self._backward(payload), "stop"
         if name == "_MentionReply":
@@ -365,6 +403,8 @@ class NoisyTranslator:
             return self._rewrite(text), "stop"
         if name == "_MentionsReply":
             return self._mentions(text), "stop"
+        if name == "RelocateReply" and payload:
+            return self._relocate(payload), "stop"
         return None
 
     # -- forward translation ---------------------------------------------------------
@@ -403,24 +443,17 @@ class NoisyTranslator:
             out[i] = view.text[span[0] : span[1]] if span else p.src_mention(i)
         return out
 
-    def draw(self, p: GoldPair, tgt_lang: str, model: str = "", attempt: int = 1) -> str | None:
-        """The mistake kind for pair ``p`` (None: a clean reply).
-
-        The same question gets the same draw (a model at temperature 0); a fresh question
-        (``attempt`` 2 and up) or the strong model draws anew, the strong model at
-        ``strong_rate``.
-        """
+    def draw(
+        self, p: GoldPair, tgt_lang: str, salt: tuple[str, ...] = (), strong: bool = False
+    ) -> str | None:
+        """The mistake kind for pair ``p`` (None: a clean reply). ``salt`` makes it
+        another question (a fresh attempt, the strong model); ``strong`` draws at
+        ``strong_rate`` in all."""
         assert self.rates is not None
-        strong = bool(model) and model == self.strong_model
-        if strong or attempt > 1:
-            u = _unit(self.seed, p.id, "mistake", model if strong else "", attempt)
-        else:
-            u = _unit(self.seed, p.id, "mistake")
+        u = _unit(self.seed, p.id, *salt, "mistake")
         total = sum(self.rates.values())
-        if strong:
-            if u >= self.strong_rate:
-                return None
-            u = u / self.strong_rate * total
+        if strong:  # the same mix of kinds, at the strong model's rate
+            u = u / min(1.0, self.strong_rate) * total if self.strong_rate > 0 else 2.0
         if u >= total:
             return None
         able = [k for k in MISTAKES if self.rates.get(k) and self._applicable(k, p, tgt_lang)]
@@ -460,51 +493,74 @@ class NoisyTranslator:
         p = self._pair(src, tgt_lang)
         if p is None:  # not a gold pair: echo, as a broken model would
             return json.dumps({"translation": src, "entities": []}, ensure_ascii=False)
+        # the same question gets the same reply (a model at temperature 0); a fresh
+        # attempt (another question: it shows the rejected translation) or the strong
+        # model draws anew
+        attempt = payload.get("attempt")
+        fresh = (
+            isinstance(attempt, int)
+            and not isinstance(attempt, bool)
+            and attempt >= 2
+            and isinstance(payload.get("rejected_translation"), str)
+        )
+        strong = bool(model) and model == self.strong_model
+        salt = ((model,) if strong else ()) + ((f"attempt:{attempt}",) if fresh else ())
         view = self._base_view(p, tgt_lang)
-        attempt = int(payload.get("attempt") or 1)
-        kind = self.draw(p, tgt_lang, model, attempt)
+        kind = self.draw(p, tgt_lang, salt, strong)
         mentions = self._mentions_of(view)
         extra: list[dict[str, Any]] = []
         mistake = Mistake("none")
         if kind is not None:
-            view, mentions, extra, mistake = self._inject(kind, p, view, mentions, tgt_lang)
-        if attempt == 1 and model != self.strong_model:  # the first reply's mistake
+            view, mentions, extra, mistake = self._inject(kind, p, view, mentions, tgt_lang, salt)
+        if not salt:  # the first reply's mistake, as benchmarks count them
             self.mistakes[p.id] = mistake
+        self.draws[(p.id, "strong" if strong else "default", attempt if fresh else 1)] = mistake
         self._asked[p.id] = tgt_lang
         ents = [{"id": i, "source": p.src_mention(i), "target": mentions[i]} for i in range(n)]
         return json.dumps({"translation": view.text, "entities": ents + extra}, ensure_ascii=False)
 
-    def _pick(self, p: GoldPair, tag: str, options: Sequence[Any]) -> Any:
-        return options[int(_unit(self.seed, p.id, tag) * len(options))]
+    def _pick(
+        self, p: GoldPair, tag: str, options: Sequence[Any], salt: tuple[str, ...] = ()
+    ) -> Any:
+        return options[int(_unit(self.seed, p.id, *salt, tag) * len(options))]
 
     def _inject(
-        self, kind: str, p: GoldPair, view: View, mentions: dict[int, str], tgt_lang: str
+        self,
+        kind: str,
+        p: GoldPair,
+        view: View,
+        mentions: dict[int, str],
+        tgt_lang: str,
+        salt: tuple[str, ...] = (),
     ) -> tuple[View, dict[int, str], list[dict[str, Any]], Mistake]:
         anchor_of = {i: (ts, te) for ts, te, _, _, i in view.anchors}
         mapped = sorted(p.mapping)
+
+        def pick(tag: str, options: Sequence[Any]) -> Any:
+            return self._pick(p, tag, options, salt)
 
         def span(i: int) -> tuple[int, int]:
             return anchor_of[i]
 
         text = view.text
         if kind == "extended":
-            i = self._pick(p, "entity", mapped)
+            i = pick("entity", mapped)
             s, e = span(i)
             ns, ne = _extend(text, s, e)
             mentions[i] = text[ns:ne]
             return view, mentions, [], Mistake(kind, i, mentions[i])
         if kind == "truncated":
-            i = self._pick(p, "entity", mapped)
+            i = pick("entity", mapped)
             s, e = span(i)
             mentions[i] = _truncate(text[s:e])
             return view, mentions, [], Mistake(kind, i, mentions[i])
         if kind == "swapped":
             pairs = [(a, b) for a in mapped for b in mapped if a < b and mentions[a] != mentions[b]]
-            a, b = self._pick(p, "entity", pairs)
+            a, b = pick("entity", pairs)
             mentions[a], mentions[b] = mentions[b], mentions[a]
             return view, mentions, [], Mistake(kind, a, f"{a}<->{b}")
         if kind == "other_span":
-            i = self._pick(p, "entity", mapped)
+            i = pick("entity", mapped)
             s, e = span(i)
             spans = _other_spans(text, s, e, [(a[0], a[1]) for a in view.anchors])
             if not spans:  # nothing of similar length: any other unit
@@ -514,14 +570,14 @@ class NoisyTranslator:
                     if _WORD.search(m.group()) and (m.end() <= s or m.start() >= e)
                 ] or [(s, e)]
             numeric = [x for x in spans if any(c.isdigit() for c in text[x[0] : x[1]])]
-            if numeric and _unit(self.seed, p.id, "numeric") < 0.5:
+            if numeric and _unit(self.seed, p.id, *salt, "numeric") < 0.5:
                 spans = numeric
-            a, b = self._pick(p, "span", spans)
+            a, b = pick("span", spans)
             mentions[i] = text[a:b]
             return view, mentions, [], Mistake(kind, i, mentions[i])
         if kind == "other_sentence":
             others = [q for q in self.pairs if q is not p and q.tgt_lang == p.tgt_lang]
-            q = self._pick(p, "other", others)
+            q = pick("other", others)
             other = self._base_view(q, tgt_lang)
             theirs = self._mentions_of(other)
             got = {
@@ -536,7 +592,7 @@ class NoisyTranslator:
             return v, got, [], Mistake(kind)
         if kind == "dropped_entity":
             options = [i for i in mapped if text.count(mentions[i]) == 1]
-            i = self._pick(p, "entity", options)
+            i = pick("entity", options)
             s, e = span(i)
             cut_s, cut_e = s, e
             if not _is_cjk(text[s:e]):  # take one neighbouring space with it
@@ -577,7 +633,7 @@ class NoisyTranslator:
                 for k in q.mapping
                 if any(c.isupper() for c in q.src_mention(k))
             ]
-            q, i = self._pick(p, "donor", donors)
+            q, i = pick("donor", donors)
             k = q.mapping[i]
             name, src_name = q.gold_mention(k), q.src_mention(i)
             if _variant(tgt_lang):
@@ -621,20 +677,53 @@ class NoisyTranslator:
                 else:
                     cursor = start + len(mention)  # projected spans never overlap
                     form = source_form(view, start, start + len(mention))
+                    if self.paraphrase_rate > 0:
+                        form = self._worded(view, start, start + len(mention), form)
                 out.append({"id": m.get("id"), "translation": form})
             reply["mentions"] = out
         return json.dumps(reply, ensure_ascii=False)
 
+    def _worded(self, view: View, start: int, end: int, form: str) -> str:
+        """A correct read-back (an entity's exact span, read as its source mention) as a
+        real model may word it: with ``paraphrase_rate`` per (pair, entity), one of the
+        ``PARAPHRASES`` that apply, chosen from the seed and recorded in ``paraphrased``."""
+        p = view.pair
+        for ts, te, _, _, i in view.anchors:
+            if (ts, te) != (start, end) or i < 0 or form != p.src_mention(i):
+                continue
+            if _unit(self.seed, p.id, i, "paraphrase") >= self.paraphrase_rate:
+                return form
+            options = paraphrases(form, p.src_spans[i][2])
+            if not options:
+                return form
+            kinds = sorted(options)
+            kind = kinds[int(_unit(self.seed, p.id, i, "paraphrase-kind") * len(kinds))]
+            self.paraphrased[(p.id, i)] = kind
+            return options[kind]
+        return form
+
     def _relocate(self, payload: dict[str, Any]) -> str:
-        """The evidence re-ask: for each doubtful entity id, its exact words in the shown
-        translation ("" when the translation does not hold it)."""
-        view = self._view_for(str(payload.get("translation", "")))
-        by_ent = {i: (ts, te) for ts, te, _, _, i in view.anchors} if view else {}
+        """``RelocateReply``: for each doubted entity, the exact words of the shown
+        translation that are that entity ("" when it does not hold it)."""
+        shown = str(payload.get("translation", ""))
+        view = self._views.get(shown)
+        src = str(payload.get("source_sentence", ""))
+        if view is None or view.pair.src_text != src:  # another sentence: nothing of ours
+            view = None
         out = []
         for d in payload.get("doubts") or []:
-            i = d.get("id")
-            span = by_ent.get(i) if isinstance(i, int) else None
-            out.append({"id": i, "target": view.text[span[0] : span[1]] if span and view else ""})
+            if not isinstance(d, dict) or not isinstance(d.get("id"), int):
+                continue
+            answer = ""
+            if view is not None:
+                p = view.pair
+                i, said = d["id"], str(d.get("source_mention", ""))
+                if not (0 <= i < len(p.src_spans)) or (said and p.src_mention(i) != said):
+                    i = next((j for j in range(len(p.src_spans)) if p.src_mention(j) == said), -1)
+                for ts, te, _, _, j in view.anchors:
+                    if j == i >= 0:
+                        answer = view.text[ts:te]
+            out.append({"id": d["id"], "target": answer})
         return json.dumps({"mentions": out}, ensure_ascii=False)
 
     def _locate(self, text: str) -> str:
@@ -677,6 +766,82 @@ class NoisyTranslator:
             for i, m in self._mentions_of(view).items():
                 out.append({"id": i, "target": m})
         return json.dumps({"mentions": out}, ensure_ascii=False)
+
+
+# --------------------------------------------------------------------------------------
+# Correct read-backs, worded as real models word them
+
+PARAPHRASES = ("word_order", "transliteration", "title", "acronym", "article")
+
+# acronyms and their English expansions, both ways
+_ACRONYMS = {
+    "EU": "European Union",
+    "UK": "United Kingdom",
+    "US": "United States",
+    "UN": "United Nations",
+    "EP": "European Parliament",
+    "EC": "European Commission",
+    "ECB": "European Central Bank",
+    "NATO": "North Atlantic Treaty Organization",
+    "WTO": "World Trade Organization",
+    "IMF": "International Monetary Fund",
+    "CEN": "European Committee for Standardization",  # a French acronym
+}
+_EXPANSIONS = {v: k for k, v in _ACRONYMS.items()}
+_TITLES = ("Mr", "Mrs", "Ms", "Dr", "President", "Commissioner", "Mr.", "Mrs.", "Dr.")
+# spelling alternations of transliterated names (Hillary/Hilary, Schulman/Shulman)
+_SPELLINGS = (
+    ("sch", "sh"), ("ph", "f"), ("ck", "k"), ("ll", "l"), ("ss", "s"), ("tt", "t"),
+    ("ou", "u"), ("y", "i"), ("w", "v"), ("ai", "ei"), ("c", "k"), ("l", "ll"), ("n", "nn"),
+)  # fmt: skip
+
+
+def _respell(name: str) -> str | None:
+    """``name`` with one spelling alternation applied to its longest word, or None."""
+    words = name.split(" ")
+    order = sorted(range(len(words)), key=lambda k: -len(words[k]))
+    for k in order:
+        w = words[k]
+        if len(w) < 3 or not w[0].isupper() or not w.isalpha():
+            continue
+        for a, b in _SPELLINGS:
+            # a single letter never first (Cox stays C-), nor "c" before e/i (soft)
+            at = w.lower().find(a, 0 if len(a) > 1 else 1)
+            if at == -1 or (len(a) == 1 and a == b[:1] and w[at + 1 : at + 2] == a):
+                continue
+            if a == "c" and w[at + 1 : at + 2].lower() in ("e", "i", "h", "k"):
+                continue
+            new = w[:at] + (b.capitalize() if at == 0 else b) + w[at + len(a) :]
+            return " ".join([*words[:k], new, *words[k + 1 :]])
+    return None
+
+
+def paraphrases(mention: str, label: str) -> dict[str, str]:
+    """The ways (``PARAPHRASES``) a model may word a correct read-back of ``mention``:
+    another word order ("Madrid Community"), a transliteration variant ("Shulman"), a
+    title added or dropped ("Mr Barroso"), an acronym expanded or contracted, an article
+    added ("the Commission")."""
+    out: dict[str, str] = {}
+    m = re.fullmatch(r"([A-Z][\w-]*) of (?:the )?([A-Z][\w-]*)", mention)
+    if m:
+        out["word_order"] = f"{m.group(2)} {m.group(1)}"
+    if label == "PER" or label == "LOC":
+        spelled = _respell(mention)
+        if spelled and spelled != mention:
+            out["transliteration"] = spelled
+    first, _, rest = mention.partition(" ")
+    if first in _TITLES and rest:
+        out["title"] = rest
+    elif label == "PER" and mention[:1].isupper():
+        title = "President" if len(mention) % 2 else "Mr"
+        out["title"] = f"{title} {mention}"
+    if mention in _ACRONYMS:
+        out["acronym"] = _ACRONYMS[mention]
+    elif mention in _EXPANSIONS:
+        out["acronym"] = _EXPANSIONS[mention]
+    if label != "PER" and not re.match(r"(?i)(the|a|an) ", mention) and mention[:1].isalpha():
+        out["article"] = "the " + mention
+    return out
 
 
 # --------------------------------------------------------------------------------------

@@ -68,6 +68,37 @@ def test_roundtrip_score(source, read_back, perfect):
     assert (roundtrip_score(source, read_back) == 1.0) is perfect
 
 
+@pytest.mark.parametrize(
+    "source,read_back,target,perfect",
+    [
+        # a right span, worded as real models word its read-back
+        ("Community of Madrid", "Madrid Community", "Comunidad de Madrid", True),
+        ("Conference of Presidents", "Presidents Conference", "Konferenz der Präsidenten", True),
+        ("Hillary Clinton", "Hilary Clinton", "希拉里·克林頓", True),
+        ("Kori Schulman", "Kori Shulman", "科瑞·舒爾曼", True),
+        ("Rachel Winham", "Rakhel Winham", "瑞秋·溫漢", True),
+        ("Koch", "Kokh", "Koch", True),
+        ("Barroso", "Mr Barroso", "Barroso", True),
+        ("Prodi", "President Prodi", "普羅迪", True),
+        ("Mr Barroso", "Barroso", "Herrn Barroso", True),
+        ("Mr Barroso", "Barroso", "巴羅佐先生", True),
+        ("Commission", "the Commission", "Kommission", True),
+        # a wrong span still fails
+        ("Barroso", "Mr Barroso", "Herrn Barroso", False),  # ran on into the title
+        ("Barroso", "Barroso Mr", "巴羅佐先生", False),
+        ("Mr Barroso", "Barroso", "Barroso", False),  # lost the title
+        ("Prodi", "President", "Präsident", False),
+        ("European Parliament", "European Parliament of", "歐洲議會的", False),
+        ("Community of Madrid", "Madrid", "Madrid", False),
+        ("Kori Schulman", "Kori Schul", "科瑞·舒爾", False),
+        ("Iran", "Iraq", "伊拉克", False),
+        ("Obama", "Kori Schulman", "科瑞·舒爾曼", False),
+    ],
+)
+def test_roundtrip_forgives_how_models_word_a_right_span(source, read_back, target, perfect):
+    assert (roundtrip_score(source, read_back, target) == 1.0) is perfect
+
+
 def test_numbers_and_plausibility_catch_a_price_for_a_person():
     # make demo accepted Fabergé (PER) projected onto a price
     assert numbers_differ("Fabergé", "1.24万美元")
@@ -303,11 +334,29 @@ def test_clean_replies_are_accepted_and_right(lang, tmp_path):
     ]
 
 
+@pytest.mark.parametrize("lang", ["de", "zh"])
+def test_read_backs_worded_as_models_word_them_are_accepted(lang, tmp_path):
+    """Clean replies, a third of the right spans read back in other words (word order,
+    spelling, a title, an acronym, an article): no false alarm of the round trip."""
+    pairs, tgt = _pairs(lang, 200)
+    tr = NoisyTranslator(pairs, mistake_rate=0.0, paraphrase_rate=0.3, seed=2)
+    recs = _run(pairs, tgt, tr, tmp_path)
+    assert len(tr.paraphrased) >= 40
+    paraphrased = {pid for pid, _ in tr.paraphrased}
+    alarms = [
+        (r.instance_id, [(e.text, e.back_translation) for e in r.tgt_entities if e.checks])
+        for r in recs
+        if r.instance_id in paraphrased and Reason.ENTITY_ROUNDTRIP in r.reasons
+    ]
+    assert len(alarms) <= 2, alarms  # measured 0-2: "CEN" read as its English expansion
+
+
 @pytest.mark.parametrize("kind", MISTAKES)
 @pytest.mark.parametrize("lang", ["de", "zh"])
-def test_each_mistake_is_caught(kind, lang, tmp_path):
+@pytest.mark.parametrize("paraphrase_rate", [0.0, 0.3])
+def test_each_mistake_is_caught(kind, lang, paraphrase_rate, tmp_path):
     pairs, tgt = _pairs(lang, 40)
-    tr = NoisyTranslator(pairs, rates={kind: 1.0}, seed=1)
+    tr = NoisyTranslator(pairs, rates={kind: 1.0}, seed=1, paraphrase_rate=paraphrase_rate)
     recs = _run(pairs, tgt, tr, tmp_path)
     made = [(r, p) for r, p in zip(recs, pairs, strict=True) if tr.mistakes[p.id].kind == kind]
     if kind == "wrong_variant" and lang == "de":
