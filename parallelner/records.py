@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Self, Union, get_args, get_origin
 
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from parallelner.reasons import Reason, Status
 
@@ -167,13 +167,6 @@ class ParallelRecord(_Frozen):
     # project, backtranslate, assess; ``parallelner.stages``); None on rows written
     # before stages said so (nullable, so that older tables can gain it)
     reason_stages: dict[str, str] | None = None
-
-    @field_validator("reason_stages", mode="before")
-    @classmethod
-    def _no_owners_is_none(cls, v: Any) -> Any:
-        """No reason, no owner: ``{}`` (or an empty map read back from a file) is None, so
-        a row reads back equal to the row written."""
-        return v or None
 
     # the automatic stages' reasons, kept as history once a human review decided the
     # status; None: never reviewed (then ``reasons`` are the automatic ones). Nullable, so

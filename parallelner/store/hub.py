@@ -199,12 +199,16 @@ def _list_parts(col: pa.ChunkedArray | pa.Array) -> tuple[pa.Array, pa.Array]:
 
 
 def _to_map(col: pa.ChunkedArray | pa.Array, typ: pa.MapType) -> pa.Array:
+    """A list of {key, value} column back as a map column; a null list stays a null map
+    (``reason_stages`` of rows made before stages said so), not an empty one."""
     offsets, flat = _list_parts(col)
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
     return pa.MapArray.from_arrays(
         offsets,
         flat.field("key").cast(typ.key_type),
         flat.field("value").cast(typ.item_type),
         type=typ,
+        mask=arr.is_null() if arr.null_count else None,
     )
 
 
