@@ -20,17 +20,18 @@ def test_two_endpoints_one_killed_midrun_give_the_one_endpoint_table(tmp_path):
 
     home = tmp_path / "two" / "home"
     with (
-        # slow enough that the run outlasts A's 3 s outage (about two requests per
-        # instance now that the stand-in's rows are accepted): A must answer again
-        OpenAIServer(model="test-model", service_time=0.3) as a,
-        OpenAIServer(model="test-model", service_time=0.3) as b,
+        # 4 in flight at 0.5 s: ~92 requests (about two per instance, the stand-in's rows
+        # accepted) take ~11 s, so A, down 2 s from its 15th request, is probed again
+        # (back-off 1 s, then 2 s) and answers before the run ends
+        OpenAIServer(model="test-model", service_time=0.5) as a,
+        OpenAIServer(model="test-model", service_time=0.5) as b,
     ):
 
         def kill_and_restore() -> None:
             while len(a.requests) < 15:
                 threading.Event().wait(0.01)
             a.set_down(True)
-            threading.Event().wait(3.0)
+            threading.Event().wait(2.0)
             a.set_down(False)
 
         killer = threading.Thread(target=kill_and_restore, daemon=True)
