@@ -56,17 +56,13 @@ from parallelner.settings import LadderSettings, QualitySettings, Settings
 from parallelner.stages import LadderStats, synthesize_instances
 from parallelner.testing.noisy import MISTAKES, GoldPair, NoisyTranslator, load_gold_pairs
 from parallelner.testing.openai_server import OpenAIServer
+from parallelner.testing.samples import DEV_SETS
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data" / "projection-dev"
 DOC = REPO / "docs" / "quality.md"
 JSON_OUT = REPO / "docs" / "quality-verify.json"
-FILES = {
-    "en-de": ("europarl-en-de.jsonl", "de"),
-    "en-es": ("europarl-en-es.jsonl", "es"),
-    "en-it": ("europarl-en-it.jsonl", "it"),
-    "en-zh": ("pud-en-zh.jsonl", "zh-Hant"),
-}
+FILES = DEV_SETS
 # name: (verify entities, ladder on, audit rate, forced mistake rate)
 CONFIGS = {
     "ladder": (True, True, 0.0, None),

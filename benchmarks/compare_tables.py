@@ -27,6 +27,8 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data" / "projection-dev"
+# spelled out, not imported from ``testing.samples.DEV_SETS``: the script runs against
+# older revisions (``PYTHONPATH=<worktree>``) that do not have it
 FILES = {
     "en-de": ("europarl-en-de.jsonl", "de"),
     "en-es": ("europarl-en-es.jsonl", "es"),

@@ -39,6 +39,7 @@ __all__ = [
     "LANGUAGES",
     "unknown_language",
     "lang_name",
+    "prompt_names",
     "SCRIPT_OF",
     "script_of",
     "char_script",
@@ -219,6 +220,11 @@ def unknown_language(lang: str) -> str | None:
 def lang_name(lang: str) -> str:
     """English name of a BCP-47 language tag, for prompts (``zh-Hant`` -> Chinese)."""
     return LANG_NAMES.get(lang.split("-")[0].lower(), lang)
+
+
+def prompt_names(src_lang: str, tgt_lang: str) -> dict[str, str]:
+    """The ``$src_name`` / ``$tgt_name`` values of every prompt file."""
+    return {"src_name": lang_name(src_lang), "tgt_name": lang_name(tgt_lang)}
 
 
 def zh_variant(lang: str) -> str | None:

@@ -151,8 +151,9 @@ class RunSummary:
     # nothing asked), "processed": those this run worked on}
     shards: dict[str, int] = field(default_factory=dict)
     snapshot_new: bool = False  # this run committed the snapshot (not an earlier run)
-    # the repair ladder per rung: pairs tried / fixed / better (from the rows' repair
-    # steps), questions, requests and tokens (this run's requests; 0 for reused shards)
+    # the repair loop per rung, as the quality report counts it: pairs tried / fixed /
+    # better... (from the rows' repair steps), questions, requests and tokens (this run's;
+    # none for reused shards)
     ladder: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
@@ -457,7 +458,7 @@ def finalize_run(
     commit: bool = True,
 ) -> RunSummary:
     """Mark duplicates across shards, commit one snapshot, render the quality report."""
-    from parallelner.quality.report import count_repair_steps, write_report
+    from parallelner.quality.report import write_report
     from parallelner.stages.ladder import LadderStats
 
     ordered = sorted(results, key=lambda r: r.index)
@@ -468,7 +469,6 @@ def finalize_run(
 
     unfinished: Counter[str] = Counter()
     retried_ids: set[str] = set()
-    rungs: dict[str, Counter[str]] = {}
 
     def marked() -> Iterable[ParallelRecord]:
         # one shard's records as objects at a time: at 257k rows, holding every record
@@ -480,8 +480,6 @@ def finalize_run(
             c, rs = _summarize(records)
             counts.update(c)
             reasons.update(rs)
-            for rung, n in count_repair_steps(records).items():
-                rungs.setdefault(rung, Counter()).update(n)
             if r.retried:
                 retried_ids.update(rec.record_id for rec in records)
             marker = _unfinished_marker(_location(r.path))
@@ -501,7 +499,7 @@ def finalize_run(
     for r in ordered:
         asked.merge(r.ladder)
     report_dir = Path(settings.home) / "reports" / plan.run_id
-    write_report(
+    report = write_report(
         marked(), report_dir, title=f"Quality report: {plan.run_id}", quality=settings.quality,
         repair_costs=asked.rungs,
     )  # fmt: skip
@@ -535,18 +533,6 @@ def finalize_run(
     usage: Counter[str] = Counter()
     for r in ordered:
         usage.update({k: v for k, v in r.usage.items() if isinstance(v, int | float)})
-    ladder = {
-        rung: {"pairs": n["pairs"]}
-        if rung == "review"
-        else {
-            **{k: n.get(k, 0) for k in ("tried", "fixed", "better")},
-            **{
-                k: asked.rungs.get(rung, {}).get(k, 0)
-                for k in ("questions", "requests", "prompt_tokens", "completion_tokens")
-            },
-        }  # fmt: skip
-        for rung, n in rungs.items()
-    }
     return RunSummary(
         run_id=plan.run_id,
         snapshot_id=snapshot_id,
@@ -564,5 +550,5 @@ def finalize_run(
             "processed": sum(not r.reused for r in ordered),
         },
         snapshot_new=snapshot_new,
-        ladder=ladder,
+        ladder=report.repair,
     )

@@ -108,17 +108,10 @@ class QualityReport:
         return asdict(self)
 
 
-def count_repair_steps(records: Iterable[ParallelRecord]) -> dict[str, Counter[str]]:
-    """Per rung of the repair loop, from the rows' ``repair_steps``
-    (``ladder:<rung>:<outcome>[:<entities>]``): pairs tried and their outcomes; under
-    ``review``, the pairs the loop handed to people."""
-    out: dict[str, Counter[str]] = {}
-    for rec in records:
-        _count_steps(rec, out)
-    return out
-
-
 def _count_steps(rec: ParallelRecord, out: dict[str, Counter[str]]) -> None:
+    """Add ``rec``'s repair-loop steps (``ladder:<rung>:<outcome>[:<entities>]``) to the
+    per-rung counts: pairs tried and their outcomes; under ``review``, the pairs the loop
+    handed to people."""
     for step in rec.repair_steps:
         if not step.startswith("ladder:"):
             continue
@@ -391,7 +384,7 @@ def write_report(
         if rung in report.repair:
             report.repair[rung].update(
                 {k: v for k, v in costs.items()
-                 if k in ("requests", "prompt_tokens", "completion_tokens")}
+                 if k in ("questions", "requests", "prompt_tokens", "completion_tokens")}
             )  # fmt: skip
     if quality is not None:
         report.thresholds = thresholds_signature(quality)

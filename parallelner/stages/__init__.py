@@ -19,12 +19,17 @@ Each stage declares the record fields it ``reads`` and ``writes`` and the reason
 from parallelner.stages.chain import (
     STAGES,
     record_id_for,
-    run_chain,
     start_draft,
     synthesize_instances,
     synthesize_one,
 )
-from parallelner.stages.contract import Context, Stage, StageContractError, run_stage
+from parallelner.stages.contract import (
+    Context,
+    Stage,
+    StageContractError,
+    run_stage,
+    run_stages,
+)
 from parallelner.stages.ladder import LadderStats
 
 __all__ = [
@@ -34,8 +39,8 @@ __all__ = [
     "StageContractError",
     "LadderStats",
     "record_id_for",
-    "run_chain",
     "run_stage",
+    "run_stages",
     "start_draft",
     "synthesize_instances",
     "synthesize_one",

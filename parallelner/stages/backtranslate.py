@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-from parallelner.languages import lang_name, looks_like, script_of
+from parallelner.languages import lang_name, looks_like, prompt_names, script_of
 from parallelner.llm.ask import LLM, Question
 from parallelner.reasons import Reason
 from parallelner.records import ParallelRecord
@@ -36,10 +36,6 @@ BACK_PROMPT_VERSION = "backtranslate.v1"
 ENTITY_BACK_PROMPT_VERSION = "backtranslate-entities.v1"
 
 M = TypeVar("M", bound=BaseModel)
-
-
-def _names(src_lang: str, tgt_lang: str) -> dict[str, str]:
-    return {"src_name": lang_name(src_lang), "tgt_name": lang_name(tgt_lang)}
 
 
 class BackTranslationReply(BaseModel):
@@ -103,7 +99,10 @@ def _back_question(
     return Question(
         prompt=version,
         reply_model=reply_model,
-        values={**_names(src_lang, tgt_lang), "payload": json.dumps(data, ensure_ascii=False)},
+        values={
+            **prompt_names(src_lang, tgt_lang),
+            "payload": json.dumps(data, ensure_ascii=False),
+        },
         data=data,
         check=check,
         max_tokens=ts.max_tokens,

@@ -4,8 +4,8 @@
     -> while doubts remain and the budget allows: a rung of ``stages.ladder``, then
        project -> backtranslate -> assess again from scratch
 
-One loop runs any list of stages (``run_chain``); each stage's work is checked against
-its declarations (``contract.run_stage``). Every instance comes back as exactly one
+One loop runs any list of stages (``contract.run_stages``); each stage's work is checked
+against its declarations (``contract.run_stage``). Every instance comes back as exactly one
 ParallelRecord, in input order: a stage that gives up returns the draft ``failed`` with
 its reason (stage 1's raw reply kept), never a missing row.
 """
@@ -13,7 +13,7 @@ its reason (stage 1's raw reply kept), never a missing row.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from parallelner.reasons import Status
@@ -21,8 +21,8 @@ from parallelner.records import Instance, ParallelRecord
 from parallelner.settings import Settings
 from parallelner.stages.assess import Assess
 from parallelner.stages.backtranslate import BackTranslate
-from parallelner.stages.contract import Context, Stage, is_failed, run_stage
-from parallelner.stages.ladder import LadderStats, _Counting, climb
+from parallelner.stages.contract import Context, Stage, run_stages
+from parallelner.stages.ladder import CountingLLM, LadderStats, climb
 from parallelner.stages.project import Project
 from parallelner.stages.translate import Translate
 from parallelner.version import PIPELINE_VERSION
@@ -34,7 +34,6 @@ __all__ = [
     "STAGES",
     "record_id_for",
     "start_draft",
-    "run_chain",
     "synthesize_one",
     "synthesize_instances",
 ]
@@ -81,15 +80,6 @@ def start_draft(
     )
 
 
-async def run_chain(draft: ParallelRecord, stages: Sequence[Stage], ctx: Context) -> ParallelRecord:
-    """Run ``stages`` in order on one draft; stop at the first that fails it."""
-    for stage in stages:
-        draft = await run_stage(stage, draft, ctx)
-        if is_failed(draft):
-            break
-    return draft
-
-
 async def synthesize_one(
     llm: LLM,
     inst: Instance,
@@ -101,10 +91,10 @@ async def synthesize_one(
     stats: LadderStats | None = None,
 ) -> ParallelRecord:
     """Every stage for one instance, then the repair ladder while doubts remain."""
-    counting = _Counting(llm)  # the ladder's budget counts the first pass too
-    ctx = Context(llm=counting, settings=settings)
+    # the ladder's budget counts the first pass too
+    ctx = Context(llm=CountingLLM(llm), settings=settings)
     draft = start_draft(inst, tgt_lang, run_id, config_hash, settings, llm.model, signature)
-    draft = await run_chain(draft, STAGES, ctx)
+    draft = await run_stages(draft, STAGES, ctx)
     translate, *downstream = STAGES
     return await climb(draft, translate, tuple(downstream), ctx, stats)  # type: ignore[arg-type]
 

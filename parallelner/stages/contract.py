@@ -16,7 +16,8 @@ stops there for that instance.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from parallelner.reasons import Reason, Status
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from parallelner.llm.ask import LLM
     from parallelner.settings import Settings
 
-__all__ = ["Context", "Stage", "StageContractError", "run_stage", "SOURCE_FIELDS"]
+__all__ = ["Context", "Stage", "StageContractError", "run_stage", "run_stages", "SOURCE_FIELDS"]
 
 # What a draft holds before any stage ran: the source instance, the direction, the
 # run's provenance, a provisional status and the chain's own bookkeeping.
@@ -71,7 +72,6 @@ class Context:
     attempt: int = 1
     rejected: str | None = None
     problems: tuple[str, ...] = ()
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def section(self, stage: Stage) -> Any:
         """The stage's own settings section (``settings.translate`` ...)."""
@@ -134,3 +134,14 @@ async def run_stage(stage: Stage, draft: ParallelRecord, ctx: Context) -> Parall
 def is_failed(draft: ParallelRecord) -> bool:
     """Whether a stage gave up on this instance (the chain stops)."""
     return draft.status is Status.FAILED
+
+
+async def run_stages(
+    draft: ParallelRecord, stages: Sequence[Stage], ctx: Context
+) -> ParallelRecord:
+    """Run ``stages`` in order on one draft; stop at the first that fails it."""
+    for stage in stages:
+        draft = await run_stage(stage, draft, ctx)
+        if is_failed(draft):
+            break
+    return draft

@@ -40,24 +40,25 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from parallelner.languages import lang_name
+from parallelner.languages import prompt_names
 from parallelner.llm.ask import LLM, Question
 from parallelner.llm.client import Usage, count_usage
 from parallelner.quality.entities import ENTITY_REASONS
 from parallelner.reasons import Reason, Status
 from parallelner.records import MentionTranslation, ParallelRecord
-from parallelner.stages.contract import Context, Stage, is_failed, run_stage
+from parallelner.stages.contract import Context, Stage, is_failed, run_stage, run_stages
 from parallelner.stages.repair import REWRITE_V2_PROMPT, RewriteReply, translate_mentions
 from parallelner.stages.translate import Translate
 
 __all__ = [
     "RUNGS",
     "FIXABLE",
+    "CountingLLM",
     "ladder_line",
     "LadderStats",
     "doubts",
@@ -156,7 +157,7 @@ class LadderStats:
         }
 
 
-class _Counting:
+class CountingLLM:
     """The LLM interface, counting the questions one pair asks (answered from the cache
     or not: the budget must decide the same way on a re-run that asks nothing)."""
 
@@ -236,8 +237,7 @@ class Evidence(Stage):
                 prompt=EVIDENCE_PROMPT,
                 reply_model=RelocateReply,
                 values={
-                    "src_name": lang_name(draft.src_lang),
-                    "tgt_name": lang_name(draft.tgt_lang),
+                    **prompt_names(draft.src_lang, draft.tgt_lang),
                     "payload": json.dumps(payload, ensure_ascii=False),
                 },
                 data=payload,
@@ -258,9 +258,7 @@ class Evidence(Stage):
             return draft
         old = {m.id: m for m in draft.mention_translations}
         mentions = tuple(
-            MentionTranslation(id=i, source=src.text, target=found[i])
-            if i in found
-            else old.get(i, MentionTranslation(id=i, source=src.text, target=""))
+            MentionTranslation(id=i, source=src.text, target=found[i]) if i in found else old[i]
             for i, src in enumerate(draft.src_entities)
             if i in found or i in old
         )
@@ -291,8 +289,7 @@ class Rewrite(Stage):
                 prompt=REWRITE_V2_PROMPT,
                 reply_model=RewriteReply,
                 values={
-                    "src_name": lang_name(draft.src_lang),
-                    "tgt_name": lang_name(draft.tgt_lang),
+                    **prompt_names(draft.src_lang, draft.tgt_lang),
                     "source": draft.src_text,
                     "target": text,
                     "mentions": json.dumps(wanted, ensure_ascii=False),
@@ -346,7 +343,7 @@ class _Climb:
     """One pair's climb: the best draft so far, its history and its budget."""
 
     best: ParallelRecord
-    llm: _Counting
+    llm: CountingLLM
     budget: int
     stats: LadderStats | None
     steps: list[str] = field(default_factory=list)
@@ -354,7 +351,7 @@ class _Climb:
     def fits(self, rung: str) -> bool:
         return self.llm.asked + _COST[rung] <= self.budget
 
-    async def measure(self, rung: str, work: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+    async def measure(self, work: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
         usage = Usage()
         before = self.llm.asked
         result = await count_usage(usage, work())
@@ -373,16 +370,6 @@ class _Climb:
         if self.stats is not None:
             self.stats.add(rung, outcome, usage, asked)
         return outcome in ("fixed", "better")
-
-
-async def _verify(
-    draft: ParallelRecord, downstream: tuple[Stage, ...], ctx: Context
-) -> ParallelRecord:
-    for stage in downstream:
-        draft = await run_stage(stage, draft, ctx)
-        if is_failed(draft):
-            break
-    return draft
 
 
 async def _in_translation(climb: _Climb, downstream: tuple[Stage, ...], ctx: Context) -> None:
@@ -404,9 +391,9 @@ async def _in_translation(climb: _Climb, downstream: tuple[Stage, ...], ctx: Con
             changed = await run_stage(stage, base, ctx)
             if changed is base:
                 return None
-            return await _verify(_restart(changed, ("translate", "rewrite")), downstream, ctx)
+            return await run_stages(_restart(changed, ("translate", "rewrite")), downstream, ctx)
 
-        candidate, usage, asked = await climb.measure(rung, work)
+        candidate, usage, asked = await climb.measure(work)
         detail = ""
         if rung == "evidence" and candidate is not None:
             old = {m.id: m.target for m in base.mention_translations}
@@ -428,18 +415,18 @@ async def climb(
     ls = ctx.settings.ladder
     if not ls.enabled or not doubts(draft):
         return draft
-    llm = ctx.llm if isinstance(ctx.llm, _Counting) else _Counting(ctx.llm)
-    ctx = _with(ctx, llm=llm)
+    llm = ctx.llm if isinstance(ctx.llm, CountingLLM) else CountingLLM(ctx.llm)
+    ctx = replace(ctx, llm=llm)
     state = _Climb(draft, llm, ls.max_requests_per_pair, stats)
     if stats is not None:
         stats.pairs_climbed += 1
     await _in_translation(state, downstream, ctx)
     sources: list[tuple[str, Context]] = [
-        ("fresh", _with(ctx, attempt=2)),
+        ("fresh", replace(ctx, attempt=2)),
     ]
     fallback = ctx.settings.llm_fallback_model
     if fallback and fallback != llm.model:
-        sources.append(("fallback", _with(ctx, model=fallback, attempt=2)))
+        sources.append(("fallback", replace(ctx, model=fallback, attempt=2)))
     for rung, sctx in sources:
         if not doubts(state.best):
             break
@@ -447,7 +434,7 @@ async def climb(
             state.steps.append(f"ladder:{rung}:budget")
             continue
         base = state.best
-        sctx = _with(
+        sctx = replace(
             sctx,
             rejected=base.tgt_text or "",
             problems=tuple(r.value for r in base.reasons if r in FIXABLE),
@@ -461,9 +448,9 @@ async def climb(
             translated = await run_stage(translate, start, sctx)
             if is_failed(translated):
                 return None
-            return await _verify(translated, downstream, sctx)
+            return await run_stages(translated, downstream, sctx)
 
-        candidate, usage, asked = await state.measure(rung, work)
+        candidate, usage, asked = await state.measure(work)
         if state.keep(rung, candidate, usage, asked):
             await _in_translation(state, downstream, sctx)
     best = state.best
@@ -486,9 +473,3 @@ def ladder_line(row: dict[str, int]) -> str:
         parts.append(f"{row['better']} better")
     parts += [f"{row.get('requests', 0)} requests", f"{tokens:,} tokens"]
     return ", ".join(parts)
-
-
-def _with(ctx: Context, **changes: Any) -> Context:
-    from dataclasses import replace
-
-    return replace(ctx, **changes)

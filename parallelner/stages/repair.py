@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ConfigDict
 
 from parallelner.align.cascade import Projection, _Target, project_spans
-from parallelner.languages import lang_name
+from parallelner.languages import prompt_names
 from parallelner.llm.ask import LLM, Question
 from parallelner.reasons import Reason
 from parallelner.records import Instance, ProjectedEntity
@@ -125,8 +125,7 @@ async def _ask(
 
 def _values(source: Instance, tgt_text: str, tgt_lang: str) -> dict[str, str]:
     return {
-        "src_name": lang_name(source.lang),
-        "tgt_name": lang_name(tgt_lang),
+        **prompt_names(source.lang, tgt_lang),
         "source": source.text,
         "target": tgt_text,
     }

@@ -29,7 +29,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from parallelner.languages import lang_name, looks_like, script_of
+from parallelner.languages import lang_name, looks_like, prompt_names, script_of
 from parallelner.llm.ask import LLM, Question, chat_messages
 from parallelner.llm.client import judge_reply
 from parallelner.reasons import Reason, Status
@@ -95,10 +95,6 @@ class TranslationFailure(BaseModel):
 # -- the questions (prompts are versioned files in parallelner/prompts) ----------------
 
 
-def _names(src_lang: str, tgt_lang: str) -> dict[str, str]:
-    return {"src_name": lang_name(src_lang), "tgt_name": lang_name(tgt_lang)}
-
-
 def translate_question(
     inst: Instance,
     tgt_lang: str,
@@ -127,7 +123,10 @@ def translate_question(
     return Question(
         prompt=ts.prompt_version if attempt == 1 else RETRY_PROMPT,
         reply_model=TranslationReply,
-        values={**_names(inst.lang, tgt_lang), "payload": json.dumps(data, ensure_ascii=False)},
+        values={
+            **prompt_names(inst.lang, tgt_lang),
+            "payload": json.dumps(data, ensure_ascii=False),
+        },
         data=data,
         check=lambda r: check_reply(inst, tgt_lang, r),
         max_tokens=ts.max_tokens,
@@ -372,8 +371,7 @@ class Translate(Stage):
         inst = draft.source_instance()
         tr = await translate_instance(
             ctx.llm, inst, draft.tgt_lang, ctx.settings, model=ctx.model,
-            **({"attempt": ctx.attempt, "rejected": ctx.rejected, "problems": ctx.problems}
-               if ctx.attempt > 1 else {}),
+            attempt=ctx.attempt, rejected=ctx.rejected, problems=ctx.problems,
         )  # fmt: skip
         return apply_translation(draft, tr)
 

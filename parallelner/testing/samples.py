@@ -32,6 +32,7 @@ from parallelner.records import (
 from parallelner.version import PIPELINE_VERSION
 
 __all__ = [
+    "DEV_SETS",
     "read_projection_pairs",
     "match_gold",
     "draft_from_projection_pair",
@@ -41,6 +42,16 @@ __all__ = [
     "projection_texts",
     "target_only_record",
 ]
+
+
+# The projection-dev files as the quality benchmarks run them: direction -> (file, the
+# target language asked; the PUD Chinese side is Traditional, so zh-Hant).
+DEV_SETS: dict[str, tuple[str, str]] = {
+    "en-de": ("europarl-en-de.jsonl", "de"),
+    "en-es": ("europarl-en-es.jsonl", "es"),
+    "en-it": ("europarl-en-it.jsonl", "it"),
+    "en-zh": ("pud-en-zh.jsonl", "zh-Hant"),
+}
 
 
 def read_projection_pairs(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
