@@ -136,7 +136,7 @@ def run(
     )
     # Fail fast, before Prefect starts: languages, files, the LLM endpoint.
     from parallelner.llm.runtime import check_endpoint
-    from parallelner.run import check_languages, check_sources
+    from parallelner.pipeline import check_languages, check_sources
 
     check_languages(to, src_lang)
     check_sources(sources)
