@@ -173,7 +173,7 @@ def windows(
 def run_flow(src: Path, home: Path, base_url: str, args) -> dict[str, Any]:
     """One `synthesize` run on the thread runner, instrumented."""
     from flows.synthesize import make_task_runner, synthesize
-    from parallelner import run as pipeline
+    from parallelner import pipeline
 
     iv = Intervals()
     for name in ("plan_run", "process_shard", "finalize_run"):
@@ -241,7 +241,7 @@ def run_flow(src: Path, home: Path, base_url: str, args) -> dict[str, Any]:
 
 def run_plain(src: Path, home: Path, base_url: str, args) -> dict[str, Any]:
     """The same work without Prefect: plan, a thread pool of shards, finalize."""
-    from parallelner import run as pipeline
+    from parallelner import pipeline
     from parallelner.settings import load_settings
 
     settings = load_settings(

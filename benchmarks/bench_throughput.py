@@ -48,7 +48,7 @@ from bench_flow import make_source, server_stats, start_server  # noqa: E402
 def capture_bodies(work: Path, n: int = 200) -> list[dict[str, Any]]:
     """The chat request bodies the pipeline sends for ``n`` instances (a warm-up run
     against an in-process test server, which also pays the one-time imports)."""
-    from parallelner import run as pipeline
+    from parallelner import pipeline
     from parallelner.settings import load_settings
     from parallelner.testing.openai_server import OpenAIServer
 
@@ -134,7 +134,7 @@ def run_bare(base_url: str, server_pid: int, bodies: list[dict], total: int, con
 
 def run_pipeline(src: Path, home: Path, base_url: str, server_pid: int, args) -> dict[str, Any]:
     """plan, shards on a thread pool through one runtime, finalize; instrumented."""
-    from parallelner import run as pipeline
+    from parallelner import pipeline
     from parallelner.settings import load_settings
 
     settings = load_settings(

@@ -1,6 +1,6 @@
 """The `synthesize` flow: sources -> content-hashed shards -> per-shard stages -> snapshot.
 
-Tasks are thin wrappers over ``parallelner.run``. A shard's result is cached on
+Tasks are thin wrappers over ``parallelner.pipeline``. A shard's result is cached on
 (shard content hash, stage configuration hash, code version) and persisted under
 ``<home>/prefect-results``, so re-running a crashed or killed flow skips finished shards;
 the LLM reply cache covers the shard that was cut off.
@@ -34,7 +34,7 @@ from prefect.context import FlowRunContext, TaskRunContext
 from prefect.exceptions import MissingContextError
 from prefect.utilities.urls import url_for
 
-from parallelner import run
+from parallelner import pipeline
 from parallelner.llm.endpoints import endpoint_line
 from parallelner.llm.runtime import RuntimePool, shared_runtime, sharing
 from parallelner.progress import notify
@@ -49,13 +49,16 @@ __all__ = ["synthesize", "make_task_runner", "on_this_machine"]
 
 def _shard_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
     shard: Shard = parameters["shard"]
-    plan: run.RunPlan = parameters["plan"]
-    key = f"shard-{shard.id}-{plan.config_hash}"  # config hash includes the code version
+    plan: pipeline.RunPlan = parameters["plan"]
+    # config hash includes the code version; "r2": results pickled before the module
+    # ``parallelner.run`` became ``parallelner.pipeline`` are never looked up (the rows
+    # files still make such shards finished: ``process_shard`` reads them back)
+    key = f"shard-r2-{shard.id}-{plan.config_hash}"
     settings: Settings | None = parameters.get("settings")
     if settings is not None:
         # rows with transient LLM failures: not finished, so no cached result may stand
         # for them; the token changes with each attempt
-        token = run.shard_unfinished(settings, plan.config_hash, shard)
+        token = pipeline.shard_unfinished(settings, plan.config_hash, shard)
         if token is not None:
             key += f"-retry-{token}"
     return key
@@ -70,17 +73,19 @@ def plan_task(
     src_lang: str | None,
     dataset: str | None = None,
     limit: int | None = None,
-) -> run.RunPlan:
-    return run.plan_run(
+) -> pipeline.RunPlan:
+    return pipeline.plan_run(
         [Path(s) for s in sources], tgt_lang, settings, fmt=fmt, src_lang=src_lang,
         dataset=dataset, limit=limit,
     )  # fmt: skip
 
 
-def _process_shard(shard: Shard, plan: run.RunPlan, settings: Settings) -> run.ShardResult:
+def _process_shard(
+    shard: Shard, plan: pipeline.RunPlan, settings: Settings
+) -> pipeline.ShardResult:
     logger = _run_logger()
     logger.info("%s started (%d instances)", _shard_name(shard, plan), shard.size)
-    result = run.process_shard(shard, plan, settings, shared_runtime(settings))
+    result = pipeline.process_shard(shard, plan, settings, shared_runtime(settings))
     logger.info("%s finished: %s", _shard_name(shard, plan), _shard_outcome(result))
     return result
 
@@ -95,13 +100,13 @@ shard_task = task(
 
 
 def _process_shard_on_worker(
-    shard: Shard, plan: run.RunPlan, settings: Settings
-) -> run.ShardResult:
+    shard: Shard, plan: pipeline.RunPlan, settings: Settings
+) -> pipeline.ShardResult:
     return _process_shard(shard, plan, on_this_machine(settings))
 
 
 # on an existing cluster: no Prefect result on one machine's disk; a finished shard is
-# known by its rows in the shared storage (``run.process_shard`` reads them back)
+# known by its rows in the shared storage (``pipeline.process_shard`` reads them back)
 cluster_shard_task = task(
     name="process-shard", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5
 )(_process_shard_on_worker)
@@ -126,11 +131,11 @@ def _run_logger() -> logging.Logger | logging.LoggerAdapter:
         return logging.getLogger(__name__)
 
 
-def _shard_name(shard: Shard, plan: run.RunPlan) -> str:
+def _shard_name(shard: Shard, plan: pipeline.RunPlan) -> str:
     return f"shard {shard.index + 1}/{len(plan.shards)} ({shard.id[:12]})"
 
 
-def _shard_outcome(result: run.ShardResult, cached: bool = False) -> str:
+def _shard_outcome(result: pipeline.ShardResult, cached: bool = False) -> str:
     """One line for the run's log: rows by status, and the LLM work this run did for them."""
     counts = ", ".join(f"{k} {v}" for k, v in sorted(result.counts.items())) or "no rows"
     if cached:
@@ -145,12 +150,12 @@ def _shard_outcome(result: run.ShardResult, cached: bool = False) -> str:
 
 @task(name="finalize-run", cache_policy=NO_CACHE)
 def finalize_task(
-    plan: run.RunPlan,
-    results: list[run.ShardResult],
+    plan: pipeline.RunPlan,
+    results: list[pipeline.ShardResult],
     settings: Settings,
     output_dir: str | None,
-) -> run.RunSummary:
-    return run.finalize_run(
+) -> pipeline.RunSummary:
+    return pipeline.finalize_run(
         plan, results, settings, output_dir=Path(output_dir) if output_dir else None
     )
 
@@ -180,7 +185,7 @@ def make_task_runner(kind: str = "threads", workers: int = 4, address: str | Non
     raise ValueError(f"unknown task runner {kind!r}: threads, dask or ray")
 
 
-def _summary_rows(summary: run.RunSummary, seconds: float) -> list[dict[str, Any]]:
+def _summary_rows(summary: pipeline.RunSummary, seconds: float) -> list[dict[str, Any]]:
     rows = [{"what": f"status:{k}", "count": v} for k, v in sorted(summary.counts.items())]
     rows += [{"what": f"reason:{k}", "count": v} for k, v in sorted(summary.reasons.items())]
     rows += [{"what": f"read:{k}", "count": v} for k, v in sorted(summary.read_counts.items())]
@@ -205,7 +210,7 @@ def _summary_rows(summary: run.RunSummary, seconds: float) -> list[dict[str, Any
     return rows
 
 
-def run_labels(plan: run.RunPlan, settings: Settings) -> tuple[str, list[str]]:
+def run_labels(plan: pipeline.RunPlan, settings: Settings) -> tuple[str, list[str]]:
     """The flow run's name (``run-<id> en→zh``) and tags: direction, model, source datasets."""
     langs, datasets = shard_origins(plan.shards)
     name = f"{plan.run_id} {','.join(langs) or '?'}→{plan.tgt_lang}"

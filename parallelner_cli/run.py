@@ -136,7 +136,7 @@ def run(
     )
     # Fail fast, before Prefect starts: languages, files, the LLM endpoint.
     from parallelner.llm.runtime import check_endpoint
-    from parallelner.run import check_languages, check_sources
+    from parallelner.pipeline import check_languages, check_sources
 
     check_languages(to, src_lang)
     check_sources(sources)
@@ -151,9 +151,9 @@ def run(
         check_scheduler(address)
 
     from flows.server import api_for_workers, configure_run_logging, start_local_api
-    from flows.synthesize import make_task_runner, synthesize
 
-    configure_run_logging()
+    configure_run_logging()  # before Prefect is imported: it reads its settings then
+    from flows.synthesize import make_task_runner, synthesize
 
     _quiet_user_errors()
 

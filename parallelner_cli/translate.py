@@ -202,7 +202,7 @@ def translate_cmd(
 
 
 def _transient_failures(summary: dict[str, Any]) -> int:
-    from parallelner.run import TRANSIENT_REASONS
+    from parallelner.pipeline import TRANSIENT_REASONS
 
     reasons = summary.get("reasons") or {}
     return sum(n for r, n in reasons.items() if r in {t.value for t in TRANSIENT_REASONS})

@@ -36,7 +36,7 @@ FLOORS = [
     {"llm"},
     {"align", "quality"},
     {"stages"},
-    {"jobs", "run", "testing"},
+    {"jobs", "pipeline", "testing"},
 ]
 
 

@@ -42,14 +42,15 @@ class Question(Generic[M]):
     """One thing a stage asks: prompt, values, structured request and the reply it wants.
 
     ``prompt`` names a versioned prompt file (``translate.v1``); ``values`` fill its
-    placeholders; ``data`` is the request as plain data, for backends that do not send
-    the chat prompt (the local few-shot backend reads the sentence and mentions there).
+    placeholders; ``data`` is the structured request (``parallelner.llm.requests``), for
+    backends that do not send the chat prompt (the local few-shot backend reads
+    ``req.sentence`` and the mentions there).
     """
 
     prompt: str
     reply_model: type[M]
     values: Mapping[str, str] = field(default_factory=dict)
-    data: Mapping[str, Any] = field(default_factory=dict)
+    data: BaseModel | None = None
     check: Check | None = None
     max_tokens: int = 1024
     temperature: float = 0.0

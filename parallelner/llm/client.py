@@ -1,6 +1,6 @@
 """One LLM client for vLLM, the OpenAI API and the local model (OpenAI wire format).
 
-Requests go through ``parallelner.llm.http`` (a small keep-alive HTTP/1.1 client: the
+Requests go through ``parallelner.llm.transport`` (aiohttp, one session per endpoint: the
 OpenAI SDK cost ~10 ms of CPU per request at hundreds of requests per second). On top of
 the HTTP exchange it adds:
 
@@ -62,7 +62,7 @@ from parallelner.llm.cache import (
     open_reply_cache,
 )
 from parallelner.llm.endpoints import EndpointSet, split_base_urls
-from parallelner.llm.http import (
+from parallelner.llm.transport import (
     BadResponse,
     ConnectFailed,
     ConnectionLost,

@@ -66,7 +66,7 @@ class Endpoint:
     url: str
     limit: float  # current concurrency limit (AIMD)
     max_limit: int
-    client: Any = None  # parallelner.llm.http.HTTPClient
+    client: Any = None  # parallelner.llm.transport.HTTPClient
     outstanding: int = 0
     down_until: float = 0.0  # monotonic; taken out until then
     takeouts_in_row: int = 0  # take-outs since the last answer (sets the back-off)

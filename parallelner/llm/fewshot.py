@@ -28,6 +28,12 @@ from pydantic import BaseModel
 from parallelner.errors import LLMError
 from parallelner.languages import lang_name, zh_variant
 from parallelner.llm.client import ChatOutcome, RequestFailed
+from parallelner.llm.requests import (
+    BackTranslateRequest,
+    MentionTranslateRequest,
+    TranslateRequest,
+    request_of,
+)
 from parallelner.prompts import load_prompt, load_prompt_data
 from parallelner.reasons import Reason
 
@@ -81,10 +87,11 @@ def _answer(value: BaseModel, model: str, version: str) -> ChatOutcome:
 
 async def _translate(client: LLMClient, q: Question[M], model: str) -> ChatOutcome[M]:
     """Sentence, then mentions in context; re-asked (sampling) while ``q.check`` objects."""
-    src, tgt = q.data["source_language"], q.data["target_language"]
-    mentions = [e["text"] for e in q.data["entities"]]
+    req = request_of(q.data, TranslateRequest)
+    src, tgt = req.source_language, req.target_language
+    mentions = [e.text for e in req.entities]
     src_name, tgt_name = lang_name(src), lang_name(tgt)
-    sentence = _one_line(q.data["sentence"])
+    sentence = _one_line(req.sentence)
     version = LOCAL_PROMPT_VERSION
     last: tuple[Reason, str, str | None] = (Reason.REPLY_EMPTY, "no attempt", None)
     for ask in range(q.max_reasks + 1):
@@ -143,7 +150,8 @@ async def _back_sentence(
     client: LLMClient, q: Question, model: str | None, version: str
 ) -> str | None:
     """The back-translated sentence, or None (failed, empty or cut off)."""
-    src, tgt, text = q.data["source_language"], q.data["target_language"], q.data["sentence"]
+    req = request_of(q.data, BackTranslateRequest)
+    src, tgt, text = req.source_language, req.target_language, req.sentence
     try:
         out = await client.complete_outcome(
             f"{_shots(src, tgt, terms=False)}{lang_name(src)}: {_one_line(text)}\n"
@@ -172,16 +180,17 @@ async def _backtranslate_entities(client: LLMClient, q: Question[M], model: str)
     sentence = await _back_sentence(client, q, model, _BACK_SENTENCE_PROMPT)
     if sentence is None:
         return _failed(Reason.REPLY_EMPTY, "no usable back-translation", None, model, q.prompt)
-    src, tgt, text = q.data["source_language"], q.data["target_language"], q.data["sentence"]
+    req = request_of(q.data, BackTranslateRequest)
+    src, tgt, text = req.source_language, req.target_language, req.sentence
     context = (
         f"{_shots(src, tgt, terms=True)}"
         f"{lang_name(src)}: {_one_line(text)}\n{lang_name(tgt)}: {sentence}\n"
     )
     forms = []
-    for m in q.data["mentions"]:
+    for m in req.mentions or []:
         try:
             out = await client.complete(
-                f"{context}{lang_name(src)} term: {m['text']}\n{lang_name(tgt)} term:",
+                f"{context}{lang_name(src)} term: {m.text}\n{lang_name(tgt)} term:",
                 stop=["\n"],
                 max_tokens=48,
                 model=model,
@@ -191,7 +200,7 @@ async def _backtranslate_entities(client: LLMClient, q: Question[M], model: str)
         except RequestFailed:
             continue
         if out.strip():
-            forms.append({"id": m["id"], "translation": out.strip()})
+            forms.append({"id": m.id, "translation": out.strip()})
     value = q.reply_model.model_validate({"translation": sentence, "mentions": forms})
     return _answer(value, model, q.prompt)
 
@@ -199,13 +208,14 @@ async def _backtranslate_entities(client: LLMClient, q: Question[M], model: str)
 async def _mention_translate(client: LLMClient, q: Question[M], model: str) -> ChatOutcome[M]:
     """One completion per mention, after a one-shot example for the language pair."""
     prompt = load_prompt(q.prompt)
+    req = request_of(q.data, MentionTranslateRequest)
     values = dict(q.values)
     values["example"] = example_block(
-        "translate", q.data["source_language"], q.data["target_language"], q.data["tgt_text"]
+        "translate", req.source_language, req.target_language, req.tgt_text
     )
     values.pop("mentions", None)
     found = []
-    for i, mention in enumerate(q.data["mentions"]):
+    for i, mention in enumerate(req.mentions):
         try:
             text = await client.complete(
                 prompt.completion(**values, mention=mention),

@@ -8,7 +8,6 @@ repeated string is unambiguous). With ``quality.verify_entities`` off, the plain
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
@@ -16,6 +15,7 @@ from pydantic import BaseModel, ConfigDict
 
 from parallelner.languages import lang_name, looks_like, prompt_names, script_of
 from parallelner.llm.ask import LLM, Question
+from parallelner.llm.requests import BackTranslateRequest, MentionRef, payload
 from parallelner.reasons import Reason
 from parallelner.records import ParallelRecord
 from parallelner.settings import Settings
@@ -81,12 +81,17 @@ def _back_question(
     src_lang: str,
     tgt_lang: str,
     settings: Settings,
-    extra: dict[str, Any] | None = None,
+    mentions: Sequence[str] | None = None,
 ) -> Question[M]:
-    """A back-translation question (``extra`` joins the request)."""
+    """A back-translation question (with ``mentions`` to read back, when given)."""
     ts = settings.translate
-    data = {"source_language": src_lang, "target_language": tgt_lang, "sentence": text} | (
-        extra or {}
+    req = BackTranslateRequest(
+        source_language=src_lang,
+        target_language=tgt_lang,
+        sentence=text,
+        mentions=None
+        if mentions is None
+        else [MentionRef(id=i, text=m) for i, m in enumerate(mentions)],
     )
 
     def check(r: Any) -> tuple[Reason, str] | None:
@@ -99,11 +104,8 @@ def _back_question(
     return Question(
         prompt=version,
         reply_model=reply_model,
-        values={
-            **prompt_names(src_lang, tgt_lang),
-            "payload": json.dumps(data, ensure_ascii=False),
-        },
-        data=data,
+        values={**prompt_names(src_lang, tgt_lang), "payload": payload(req)},
+        data=req,
         check=check,
         max_tokens=ts.max_tokens,
         temperature=ts.temperature,
@@ -162,7 +164,7 @@ async def back_translate_entities(
             src_lang,
             tgt_lang,
             settings,
-            extra={"mentions": [{"id": i, "text": m} for i, m in enumerate(mentions)]},
+            mentions,
         ),
         model=model,
     )

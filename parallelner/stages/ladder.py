@@ -48,6 +48,7 @@ from pydantic import BaseModel, ConfigDict
 from parallelner.languages import prompt_names
 from parallelner.llm.ask import LLM, Question
 from parallelner.llm.client import Usage, count_usage
+from parallelner.llm.requests import Doubt, RelocateRequest, payload
 from parallelner.quality.entities import ENTITY_REASONS
 from parallelner.reasons import Reason, Status
 from parallelner.records import MentionTranslation, ParallelRecord
@@ -188,7 +189,7 @@ class RelocateReply(BaseModel):
     mentions: list[_Located]
 
 
-def _evidence(draft: ParallelRecord) -> list[dict[str, Any]]:
+def _evidence(draft: ParallelRecord) -> list[Doubt]:
     """One entry per doubtful source entity: what was taken, what it read back as, why."""
     out = []
     by_index = {e.source_index: e for e in draft.tgt_entities}
@@ -197,14 +198,14 @@ def _evidence(draft: ParallelRecord) -> list[dict[str, Any]]:
         e = by_index.get(i)
         if e is not None and e.checks:
             out.append(
-                {"id": i, "source_mention": src.text, "given": e.text,
-                 "reads_back_as": e.back_translation or None,
-                 "problem": ", ".join(r.value for r in e.checks)}
+                Doubt(id=i, source_mention=src.text, given=e.text,
+                      reads_back_as=e.back_translation or None,
+                      problem=", ".join(r.value for r in e.checks))
             )  # fmt: skip
         elif e is None:
             out.append(
-                {"id": i, "source_mention": src.text, "given": mention.get(i, ""),
-                 "reads_back_as": None, "problem": "not found in the translation"}
+                Doubt(id=i, source_mention=src.text, given=mention.get(i, ""),
+                      problem="not found in the translation")
             )  # fmt: skip
     return out
 
@@ -225,22 +226,19 @@ class Evidence(Stage):
         text = draft.tgt_text or ""
         if not doubtful or not text:
             return draft
-        payload = {
-            "source_language": draft.src_lang,
-            "target_language": draft.tgt_lang,
-            "source_sentence": draft.src_text,
-            "translation": text,
-            "doubts": doubtful,
-        }
+        req = RelocateRequest(
+            source_language=draft.src_lang,
+            target_language=draft.tgt_lang,
+            source_sentence=draft.src_text,
+            translation=text,
+            doubts=doubtful,
+        )
         outcome = await ctx.llm.ask(
             Question(
                 prompt=EVIDENCE_PROMPT,
                 reply_model=RelocateReply,
-                values={
-                    **prompt_names(draft.src_lang, draft.tgt_lang),
-                    "payload": json.dumps(payload, ensure_ascii=False),
-                },
-                data=payload,
+                values={**prompt_names(draft.src_lang, draft.tgt_lang), "payload": payload(req)},
+                data=req,
                 max_tokens=64 + 48 * len(doubtful),
                 max_reasks=1,
             ),
@@ -248,7 +246,7 @@ class Evidence(Stage):
         )
         if outcome.value is None:
             return draft
-        asked = {d["id"] for d in doubtful}
+        asked = {d.id for d in doubtful}
         found = {
             m.id: m.target.strip()
             for m in outcome.value.mentions

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict
 from parallelner.align.cascade import Projection, _Target, project_spans
 from parallelner.languages import prompt_names
 from parallelner.llm.ask import LLM, Question
+from parallelner.llm.requests import MentionTranslateRequest
 from parallelner.reasons import Reason
 from parallelner.records import Instance, ProjectedEntity
 
@@ -155,12 +156,12 @@ async def translate_mentions(
             prompt=TRANSLATE_PROMPT,
             reply_model=_MentionsReply,
             values={**_values(source, "", tgt_lang), "mentions": listing},
-            data={
-                "source_language": source.lang,
-                "target_language": tgt_lang,
-                "mentions": [e.text for e in source.entities],
-                "tgt_text": tgt_text,
-            },
+            data=MentionTranslateRequest(
+                source_language=source.lang,
+                target_language=tgt_lang,
+                mentions=[e.text for e in source.entities],
+                tgt_text=tgt_text,
+            ),
             max_tokens=64 + 48 * len(source.entities),
             max_reasks=1,
         ),

@@ -23,7 +23,6 @@ already judged.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from typing import Any
 
@@ -32,6 +31,7 @@ from pydantic import BaseModel, ConfigDict
 from parallelner.languages import lang_name, looks_like, prompt_names, script_of
 from parallelner.llm.ask import LLM, Question, chat_messages
 from parallelner.llm.client import judge_reply
+from parallelner.llm.requests import EntityRef, TranslateRequest, payload
 from parallelner.reasons import Reason, Status
 from parallelner.records import Instance, MentionTranslation, ParallelRecord
 from parallelner.settings import Settings, TranslateSettings
@@ -109,25 +109,21 @@ def translate_question(
     ``attempt`` 2 and up: a fresh translation after ``rejected`` was judged wrong for
     ``problems`` (reason codes): prompt ``translate-retry.v1``, a question of its own.
     """
-    data: dict[str, Any] = {
-        "source_language": inst.lang,
-        "target_language": tgt_lang,
-        "sentence": inst.text,
-        "entities": [
-            {"id": i, "text": e.text, "type": e.label} for i, e in enumerate(inst.entities)
-        ],
-    }
-    if attempt > 1:
-        data |= {"attempt": attempt, "rejected_translation": rejected or "",
-                 "problems": list(problems)}  # fmt: skip
+    retry = attempt > 1
+    req = TranslateRequest(
+        source_language=inst.lang,
+        target_language=tgt_lang,
+        sentence=inst.text,
+        entities=[EntityRef(id=i, text=e.text, type=e.label) for i, e in enumerate(inst.entities)],
+        attempt=attempt if retry else None,
+        rejected_translation=(rejected or "") if retry else None,
+        problems=list(problems) if retry else None,
+    )
     return Question(
-        prompt=ts.prompt_version if attempt == 1 else RETRY_PROMPT,
+        prompt=RETRY_PROMPT if retry else ts.prompt_version,
         reply_model=TranslationReply,
-        values={
-            **prompt_names(inst.lang, tgt_lang),
-            "payload": json.dumps(data, ensure_ascii=False),
-        },
-        data=data,
+        values={**prompt_names(inst.lang, tgt_lang), "payload": payload(req)},
+        data=req,
         check=lambda r: check_reply(inst, tgt_lang, r),
         max_tokens=ts.max_tokens,
         temperature=ts.temperature,

@@ -12,12 +12,11 @@
 from parallelner.store.export import export_snapshot, read_export, verify_export
 from parallelner.store.hub import to_hf_dataset, upload_export
 from parallelner.store.read import diff_snapshots, load_snapshot
-from parallelner.store.table import commit, commit_run, list_snapshots, open_table
+from parallelner.store.table import commit, list_snapshots, open_table
 from parallelner.store.tags import create_tag, show, snapshot_stats, validate_tag_name
 
 __all__ = [
     "commit",
-    "commit_run",
     "create_tag",
     "diff_snapshots",
     "export_snapshot",

@@ -54,7 +54,6 @@ __all__ = [
     "close_catalog",
     "reading",
     "commit",
-    "commit_run",
     "resolve_snapshot",
     "list_snapshots",
     "row_changes",
@@ -209,18 +208,6 @@ def commit(
         return _commit_with_retry(catalog, settings, rows, ids, run_id, replace, props, rng)
     finally:
         close_catalog(catalog)
-
-
-def commit_run(
-    settings: Settings,
-    data: pa.Table | Iterable[ParallelRecord],
-    *,
-    run_id: str,
-    summary: Mapping[str, Any] | None = None,
-    replace: bool = False,
-) -> int:
-    """``commit`` with the settings first (the form the pipeline and flows call)."""
-    return commit(data, run_id, settings=settings, replace=replace, properties=summary)
 
 
 def _commit_with_retry(

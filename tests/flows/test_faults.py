@@ -217,8 +217,7 @@ def test_cli_run_left_with_transient_failures_exits_3_and_a_rerun_finishes(llm_s
 def test_progress_listeners_see_an_outage_and_a_slow_request(tmp_path):
     import threading
 
-    from parallelner import progress
-    from parallelner import run as pipeline
+    from parallelner import pipeline, progress
     from parallelner.settings import load_settings
 
     events: list[tuple[str, int]] = []

@@ -27,7 +27,7 @@ from flows.synthesize import (
     shard_task,
     synthesize,
 )
-from parallelner import run as pipeline
+from parallelner import pipeline
 from parallelner.readers import read_instances
 from parallelner.records import table_to_records
 from parallelner.settings import load_settings

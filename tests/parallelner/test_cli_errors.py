@@ -76,13 +76,13 @@ def test_an_unreadable_source_is_one_line(tmp_path):
 @pytest.mark.skipif(os.geteuid() == 0 and shutil.which("setpriv") is None, reason="setpriv")
 def test_check_sources_names_every_bad_source(tmp_path):
     from parallelner.errors import ConfigError
-    from parallelner.run import check_sources
+    from parallelner.pipeline import check_sources
 
     locked = tmp_path / "locked.conllu"
     shutil.copy(SAMPLE, locked)
     locked.chmod(0o000)
     code = (
-        "import sys; from parallelner.run import check_sources\n"
+        "import sys; from parallelner.pipeline import check_sources\n"
         "try:\n    check_sources([sys.argv[1]])\n"
         "except Exception as e:\n    print(type(e).__name__, e)\n"
     )

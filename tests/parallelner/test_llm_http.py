@@ -1,4 +1,4 @@
-"""The LLM client's HTTP layer (``parallelner.llm.http``) against a real loopback server
+"""The LLM client's HTTP layer (``parallelner.llm.transport``) against a real loopback server
 that misbehaves the ways real servers and proxies do."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from parallelner.llm.client import LLMClient
-from parallelner.llm.http import (
+from parallelner.llm.transport import (
     BadResponse,
     ConnectFailed,
     ConnectionLost,

@@ -56,7 +56,7 @@ def test_records_carry_the_signature_and_older_rows_have_none():
 def test_no_stage_module_knows_which_backend_answers():
     stage_modules = [
         *(PACKAGE / "stages").glob("*.py"),
-        PACKAGE / "run.py",
+        PACKAGE / "pipeline.py",
         *(PACKAGE / "align").glob("*.py"),
         *(PACKAGE / "quality").glob("*.py"),
     ]

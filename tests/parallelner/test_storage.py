@@ -9,8 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from parallelner import run as pipeline
-from parallelner import storage
+from parallelner import pipeline, storage
 from parallelner.llm.runtime import LLMRuntime
 from parallelner.settings import load_settings
 from parallelner.shards import read_shard, shard_origins

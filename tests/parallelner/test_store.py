@@ -173,11 +173,11 @@ def test_every_commit_is_a_new_snapshot_and_old_files_stay_unchanged(settings):
 
 
 def test_commit_properties_land_in_the_snapshot_summary(sqlite_settings):
-    sid = store.commit_run(
-        sqlite_settings,
+    sid = store.commit(
         real_records("pud-en-zh.jsonl", 3, "r"),
-        run_id="r",
-        summary={"config_hash": "abc"},
+        "r",
+        settings=sqlite_settings,
+        properties={"config_hash": "abc"},
     )
     with store.table.reading(sqlite_settings) as table:
         props = table.snapshot_by_id(sid).summary.additional_properties
