@@ -221,8 +221,9 @@ def render(results: list[dict[str, Any]], rate: float, seed: int, paraphrase: fl
     if rungs:
         lines += [
             "",
-            f"The repair loop per rung, config `ladder`, all four pairs: {climbed} pairs "
-            f"climbed, {to_review} handed to review with every rung spent. Fixed: no doubt "
+            f"The repair loop per rung, config `ladder`, every pair of the four files "
+            f"(one-to-one or not): {climbed} pairs climbed, {to_review} handed to review "
+            "with every rung spent. Fixed: no doubt "
             "left; better: kept, doubts left. Requests and tokens are what the rung and the "
             "re-verification after it (project, back-translate) cost.",
             "",
