@@ -35,6 +35,7 @@ from prefect.exceptions import MissingContextError
 from prefect.utilities.urls import url_for
 
 from parallelner import pipeline
+from parallelner.errors import ParallelNERError
 from parallelner.llm.endpoints import endpoint_line
 from parallelner.llm.runtime import RuntimePool, shared_runtime, sharing
 from parallelner.progress import notify
@@ -90,12 +91,20 @@ def _process_shard(
     return result
 
 
+def _retry_unless_users_error(_task: Any, _run: Any, state: Any) -> bool:
+    """A shard is retried once for what may pass (a crash, a lost worker), never for a
+    user's or configuration error (a refused API key, bad input): it would fail again,
+    and pay again."""
+    return not isinstance(getattr(state, "data", None), ParallelNERError)
+
+
 shard_task = task(
     name="process-shard",
     cache_key_fn=_shard_cache_key,
     persist_result=True,
     retries=1,
     retry_delay_seconds=5,
+    retry_condition_fn=_retry_unless_users_error,
 )(_process_shard)
 
 
@@ -108,8 +117,12 @@ def _process_shard_on_worker(
 # on an existing cluster: no Prefect result on one machine's disk; a finished shard is
 # known by its rows in the shared storage (``pipeline.process_shard`` reads them back)
 cluster_shard_task = task(
-    name="process-shard", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5
-)(_process_shard_on_worker)
+    name="process-shard",
+    cache_policy=NO_CACHE,
+    retries=1,
+    retry_delay_seconds=5,
+    retry_condition_fn=_retry_unless_users_error,
+)  # fmt: skip(_process_shard_on_worker)
 
 
 def on_this_machine(settings: Settings) -> Settings:

@@ -61,7 +61,7 @@ from parallelner.llm.cache import (
     cache_location,
     open_reply_cache,
 )
-from parallelner.llm.endpoints import EndpointSet, split_base_urls
+from parallelner.llm.endpoints import EndpointSet, display_url, split_base_urls
 from parallelner.llm.transport import (
     BadResponse,
     ConnectFailed,
@@ -755,6 +755,12 @@ class LLMClient:
                 except StatusError as exc:
                     status = exc.status
                     detail = self._redact(f"HTTP {status} from the LLM server: {exc.message}")
+                    if status in (401, 403):  # every request will fail: stop the run now
+                        raise LLMError(
+                            f"{display_url(ep.url)}: the LLM server refused the API key "
+                            f"({detail}); check PARALLELNER_LLM_API_KEY and run the same "
+                            "command again (replies received so far are in the cache)"
+                        ) from None
                     if status in _RETRY_STATUS or status >= 500:
                         failure = _Failure(Reason.LLM_HTTP_ERROR, detail)
                         retry_after = _retry_after(exc.headers)
@@ -784,15 +790,17 @@ class LLMClient:
                     )
                     taken_out = endpoints.failed(ep, failure.detail, connection=True)
                 except (BadResponse, ValueError, IndexError, KeyError, TypeError) as exc:
-                    # a 200 whose body is not a chat completion: retrying will not help
-                    self._count("failures")
-                    return _Failure(
+                    # a 200 whose body is not a chat completion (a gateway's HTML page, no
+                    # choices, bytes that are not UTF-8): the server is broken, not the
+                    # question; retried as a 5xx is, and if it stays broken the failure is
+                    # transient, so the shard stays unfinished and the next run asks again
+                    failure = _Failure(
                         Reason.LLM_HTTP_ERROR,
                         self._redact(
                             f"the server's response is not a completion ({type(exc).__name__})"
                         ),
-                        transient=False,
                     )
+                    taken_out = endpoints.failed(ep, failure.detail)
                 else:
                     self._answered(latency)
                     endpoints.answered(ep, latency)

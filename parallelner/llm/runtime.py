@@ -85,32 +85,51 @@ class _Unreachable(Exception):
     """An endpoint that did not answer ``GET /models``."""
 
 
-def _check_one(settings: Settings, url: str, shown: str, timeout_s: float) -> None:
-    import openai
+async def _list_models(url: str, key: str, timeout_s: float) -> Any:
+    from parallelner.llm.transport import HTTPClient
 
+    http = HTTPClient(url, api_key=key, timeout=timeout_s)
+    try:
+        return await http.get_json("/models")
+    finally:
+        await http.aclose()
+
+
+def _check_one(settings: Settings, url: str, shown: str, timeout_s: float) -> None:
     from parallelner.errors import LLMError
+    from parallelner.llm.transport import BadResponse, HTTPError, StatusError
 
     key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else "none"
-    client = openai.OpenAI(base_url=url, api_key=key, timeout=timeout_s, max_retries=0)
     several = "," in (settings.llm_base_url or "")
     try:
-        served = {m.id for m in client.models.list()}
-    except openai.AuthenticationError:
+        listing = asyncio.run(_list_models(url, key, timeout_s))
+    except StatusError as exc:
+        if exc.status in (401, 403):
+            raise LLMError(
+                f"{shown}: the API key was refused (HTTP {exc.status}; check "
+                "PARALLELNER_LLM_API_KEY)"
+            ) from None
+        message = f"{shown}: GET /models answered HTTP {exc.status}"
+        if several and exc.status >= 500:
+            raise _Unreachable(message) from None
+        raise LLMError(message) from None
+    except BadResponse:
         raise LLMError(
-            f"{shown}: the API key was refused (check PARALLELNER_LLM_API_KEY)"
+            f"{shown}: GET /models did not answer JSON: is this the base URL of an "
+            "OpenAI-compatible API (it usually ends in /v1)?"
         ) from None
-    except openai.APIConnectionError:
+    except (HTTPError, TimeoutError):  # refused, reset, no answer in time
         message = f"{shown}: cannot reach the LLM endpoint (is the server running?)"
         if several:
             raise _Unreachable(message) from None
         raise LLMError(message) from None
-    except openai.APIStatusError as exc:
-        message = f"{shown}: GET /models answered HTTP {exc.status_code}"
-        if several and exc.status_code >= 500:
-            raise _Unreachable(message) from None
-        raise LLMError(message) from None
-    finally:
-        client.close()
+    data = listing.get("data") if isinstance(listing, dict) else None
+    if not isinstance(data, list):
+        raise LLMError(
+            f"{shown}: GET /models answered JSON that is not a model list; is this the base "
+            "URL of an OpenAI-compatible API?"
+        )
+    served = {m.get("id") for m in data if isinstance(m, dict)} - {None}
     for name in filter(None, (settings.llm_model, settings.llm_fallback_model)):
         if served and name not in served:
             raise LLMError(

@@ -31,6 +31,8 @@ from typing import Any
 import aiohttp
 import orjson
 
+from parallelner.llm.endpoints import display_url
+
 __all__ = [
     "HTTPClient",
     "HTTPError",
@@ -128,7 +130,8 @@ class HTTPClient:
         parts = urllib.parse.urlsplit(base_url)
         if parts.scheme not in ("http", "https"):
             raise ValueError(f"not an http(s) URL: {parts.scheme}://...")
-        self.base_url = base_url.rstrip("/")
+        # user info is never sent (the key is, in its header), nor a query or fragment
+        self.base_url = display_url(base_url).rstrip("/")
         self.timeout = timeout
         # the proxy is resolved once, here: with ``trust_env`` aiohttp reads the proxy
         # variables and ~/.netrc again on every request (10% of the client's CPU at 500

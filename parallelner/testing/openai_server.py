@@ -19,6 +19,11 @@ step               what the client gets
 ``wrong_language`` 200, the source sentence copied as the "translation"
 ``truncated``      200, half of the JSON and ``finish_reason: length``
 ``empty``          200, an empty translation
+``html_200``       200 with an HTML page (a gateway's error page), not JSON
+``empty_choices``  200, ``{"choices": []}``
+``non_utf8``       200 with bytes that are not UTF-8
+``huge``           200, a 10 MB JSON body that is not a completion
+``401``            HTTP 401 (the key refused) on completions; ``/v1/models`` still works
 ``{"content": s}`` 200, exactly ``s`` (with ``finish_reason`` if given)
 =================  ==================================================================
 
@@ -73,7 +78,10 @@ __all__ = ["OpenAIServer", "pseudo_translate", "main"]
 FAULTS = (
     "ok", "429", "500", "hang", "reset", "malformed_json", "missing_ids",
     "wrong_language", "truncated", "empty",
+    # a broken server or gateway: answers that are not completions
+    "html_200", "empty_choices", "non_utf8", "huge", "401",
 )  # fmt: skip
+_HTML = b"<html><body><h1>502 Bad Gateway</h1><p>nginx</p></body></html>"
 
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 429: "Too Many Requests",
             500: "Internal Server Error"}  # fmt: skip
@@ -146,6 +154,8 @@ class OpenAIServer:
     # step -> probability for requests no script matches (e.g. {"500": 0.1, "hang": 0.05})
     fault_mix: dict[str, float] | None = None
     seed: int = 0
+    # ``GET /v1/models`` answers an HTML page (a URL that is not an OpenAI-compatible API)
+    models_html: bool = False
     # an outage of ``outage_s`` seconds that starts when this many requests have come in
     outage_after: int | None = None
     outage_s: float = 60.0
@@ -401,12 +411,22 @@ class OpenAIServer:
         extra: dict[str, str] | None = None,
     ) -> None:
         data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        await self._respond_raw(writer, status, data, "application/json", extra)
+
+    async def _respond_raw(
+        self,
+        writer: asyncio.StreamWriter,
+        status: int,
+        data: bytes,
+        content_type: str,
+        extra: dict[str, str] | None = None,
+    ) -> None:
         # answered before the bytes leave: a client may send its next request on another
         # connection as soon as it reads them, before this coroutine runs again
         self._close_request(writer)
         head = [
             f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}",
-            "Content-Type: application/json",
+            f"Content-Type: {content_type}",
             f"Content-Length: {len(data)}",
             "Connection: keep-alive",
         ]
@@ -423,6 +443,9 @@ class OpenAIServer:
         writer: asyncio.StreamWriter,
     ) -> bool:
         path = path.split("?")[0].rstrip("/")
+        if method == "GET" and path == "/v1/models" and self.models_html:
+            await self._respond_raw(writer, 200, _HTML, "text/html")
+            return True
         if method == "GET" and path == "/v1/models":
             await self._respond(
                 writer, 200, {"object": "list", "data": [{"id": self.model, "object": "model"}]}
@@ -475,6 +498,21 @@ class OpenAIServer:
         if fault == "reset":
             writer.transport.abort()
             return False
+        if fault == "401":
+            await self._respond(writer, 401, {"error": {"message": "invalid API key"}})
+            return True
+        broken = {
+            "html_200": (_HTML, "text/html"),
+            "empty_choices": (b'{"id": "x", "object": "chat.completion", "choices": []}',
+                              "application/json"),
+            "non_utf8": (b'{"choices": [{"message": {"content": "\xff\xfe\x80"}}]}',
+                         "application/json"),
+            "huge": (b'{"padding": "' + b"x" * 10_000_000 + b'"}', "application/json"),
+        }.get(fault)  # fmt: skip
+        if broken is not None:
+            await self._respond_raw(writer, 200, *broken)
+            entry["answered"] = True
+            return True
         assert self._sem is not None
         async with self._sem:
             self._slot(+1)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from flows.synthesize import make_task_runner, synthesize
 from parallelner.testing.openai_server import OpenAIServer
-from tests.flows.helpers import WIKINEURAL_SAMPLE
+from tests.flows.helpers import WIKINEURAL_SAMPLE, free_port, run_cli, run_env
 
 # the stand-in server's fault mix of the issue, without hangs (those have their own test)
 FAULTS = {"500": 0.10, "429": 0.03, "malformed_json": 0.05, "reset": 0.02}
@@ -239,3 +239,41 @@ def test_progress_listeners_see_an_outage_and_a_slow_request(tmp_path):
     seen = [e for e in events if e[0].startswith("llm_")]
     assert ("llm_stalled", 1) in seen and ("llm_stalled", 0) in seen
     assert any(e == "llm_outage" and n >= 5 for e, n in seen) and ("llm_outage", 0) in seen
+
+
+def test_a_server_that_answers_what_is_not_a_completion_leaves_the_run_to_retry(
+    prefect_harness, tmp_path
+):
+    """HTTP 200 with a gateway's HTML page: never committed as final `failed` rows that a
+    re-run takes as finished. The shards stay unfinished; once the server is fixed the
+    same run asks again and its rows are accepted; after that a re-run asks nothing."""
+    home = tmp_path / "home"
+    port = free_port()
+    fast = {"llm_outage_wait_s": 0, "translate": {"max_retries": 1}}
+    with OpenAIServer(model="test-model", port=port, fault_mix={"html_200": 1.0}) as broken:
+        first = _run(broken, home, **fast)
+        assert broken.stats()["requests"] > 0
+    assert first["unfinished"]["shards"] == 4 and first["counts"] == {"failed": 20}
+    with OpenAIServer(model="test-model", port=port) as fixed:
+        second = _run(fixed, home, **fast)
+        asked = fixed.stats()["requests"]
+        fixed.reset_log()
+        third = _run(fixed, home, **fast)
+        asked_again = fixed.stats()["requests"]
+    assert asked > 0 and second["unfinished"] == {}
+    assert second["counts"].get("failed", 0) == 0 and second["counts"]["accepted"] >= 15
+    assert asked_again == 0 and third["counts"] == second["counts"]
+
+
+def test_a_key_refused_mid_run_stops_the_run_in_one_line(tmp_path):
+    """`/v1/models` answers (the check passes), chat answers 401: the run stops at the
+    first refusal with one line naming the cause, no traceback, exit 2."""
+    with OpenAIServer(model="test-model", fault_mix={"401": 1.0}) as srv:
+        res = run_cli(str(WIKINEURAL_SAMPLE), "--to", "zh", env=run_env(tmp_path / "home", srv))
+        asked = srv.stats()["requests"]
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert "refused the API key" in res.stderr and "HTTP 401" in res.stderr
+    assert "Traceback" not in res.stderr + res.stdout
+    # stopped at the first refusals: at most the 20 first questions that were already on
+    # their way, none asked twice (no retry, no second try of the shard)
+    assert asked <= 20

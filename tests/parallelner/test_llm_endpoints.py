@@ -264,3 +264,12 @@ def test_cli_summary_table_shows_each_endpoint():
     text = cap.get()
     assert "llm endpoint http://gpu1:8000/v1" in text and "taken out 1x (31 s)" in text
     assert "llm endpoint http://gpu2:8000/v1" in text and "4 rate-limited" in text
+
+
+def test_a_url_that_answers_html_for_models_is_one_clear_line():
+    """A base URL that is a web page, not an OpenAI-compatible API (the SDK's endpoint
+    check used to crash inside itself with an AttributeError)."""
+    with OpenAIServer(model="test-model", models_html=True) as srv:
+        settings = load_settings(llm_base_url=srv.base_url, llm_model="test-model")
+        with pytest.raises(LLMError, match="did not answer JSON.*ends in /v1"):
+            check_endpoint(settings, timeout_s=2)

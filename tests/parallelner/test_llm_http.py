@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
+from parallelner.errors import LLMError
 from parallelner.llm.client import LLMClient
 from parallelner.llm.transport import (
     BadResponse,
@@ -319,27 +320,43 @@ def test_client_retries_html_5xx_resets_and_429_then_counts_tokens(tmp_path):
     assert all(r["headers"]["authorization"] == "Bearer sk-top-secret-key" for r in requests)
 
 
-def test_client_failure_details_never_show_the_key(tmp_path):
+def test_a_refused_key_stops_at_once_and_the_message_never_shows_it(tmp_path):
     page = b"<html>bad key sk-top-secret-key</html>"
 
     async def go():
         async with Server([raw(_reply(401, page))]) as srv, _client(srv.url, tmp_path) as c:
-            return await _ask(c)
+            with pytest.raises(LLMError) as err:
+                await _ask(c)
+            return str(err.value), c.usage
 
-    out = _run(go())
-    assert out.reason is Reason.LLM_HTTP_ERROR and "HTTP 401" in out.detail
-    assert "sk-top-secret-key" not in out.detail and "bad key" in out.detail
+    message, usage = _run(go())
+    assert "HTTP 401" in message and "refused the API key" in message and "bad key" in message
+    assert "sk-top-secret-key" not in message
+    assert usage.requests == 1 and usage.retries == 0  # not retried: every request would fail
 
 
-def test_client_a_200_that_is_not_a_completion_is_final(tmp_path):
+def test_a_200_that_is_not_a_completion_is_retried_then_left_for_the_next_run(tmp_path):
+    """A gateway's HTML page, no choices, bytes that are not UTF-8: the server is broken,
+    not the question. Retried as a 5xx is; still broken, the failure is transient (the
+    shard stays unfinished and the next run asks again), never a final answer."""
+    broken = [
+        raw(_reply(200, b"<html>502 Bad Gateway</html>")),
+        ok({"choices": []}),
+        raw(_reply(200, b'{"choices": [{"message": {"content": "\xff\xfe"}}]}')),
+    ]
+
     async def go():
-        steps = [raw(_reply(200, b"not json")), ok({"choices": []})]
-        async with Server(steps) as srv, _client(srv.url, tmp_path) as c:
-            return [await _ask(c), await _ask(c)], c.usage
+        async with Server(list(broken)) as srv, _client(srv.url, tmp_path, max_retries=3) as c:
+            fixed = await _ask(c)  # three broken answers, then the server's default: ok
+        again = {"max_retries": 2, "cache_path": tmp_path / "fresh.sqlite"}
+        async with Server(broken * 3) as srv, _client(srv.url, tmp_path, **again) as c:
+            left = await _ask(c)
+            return fixed, left, c.usage
 
-    outs, usage = _run(go())
-    assert all(o.reason is Reason.LLM_HTTP_ERROR and "not a completion" in o.detail for o in outs)
-    assert usage.requests == 2 and usage.retries == 0 and usage.transient_failures == 0
+    fixed, left, usage = _run(go())
+    assert fixed.ok
+    assert left.reason is Reason.LLM_HTTP_ERROR and "not a completion" in left.detail
+    assert usage.retries == 2 and usage.transient_failures == 1
 
 
 def test_client_refused_counts_a_connect_failure(tmp_path):
