@@ -191,6 +191,8 @@ def _summary_rows(summary: run.RunSummary, seconds: float) -> list[dict[str, Any
         for e in summary.usage.get("endpoints", [])
     ]
     rows += [{"what": f"unfinished:{k}", "count": v} for k, v in sorted(summary.unfinished.items())]
+    if summary.rows_skipped:
+        rows.append({"what": "commit:already_in_dataset", "count": summary.rows_skipped})
     rows += [
         {"what": f"ladder {rung}", "count": ladder_line(row)}
         for rung, row in summary.ladder.items()

@@ -151,6 +151,9 @@ class RunSummary:
     # nothing asked), "processed": those this run worked on}
     shards: dict[str, int] = field(default_factory=dict)
     snapshot_new: bool = False  # this run committed the snapshot (not an earlier run)
+    # rows the dataset held already (an earlier run of overlapping input: ``--limit 100``
+    # then the whole file): left as they were, not committed again
+    rows_skipped: int = 0
     # the repair loop per rung, as the quality report counts it: pairs tried / fixed /
     # better... (from the rows' repair steps), questions, requests and tokens (this run's;
     # none for reused shards)
@@ -421,6 +424,17 @@ def _committed_snapshot(settings: Settings, run_id: str) -> int | None:
     return found
 
 
+def _current_snapshot(settings: Settings) -> int | None:
+    """The id of the dataset's latest snapshot (None: nothing committed)."""
+    from parallelner.errors import StoreError
+    from parallelner.store.table import list_snapshots
+
+    try:
+        return next((s["snapshot_id"] for s in list_snapshots(settings) if s["current"]), None)
+    except StoreError:
+        return None
+
+
 def _retried_rows(settings: Settings, run_id: str, table: pa.Table, ids: set[str]) -> pa.Table:
     """Rows of ``table`` among ``ids`` (rows of shards processed again after a transient
     failure) that differ from what the store holds for them: what a re-run commits.
@@ -507,15 +521,23 @@ def finalize_run(
     del tables[:]
     snapshot_id = None
     snapshot_new = False
+    rows_skipped = 0
     if commit:
+        from parallelner.store.table import append_new
         from parallelner.store.table import commit as commit_rows
 
         props = {"config-hash": plan.config_hash, "signature": plan.signature,
                  "tgt-lang": plan.tgt_lang, "sources": json.dumps(plan.sources)}  # fmt: skip
         snapshot_id = _committed_snapshot(settings, plan.run_id)
         snapshot_new = True
-        if snapshot_id is None:
-            snapshot_id = commit_rows(table, plan.run_id, settings=settings, properties=props)
+        if snapshot_id is None:  # rows an earlier run of overlapping input committed stay
+            done = append_new(table, plan.run_id, settings=settings, properties=props)
+            snapshot_id, snapshot_new, rows_skipped = done.snapshot_id, True, done.skipped
+            if snapshot_id is None:  # nothing new: every row was committed before
+                snapshot_new = False
+                snapshot_id = _committed_snapshot(settings, plan.run_id) or _current_snapshot(
+                    settings
+                )
         else:  # committed before: only rows retried after a transient failure are new
             retried = _retried_rows(settings, plan.run_id, table, retried_ids)
             snapshot_new = bool(retried.num_rows)
@@ -550,5 +572,6 @@ def finalize_run(
             "processed": sum(not r.reused for r in ordered),
         },
         snapshot_new=snapshot_new,
+        rows_skipped=rows_skipped,
         ladder=report.repair,
     )

@@ -459,8 +459,20 @@ def _print_summary(summary: dict) -> None:
             highlight=False,
         )
     snap = f"snapshot: [bold]{summary['snapshot_id']}[/]"
+    skipped = summary.get("rows_skipped") or 0
     if summary.get("snapshot_id") is not None and not summary.get("snapshot_new"):
-        snap += " (committed by an earlier run of the same input and settings: nothing new)"
+        snap += (
+            f" (all {skipped} rows were committed by earlier runs of overlapping input: "
+            "nothing new)"
+            if skipped
+            else " (committed by an earlier run of the same input and settings: nothing new)"
+        )
+    elif skipped:
+        console.print(
+            f"rows: {skipped} already in the dataset (an earlier run of overlapping input, "
+            "same settings) were left as they were; the others were committed",
+            highlight=False,
+        )
     console.print(f"{snap}   report: {summary['report_dir']}")
     for f in summary.get("output_files", []):
         console.print(f"rows: {f}")
