@@ -99,3 +99,56 @@ def test_check_sources_names_every_bad_source(tmp_path):
     )
     with pytest.raises(ConfigError, match="no source file given"):
         check_sources([])
+
+
+def _fail_unexpectedly(capsys) -> tuple[Path, str]:
+    """The CLI's handler of an unexpected failure: the traceback file and the error line."""
+    import parallelner_cli
+
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError as exc:
+        with pytest.raises(SystemExit) as stop:
+            parallelner_cli._unexpected(exc)
+    assert stop.value.code == 1
+    line = " ".join(capsys.readouterr().err.split())
+    where = line.split("(traceback in ", 1)[1].split(";", 1)[0]
+    return Path(where), line
+
+
+def test_a_traceback_never_follows_a_symlink_planted_in_the_temp_folder(
+    tmp_path, monkeypatch, capsys
+):
+    """The home cannot hold it: a new private file in the temp folder, not /tmp/logs/..."""
+    import tempfile
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me\n")
+    tmp = tmp_path / "tmp"
+    (tmp / "logs").mkdir(parents=True)
+    (tmp / "logs" / "last-error.txt").symlink_to(victim)
+    home = tmp_path / "home-is-a-file"
+    home.write_text("")
+    monkeypatch.setenv("PARALLELNER_HOME", str(home))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    where, line = _fail_unexpectedly(capsys)
+    assert "unexpected failure" in line and "RuntimeError: boom" in line
+    assert victim.read_text() == "keep me\n"
+    assert where.parent == tmp and not where.is_symlink()
+    assert where.stat().st_mode & 0o777 == 0o600
+    assert "Traceback" in where.read_text()
+
+
+def test_a_traceback_in_the_home_replaces_a_planted_symlink(tmp_path, monkeypatch, capsys):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me\n")
+    logs = tmp_path / "home" / "logs"
+    logs.mkdir(parents=True)
+    (logs / "last-error.txt").symlink_to(victim)
+    monkeypatch.setenv("PARALLELNER_HOME", str(tmp_path / "home"))
+    where, _ = _fail_unexpectedly(capsys)
+    assert where == logs / "last-error.txt" and not where.is_symlink()
+    assert victim.read_text() == "keep me\n"
+    assert where.stat().st_mode & 0o777 == 0o600
+    assert "RuntimeError: boom" in where.read_text()
+    assert [p.name for p in logs.iterdir()] == ["last-error.txt"]  # no temporary left
