@@ -69,14 +69,20 @@ def check_languages(*langs: str | None) -> None:
 
 
 def check_sources(sources: Sequence[Path]) -> None:
-    """Raise ConfigError unless every source is a file this process can read.
+    """Raise ConfigError unless every source is a file this process can read, named once.
 
-    One message names every bad source: not found, a directory, or not readable (and why).
+    One message names every bad source: not found, a directory, not readable (and why),
+    or the same file named twice (by one path or two).
     """
     if not sources:
         raise ConfigError("no source file given: name at least one")
-    missing, dirs, unreadable = [], [], []
+    missing, dirs, unreadable, twice = [], [], [], []
+    named: dict[Path, Path] = {}
     for p in map(Path, sources):
+        with contextlib.suppress(OSError):  # a missing one is reported below
+            first = named.setdefault(p.resolve(strict=True), p)
+            if first is not p:
+                twice.append(f"{first} and {p}" if str(first) != str(p) else str(p))
         if p.is_dir():
             dirs.append(str(p))
         elif not p.exists():
@@ -94,6 +100,8 @@ def check_sources(sources: Sequence[Path]) -> None:
         problems.append(f"source is a directory, not a file: {', '.join(dirs)}")
     if unreadable:
         problems.append(f"cannot read source file: {', '.join(unreadable)}")
+    if twice:  # its instances would be read twice, under the same ids
+        problems.append(f"source file named twice: {', '.join(twice)}; name each file once")
     if problems:
         raise ConfigError("; ".join(problems))
 
@@ -204,14 +212,27 @@ def plan_run(
 
     reasons: Counter[str] = Counter()
 
+    # instance id -> (source, its n-th instance): a record id is made of the instance id,
+    # so two instances with one id would be one record (found before any LLM request)
+    first_seen: dict[str, tuple[str, int]] = {}
+
     def stream(writer: QuarantineWriter):
         taken = 0
         for src in sources:
             report = ReadReport()
-            for inst in read_instances(
+            for nth, inst in enumerate(read_instances(
                 Path(src), fmt, strict, report=report, quarantine=writer.write, lang=src_lang,
                 dataset=dataset, max_chars=settings.max_sentence_chars,
-            ):  # fmt: skip
+            ), 1):  # fmt: skip
+                earlier = first_seen.setdefault(inst.id, (str(src), nth))
+                if earlier != (str(src), nth):
+                    raise InputError(
+                        str(src), None, Reason.DUPLICATE_ID,
+                        f"instance {nth} has the id {inst.id!r} of instance {earlier[1]} of "
+                        f"{earlier[0]}: instance ids must be unique across the sources (give "
+                        "the files different names, or the records their own ids); nothing "
+                        "was sent to the LLM",
+                    )  # fmt: skip
                 if inst.lang == tgt_lang:
                     raise ConfigError(
                         f"{src}: the source language {inst.lang!r} is the "
