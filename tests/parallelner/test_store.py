@@ -331,6 +331,13 @@ def test_bad_tag_names_are_refused(sqlite_settings, name):
         assert [n for n, r in table.refs().items() if r.snapshot_ref_type == "tag"] == []
 
 
+def test_a_tag_name_too_long_is_called_too_long(sqlite_settings):
+    store.commit(real_records("pud-en-zh.jsonl", 3, "run-1"), "run-1", settings=sqlite_settings)
+    with pytest.raises(StoreError, match="it is 101 characters long \\(100 at most\\)"):
+        store.create_tag("v" * 101, settings=sqlite_settings)
+    assert store.create_tag("v" * 100, settings=sqlite_settings)
+
+
 @pytest.mark.parametrize(
     "name,match",
     [("v9", "v9: no such tag or snapshot"), ("123456789", "123456789: no snapshot with this id")],
