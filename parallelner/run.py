@@ -60,12 +60,18 @@ __all__ = [
 TRANSIENT_REASONS = frozenset({Reason.LLM_UNREACHABLE, Reason.LLM_HTTP_ERROR})
 
 
-def check_languages(*langs: str | None) -> None:
-    """Raise ConfigError for a language code the pipeline does not support."""
-    for lang in langs:
+def check_languages(tgt_lang: str | None, src_lang: str | None = None) -> None:
+    """Raise ConfigError for a language code the pipeline does not support, or for a
+    source language that is the target language (nothing to translate)."""
+    for lang in (tgt_lang, src_lang):
         problem = unknown_language(lang) if lang is not None else None
         if problem is not None:
             raise ConfigError(problem)
+    if src_lang is not None and tgt_lang is not None and src_lang.lower() == tgt_lang.lower():
+        raise ConfigError(
+            f"--from {src_lang} --to {tgt_lang}: the source language is the target "
+            "language (nothing to translate); choose another --to"
+        )
 
 
 def check_sources(sources: Sequence[Path]) -> None:

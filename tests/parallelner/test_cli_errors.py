@@ -194,3 +194,12 @@ def test_one_file_named_twice_is_refused(tmp_path, second):
     assert res.returncode == 2, res.stderr
     (line,) = _error_lines(res)
     assert "source file named twice" in " ".join(res.stderr.split())
+
+
+def test_from_and_to_the_same_language_is_one_line(tmp_path):
+    env = {**os.environ, "PARALLELNER_HOME": str(tmp_path / "home"),
+           "PARALLELNER_LLM_BASE_URL": "http://127.0.0.1:9/v1"}  # fmt: skip
+    res = _cli("run", str(SAMPLE), "--from", "zh", "--to", "zh", env=env)
+    assert res.returncode == 2, res.stderr
+    (line,) = _error_lines(res)
+    assert "the source language is the target language" in line

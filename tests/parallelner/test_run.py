@@ -38,3 +38,14 @@ def test_a_run_over_a_slice_then_the_whole_file_commits_what_is_new(tmp_path):
     assert [s["added_records"] for s in snaps] == [6, 14]
     assert not again.snapshot_new and again.rows_skipped == 3
     assert again.snapshot_id == whole.snapshot_id and len(list_snapshots(settings)) == 2
+
+
+def test_a_source_language_that_is_the_target_is_refused(tmp_path):
+    import pytest
+
+    from parallelner.errors import ConfigError
+
+    settings = load_settings(None, home=tmp_path / "home", llm_base_url="http://127.0.0.1:9/v1")
+    with pytest.raises(ConfigError, match="--from zh --to zh: the source language is the target"):
+        pipeline.plan_run([WIKINEURAL_SAMPLE], "zh", settings, src_lang="zh")
+    assert not (tmp_path / "home" / "shards").exists()  # refused before reading
