@@ -17,6 +17,7 @@ from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
 
 from parallelner.errors import ReviewError
+from parallelner.redaction import redact_url
 from parallelner.settings import Settings
 
 __all__ = ["ReviewClient", "IMPORT_BATCH", "connect"]
@@ -34,7 +35,8 @@ class ReviewClient:
     """Connection to one Label Studio server, authenticated with an API key."""
 
     def __init__(self, url: str, api_key: str | None, *, timeout: float = 120.0):
-        self.url = url.rstrip("/")
+        self._url = url.rstrip("/")  # may hold user:password@: only the SDK sees it
+        self.url = redact_url(self._url)  # what messages and reports show
         if not api_key:
             raise ReviewError(
                 "no Label Studio API key: set PARALLELNER_LABEL_STUDIO_API_KEY "
@@ -42,10 +44,11 @@ class ReviewClient:
             )
         self._secret = api_key
         with self._errors("connecting"):
-            self._ls = LabelStudio(base_url=self.url, api_key=api_key, timeout=timeout)
+            self._ls = LabelStudio(base_url=self._url, api_key=api_key, timeout=timeout)
 
     # -- error mapping ------------------------------------------------------------------
     def _scrub(self, text: str) -> str:
+        text = text.replace(self._url, self.url)
         return text.replace(self._secret, "***") if self._secret else text
 
     @contextmanager

@@ -209,6 +209,8 @@ def _summary_rows(summary: pipeline.RunSummary, seconds: float) -> list[dict[str
         for e in summary.usage.get("endpoints", [])
     ]
     rows += [{"what": f"unfinished:{k}", "count": v} for k, v in sorted(summary.unfinished.items())]
+    if summary.rows_skipped:
+        rows.append({"what": "commit:already_in_dataset", "count": summary.rows_skipped})
     rows += [
         {"what": f"ladder {rung}", "count": ladder_line(row)}
         for rung, row in summary.ladder.items()
@@ -289,13 +291,18 @@ def synthesize(
     llm_api_key_secret: str | None = None,
     dataset: str | None = None,
     limit: int | None = None,
+    config_file: str | None = None,
 ) -> dict[str, Any]:
     """Translate, project and filter NER instances; commit one dataset snapshot.
 
     ``config`` holds setting overrides (the same names as the YAML file), never secrets:
-    the LLM API key comes from ``PARALLELNER_LLM_API_KEY`` or from the Prefect ``Secret``
-    block named by ``llm_api_key_secret``. ``dataset`` names the label set of sources
-    that do not name theirs; ``limit`` takes only the first N usable instances.
+    the Prefect API stores parameters in clear. Secrets are read here: the LLM API key
+    from ``PARALLELNER_LLM_API_KEY`` or the Prefect ``Secret`` block named by
+    ``llm_api_key_secret``; a catalog or reply-cache URL, or a URL with a password, from
+    the environment (``PARALLELNER_*``) or the YAML file ``config_file`` (a path: the
+    file is read by the flow, its contents never become a parameter). ``dataset`` names
+    the label set of sources that do not name theirs; ``limit`` takes only the first N
+    usable instances.
     """
     logger = get_run_logger()
     overrides = dict(config or {})
@@ -303,7 +310,7 @@ def synthesize(
         from prefect.blocks.system import Secret
 
         overrides["llm_api_key"] = Secret.load(llm_api_key_secret).get()
-    settings = load_settings(None, **overrides)
+    settings = load_settings(Path(config_file) if config_file else None, **overrides)
     elsewhere, address = _cluster()
     if address is not None:  # shards on other machines: one location every worker reaches
         where = settings.storage_url or str(Path(settings.home).absolute())

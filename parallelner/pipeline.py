@@ -60,23 +60,35 @@ __all__ = [
 TRANSIENT_REASONS = frozenset({Reason.LLM_UNREACHABLE, Reason.LLM_HTTP_ERROR})
 
 
-def check_languages(*langs: str | None) -> None:
-    """Raise ConfigError for a language code the pipeline does not support."""
-    for lang in langs:
+def check_languages(tgt_lang: str | None, src_lang: str | None = None) -> None:
+    """Raise ConfigError for a language code the pipeline does not support, or for a
+    source language that is the target language (nothing to translate)."""
+    for lang in (tgt_lang, src_lang):
         problem = unknown_language(lang) if lang is not None else None
         if problem is not None:
             raise ConfigError(problem)
+    if src_lang is not None and tgt_lang is not None and src_lang.lower() == tgt_lang.lower():
+        raise ConfigError(
+            f"--from {src_lang} --to {tgt_lang}: the source language is the target "
+            "language (nothing to translate); choose another --to"
+        )
 
 
 def check_sources(sources: Sequence[Path]) -> None:
-    """Raise ConfigError unless every source is a file this process can read.
+    """Raise ConfigError unless every source is a file this process can read, named once.
 
-    One message names every bad source: not found, a directory, or not readable (and why).
+    One message names every bad source: not found, a directory, not readable (and why),
+    or the same file named twice (by one path or two).
     """
     if not sources:
         raise ConfigError("no source file given: name at least one")
-    missing, dirs, unreadable = [], [], []
+    missing, dirs, unreadable, twice = [], [], [], []
+    named: dict[Path, Path] = {}
     for p in map(Path, sources):
+        with contextlib.suppress(OSError):  # a missing one is reported below
+            first = named.setdefault(p.resolve(strict=True), p)
+            if first is not p:
+                twice.append(f"{first} and {p}" if str(first) != str(p) else str(p))
         if p.is_dir():
             dirs.append(str(p))
         elif not p.exists():
@@ -94,6 +106,8 @@ def check_sources(sources: Sequence[Path]) -> None:
         problems.append(f"source is a directory, not a file: {', '.join(dirs)}")
     if unreadable:
         problems.append(f"cannot read source file: {', '.join(unreadable)}")
+    if twice:  # its instances would be read twice, under the same ids
+        problems.append(f"source file named twice: {', '.join(twice)}; name each file once")
     if problems:
         raise ConfigError("; ".join(problems))
 
@@ -151,6 +165,9 @@ class RunSummary:
     # nothing asked), "processed": those this run worked on}
     shards: dict[str, int] = field(default_factory=dict)
     snapshot_new: bool = False  # this run committed the snapshot (not an earlier run)
+    # rows the dataset held already (an earlier run of overlapping input: ``--limit 100``
+    # then the whole file): left as they were, not committed again
+    rows_skipped: int = 0
     # the repair loop per rung, as the quality report counts it: pairs tried / fixed /
     # better... (from the rows' repair steps), questions, requests and tokens (this run's;
     # none for reused shards)
@@ -201,14 +218,27 @@ def plan_run(
 
     reasons: Counter[str] = Counter()
 
+    # instance id -> (source, its n-th instance): a record id is made of the instance id,
+    # so two instances with one id would be one record (found before any LLM request)
+    first_seen: dict[str, tuple[str, int]] = {}
+
     def stream(writer: QuarantineWriter):
         taken = 0
         for src in sources:
             report = ReadReport()
-            for inst in read_instances(
+            for nth, inst in enumerate(read_instances(
                 Path(src), fmt, strict, report=report, quarantine=writer.write, lang=src_lang,
                 dataset=dataset, max_chars=settings.max_sentence_chars,
-            ):  # fmt: skip
+            ), 1):  # fmt: skip
+                earlier = first_seen.setdefault(inst.id, (str(src), nth))
+                if earlier != (str(src), nth):
+                    raise InputError(
+                        str(src), None, Reason.DUPLICATE_ID,
+                        f"instance {nth} has the id {inst.id!r} of instance {earlier[1]} of "
+                        f"{earlier[0]}: instance ids must be unique across the sources (give "
+                        "the files different names, or the records their own ids); nothing "
+                        "was sent to the LLM",
+                    )  # fmt: skip
                 if inst.lang == tgt_lang:
                     raise ConfigError(
                         f"{src}: the source language {inst.lang!r} is the "
@@ -421,6 +451,17 @@ def _committed_snapshot(settings: Settings, run_id: str) -> int | None:
     return found
 
 
+def _current_snapshot(settings: Settings) -> int | None:
+    """The id of the dataset's latest snapshot (None: nothing committed)."""
+    from parallelner.errors import StoreError
+    from parallelner.store.table import list_snapshots
+
+    try:
+        return next((s["snapshot_id"] for s in list_snapshots(settings) if s["current"]), None)
+    except StoreError:
+        return None
+
+
 def _retried_rows(settings: Settings, run_id: str, table: pa.Table, ids: set[str]) -> pa.Table:
     """Rows of ``table`` among ``ids`` (rows of shards processed again after a transient
     failure) that differ from what the store holds for them: what a re-run commits.
@@ -507,15 +548,23 @@ def finalize_run(
     del tables[:]
     snapshot_id = None
     snapshot_new = False
+    rows_skipped = 0
     if commit:
+        from parallelner.store.table import append_new
         from parallelner.store.table import commit as commit_rows
 
         props = {"config-hash": plan.config_hash, "signature": plan.signature,
                  "tgt-lang": plan.tgt_lang, "sources": json.dumps(plan.sources)}  # fmt: skip
         snapshot_id = _committed_snapshot(settings, plan.run_id)
         snapshot_new = True
-        if snapshot_id is None:
-            snapshot_id = commit_rows(table, plan.run_id, settings=settings, properties=props)
+        if snapshot_id is None:  # rows an earlier run of overlapping input committed stay
+            done = append_new(table, plan.run_id, settings=settings, properties=props)
+            snapshot_id, snapshot_new, rows_skipped = done.snapshot_id, True, done.skipped
+            if snapshot_id is None:  # nothing new: every row was committed before
+                snapshot_new = False
+                snapshot_id = _committed_snapshot(settings, plan.run_id) or _current_snapshot(
+                    settings
+                )
         else:  # committed before: only rows retried after a transient failure are new
             retried = _retried_rows(settings, plan.run_id, table, retried_ids)
             snapshot_new = bool(retried.num_rows)
@@ -550,5 +599,6 @@ def finalize_run(
             "processed": sum(not r.reused for r in ordered),
         },
         snapshot_new=snapshot_new,
+        rows_skipped=rows_skipped,
         ladder=report.repair,
     )

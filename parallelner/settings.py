@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from parallelner.errors import ConfigError
+from parallelner.redaction import redact_url
 
 __all__ = [
     "Settings",
@@ -25,6 +26,7 @@ __all__ = [
     "ProjectSettings",
     "LadderSettings",
     "QualitySettings",
+    "URL_FIELDS",
     "load_settings",
 ]
 
@@ -89,6 +91,10 @@ class QualitySettings(_Section):
     max_variant_share: float = 0.5  # zh-Hant/zh-Hans target: other-variant share above -> rejected
     audit_rate: float = 0.02  # share of accepted pairs sent to review as an audit
     seed: int = 13
+
+
+# plain-text settings that are URLs: their user info may hold a password (masked on show)
+URL_FIELDS = ("llm_base_url", "label_studio_url", "warehouse", "storage_url", "dask_address")
 
 
 class Settings(BaseSettings):
@@ -195,6 +201,9 @@ class Settings(BaseSettings):
         data = self.model_dump(mode="json")
         for key in ("llm_api_key", "label_studio_api_key", "catalog_uri", "llm_cache_url"):
             data[key] = "***" if getattr(self, key) is not None else None
+        for key in URL_FIELDS:  # a password in a URL's user info
+            if data.get(key):
+                data[key] = redact_url(data[key])
         return data
 
     def stage_hash(self, *sections: str) -> str:

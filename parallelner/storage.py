@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from parallelner.redaction import redact_url
 from parallelner.settings import Settings
 from parallelner.writers.atomic import AtomicTextWriter
 from parallelner.writers.atomic import write_table as write_local_table
@@ -39,6 +40,7 @@ __all__ = [
     "with_suffix",
     "s3_options",
     "redact",
+    "redact_url",
 ]
 
 Location = Path | str
@@ -108,9 +110,7 @@ def _fs(url: str):
 
 def redact(loc: Location) -> str:
     """``loc`` safe for a message: a ``user:password@`` part becomes ``***@``."""
-    from parallelner.store.catalog import redact_location
-
-    return redact_location(str(loc)) if is_remote(loc) else str(loc)
+    return redact_url(str(loc)) if is_remote(loc) else str(loc)
 
 
 def exists(loc: Location) -> bool:

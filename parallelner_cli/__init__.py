@@ -7,6 +7,7 @@ one clear line on stderr and exit code 2, never a traceback for a user's mistake
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import sys
@@ -84,7 +85,6 @@ def main() -> None:
 
 def _unexpected(exc: BaseException) -> None:
     """A failure that is not the user's (a bug, or Prefect's): one line, traceback to a file."""
-    import tempfile
     import traceback
 
     text = "".join(traceback.format_exception(exc))
@@ -95,17 +95,7 @@ def _unexpected(exc: BaseException) -> None:
         secret = os.environ.get(name, "")
         if len(secret) >= 4:
             text, detail = text.replace(secret, "***"), detail.replace(secret, "***")
-    where = None
-    for folder in (os.environ.get("PARALLELNER_HOME", ".parallelner"), tempfile.gettempdir()):
-        try:
-            path = os.path.join(folder, "logs", "last-error.txt")
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            with open(path, "w", encoding="utf-8") as fh:
-                fh.write(text)
-            where = path
-            break
-        except OSError:
-            continue
+    where = _save_traceback(text)
     origin = "Prefect" if "/prefect/" in text.rsplit("Traceback", 1)[-1] else "ParallelNER"
     console_err.print(
         f"[bold red]error:[/] unexpected failure in {origin}: "
@@ -115,6 +105,38 @@ def _unexpected(exc: BaseException) -> None:
         soft_wrap=True,
     )
     sys.exit(1)
+
+
+def _save_traceback(text: str) -> str | None:
+    """Write ``text`` where only this user reads it; the path, or None when nowhere could.
+
+    ``<home>/logs/last-error.txt`` (written as a private temporary file, then renamed over
+    that name: a symlink planted there is replaced, never followed); failing that, a new
+    private file in the system's temporary folder (``mkstemp``: mode 0600, a fresh name,
+    never a fixed path another user could have created first).
+    """
+    import tempfile
+
+    logs = os.path.join(os.environ.get("PARALLELNER_HOME", ".parallelner"), "logs")
+    for folder in (logs, None):
+        try:
+            if folder is not None:
+                os.makedirs(folder, mode=0o700, exist_ok=True)
+            fd, path = tempfile.mkstemp(prefix="parallelner-last-error-", suffix=".txt", dir=folder)
+        except OSError:
+            continue
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            if folder is None:
+                return path
+            final = os.path.join(folder, "last-error.txt")
+            os.replace(path, final)
+            return final
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+    return None
 
 
 def _is_usage_error(exc: BaseException) -> bool:

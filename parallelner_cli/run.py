@@ -172,6 +172,7 @@ def run(
         }.items()
         if v is not None
     }
+    _secrets_to_environment(settings, config)
     flow = synthesize.with_options(
         task_runner=make_task_runner(runner, settings.workers, address=address)
     )
@@ -227,6 +228,7 @@ def run(
                         dataset=dataset,
                         limit=limit,
                         config=_config_dict(config, overrides),
+                        config_file=str(config.absolute()) if config else None,
                         output_dir=str(output.absolute()) if output else None,
                     )
 
@@ -402,17 +404,55 @@ def _quiet_user_errors() -> None:
                 handler.addFilter(_UserErrorFilter())
 
 
+# settings that are secrets, or may hold one (a URL's user:password@): never a flow
+# parameter (the Prefect API stores those in clear and the UI shows them)
+_SECRET_KEYS = ("llm_api_key", "label_studio_api_key", "catalog_uri", "llm_cache_url")
+
+
+def _holds_secret(key: str, value: Any) -> bool:
+    from parallelner.redaction import redact_url
+    from parallelner.settings import URL_FIELDS
+
+    if key in _SECRET_KEYS:
+        return True
+    return key in URL_FIELDS and isinstance(value, str) and redact_url(value) != value
+
+
 def _config_dict(config: Path | None, overrides: dict) -> dict:
-    """YAML settings merged with flags, for the flow's `config` parameter (no secrets)."""
+    """YAML settings merged with flags, for the flow's `config` parameter (no secrets).
+
+    What holds a secret stays out: the flow reads it itself, from the YAML file (its path
+    is the ``config_file`` parameter) or from the environment (``_secrets_to_environment``).
+    """
     data: dict = {}
     if config is not None:
         from parallelner.settings import read_yaml_mapping
 
         data = read_yaml_mapping(config)
     data.update(overrides)
-    for secret in ("llm_api_key", "label_studio_api_key"):
-        data.pop(secret, None)  # secrets come from the environment, never from parameters
-    return data
+    return {k: v for k, v in data.items() if not _holds_secret(k, v)}
+
+
+def _secrets_to_environment(settings: Any, config: Path | None) -> None:
+    """Hand a flag's secret (``--llm-base-url http://user:PASS@host/v1``) to the flow
+    through this process's environment, where it reads secrets, not its parameters.
+
+    A secret from the environment or the YAML file needs nothing: the flow reads both.
+    """
+    from pydantic import SecretStr
+
+    from parallelner.settings import load_settings
+
+    def plain(value: Any) -> Any:
+        return value.get_secret_value() if isinstance(value, SecretStr) else value
+
+    without_flags = load_settings(config)
+    for key in type(settings).model_fields:
+        value = plain(getattr(settings, key))
+        if value is None or not _holds_secret(key, value):
+            continue
+        if value != plain(getattr(without_flags, key)):
+            os.environ[f"PARALLELNER_{key.upper()}"] = str(value)
 
 
 def _print_summary(summary: dict) -> None:
@@ -459,8 +499,20 @@ def _print_summary(summary: dict) -> None:
             highlight=False,
         )
     snap = f"snapshot: [bold]{summary['snapshot_id']}[/]"
+    skipped = summary.get("rows_skipped") or 0
     if summary.get("snapshot_id") is not None and not summary.get("snapshot_new"):
-        snap += " (committed by an earlier run of the same input and settings: nothing new)"
+        snap += (
+            f" (all {skipped} rows were committed by earlier runs of overlapping input: "
+            "nothing new)"
+            if skipped
+            else " (committed by an earlier run of the same input and settings: nothing new)"
+        )
+    elif skipped:
+        console.print(
+            f"rows: {skipped} already in the dataset (an earlier run of overlapping input, "
+            "same settings) were left as they were; the others were committed",
+            highlight=False,
+        )
     console.print(f"{snap}   report: {summary['report_dir']}")
     for f in summary.get("output_files", []):
         console.print(f"rows: {f}")

@@ -31,7 +31,7 @@ ALLOWED = {
 
 # floors inside parallelner, lowest first: a module may import its own floor and below
 FLOORS = [
-    {"errors", "reasons", "languages", "records", "detok", "progress", "prompts"},
+    {"errors", "reasons", "languages", "records", "detok", "progress", "prompts", "redaction"},
     {"settings", "version", "readers", "writers", "storage", "shards", "store"},
     {"llm"},
     {"align", "quality"},

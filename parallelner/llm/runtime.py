@@ -58,8 +58,8 @@ def check_endpoint(settings: Settings, timeout_s: float = 10.0) -> list[str]:
                 )
         return []
     urls = split_base_urls(settings.llm_base_url)
-    if len(urls) == 1:
-        _check_one(settings, urls[0], urls[0], timeout_s)
+    if len(urls) == 1:  # shown without its user info: it may hold a password
+        _check_one(settings, urls[0], display_url(urls[0]), timeout_s)
         return []
     unreachable: list[str] = []
     for url in urls:

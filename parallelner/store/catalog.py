@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from urllib.parse import urlparse, urlsplit, urlunsplit
+from urllib.parse import urlparse
 
 from pyiceberg.catalog.sql import SqlCatalog
 
 from parallelner.errors import StoreError
+from parallelner.redaction import redact_url
 from parallelner.settings import Settings
 
 __all__ = [
@@ -51,16 +52,7 @@ def redact_location(uri: str) -> str:
 
     pyarrow accepts ``s3://KEY:SECRET@bucket/path`` as a warehouse: never echo that part.
     """
-    try:
-        parts = urlsplit(uri)
-        if parts.username is None and parts.password is None:
-            return uri
-        host = parts.hostname or ""
-        if parts.port is not None:
-            host = f"{host}:{parts.port}"
-    except ValueError:  # a malformed port and the like: show nothing of it
-        return "warehouse (PARALLELNER_WAREHOUSE)"
-    return urlunsplit(parts._replace(netloc=f"***@{host}"))
+    return redact_url(uri, unparsable="warehouse (PARALLELNER_WAREHOUSE)")
 
 
 def catalog_location(settings: Settings) -> str:

@@ -3,11 +3,14 @@
 The table's schema is ``parallelner.records.arrow_schema()`` (pyiceberg assigns the
 Iceberg field ids when it creates the table from that Arrow schema). Every commit makes
 a new Iceberg snapshot and writes new Parquet files; no file is ever rewritten in place.
-Two writers committing at once both land: pyiceberg (>= 0.12) retries a lost race
-itself (``commit.retry.num-retries``, 4 by default, re-using the written data files);
-when that is not enough, or a concurrent replace conflicts (``ValidationException``),
-``commit`` reloads the table and does the whole operation again. Data files written by
-an attempt that never landed stay unreferenced (no snapshot sees them).
+Two writers committing at once both land, and a record id lands once: each attempt
+reads the ids the table holds, and its commit requires the branch to be where that read
+was (pyiceberg's ``AssertRefSnapshotId``). pyiceberg's own retry of a lost race
+(``commit.retry.num-retries``) would re-base the same rows onto the winner's snapshot
+without that check (two commits of one run gave two snapshots and every row twice), so
+it is off for these commits: a lost race raises, and ``commit`` reloads the table, reads
+the ids again and does the whole operation again. Data files written by an attempt that
+never landed stay unreferenced (no snapshot sees them).
 
 Arrow types round-trip exactly through Iceberg (map<string,double>, list<struct>,
 timestamp[us, UTC]); ``to_records_table`` is the one place the read side is cast back to
@@ -23,6 +26,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,7 +41,7 @@ from pyiceberg.exceptions import (
     ValidationException,
 )
 from pyiceberg.expressions import AlwaysTrue, In
-from pyiceberg.table import Table
+from pyiceberg.table import Table, TableProperties
 from pyiceberg.table.snapshots import Snapshot
 
 from parallelner.errors import StoreError
@@ -54,6 +58,8 @@ __all__ = [
     "close_catalog",
     "reading",
     "commit",
+    "append_new",
+    "Appended",
     "resolve_snapshot",
     "list_snapshots",
     "row_changes",
@@ -186,12 +192,53 @@ def commit(
 
     ``replace=False`` appends (a synthesize run) and refuses records whose
     ``record_id`` is already in the table (StoreError: a row would be duplicated, or a
-    reviewed row silently superseded). ``replace=True`` (a review pull) replaces the rows
+    reviewed row silently superseded), whatever another writer commits meanwhile.
+    ``replace=True`` (a review pull) replaces the rows
     whose ``record_id`` appears in ``data`` and appends the rest; Iceberg writes new
     files for that, never edits old ones. ``properties`` go into the
     snapshot summary as ``parallelner.<key>`` (provenance: config hash, prompt...).
     On a concurrent commit the table is reloaded and the commit retried.
     """
+    done = _commit(data, run_id, settings, "replace" if replace else "refuse", properties)
+    assert done.snapshot_id is not None
+    return done.snapshot_id
+
+
+@dataclass(frozen=True)
+class Appended:
+    """What ``append_new`` did: the snapshot it committed (None: nothing was new), the
+    rows it added and the rows it left out because the table already held their ids."""
+
+    snapshot_id: int | None
+    added: int
+    skipped: int
+
+
+def append_new(
+    data: pa.Table | Iterable[ParallelRecord],
+    run_id: str,
+    *,
+    settings: Settings | None = None,
+    properties: Mapping[str, Any] | None = None,
+) -> Appended:
+    """Append the rows whose ``record_id`` the table does not hold yet, as one snapshot.
+
+    A run over inputs that overlap an earlier run's (``--limit 100``, then the whole
+    file) adds what is new; the rows already there (same instance, direction and
+    configuration: the same record id) stay as they are, reviewed or not. The check
+    runs inside each commit attempt, so two writers of the same rows add them once.
+    Nothing new: no snapshot (``snapshot_id`` None).
+    """
+    return _commit(data, run_id, settings, "skip", properties)
+
+
+def _commit(
+    data: pa.Table | Iterable[ParallelRecord],
+    run_id: str,
+    settings: Settings | None,
+    existing: str,
+    properties: Mapping[str, Any] | None,
+) -> Appended:
     settings = _settings(settings)
     rows = _as_table(data)
     ids = rows.column("record_id").to_pylist()
@@ -200,51 +247,80 @@ def commit(
         raise StoreError(f"run {run_id}: record_id {dup!r} appears twice in one commit")
     props = {f"{PROP_PREFIX}{k}": str(v) for k, v in (properties or {}).items()}
     props[f"{PROP_PREFIX}run-id"] = run_id
-    props[f"{PROP_PREFIX}operation"] = "replace" if replace else "append"
+    props[f"{PROP_PREFIX}operation"] = "replace" if existing == "replace" else "append"
     props[f"{PROP_PREFIX}committed-at"] = datetime.now(UTC).isoformat(timespec="seconds")
     rng = random.Random()
     catalog = open_catalog(settings, create=True)
     try:
-        return _commit_with_retry(catalog, settings, rows, ids, run_id, replace, props, rng)
+        return _commit_with_retry(catalog, settings, rows, run_id, existing, props, rng)
     finally:
         close_catalog(catalog)
+
+
+def _no_pyiceberg_retry(table: Table) -> Table:
+    """``table`` whose commit raises on a lost race instead of re-basing onto the winner.
+
+    pyiceberg reads ``commit.retry.num-retries`` from the loaded metadata when it commits;
+    the catalog applies the updates to its own current metadata, so this setting stays
+    in this process (the table's stored properties are not changed).
+    """
+    props = {**table.metadata.properties, TableProperties.COMMIT_NUM_RETRIES: "0"}
+    table.metadata = table.metadata.model_copy(update={"properties": props})
+    return table
 
 
 def _commit_with_retry(
     catalog: SqlCatalog,
     settings: Settings,
     rows: pa.Table,
-    ids: list[str],
     run_id: str,
-    replace: bool,
+    mode: str,
     props: dict[str, str],
     rng: random.Random,
-) -> int:
+) -> Appended:
+    """One attempt per loop: read the ids the table holds, commit on exactly that snapshot.
+
+    ``mode``: ``refuse`` (ids already there: StoreError), ``skip`` (leave those rows out)
+    or ``replace`` (supersede them).
+    """
+    total = rows.num_rows
     for attempt in range(MAX_ATTEMPTS):
-        table = load_table(catalog, settings, create=True)
+        table = _no_pyiceberg_retry(load_table(catalog, settings, create=True))
         existing = _existing_ids(table, rows.column("record_id"))
-        if existing and not replace:
+        if existing and mode == "refuse":
             raise StoreError(
-                f"run {run_id}: {len(existing)} of {len(ids)} records are already in the "
+                f"run {run_id}: {len(existing)} of {total} records are already in the "
                 f"table (e.g. {sorted(existing)[0]!r}); nothing was committed. Commit them "
                 "with replace=True to supersede those rows (a review pull does)"
             )
+        todo = rows
+        if existing and mode == "skip":
+            todo = rows.filter(
+                pc.invert(
+                    pc.is_in(rows.column("record_id"), pa.array(sorted(existing), pa.string()))
+                )
+            )
+            existing = set()
+            if todo.num_rows == 0:
+                return Appended(None, 0, total)
         # what the commit does to the dataset's rows (Iceberg's own added-records counts
         # the rows of every rewritten file: 196 for a pull that replaced 2 rows)
         counted = {
             **props,
-            f"{PROP_PREFIX}rows-added": str(len(ids) - len(existing)),
+            f"{PROP_PREFIX}rows-added": str(todo.num_rows - len(existing)),
             f"{PROP_PREFIX}rows-changed": str(len(existing)),
             f"{PROP_PREFIX}rows-removed": "0",
         }
+        if mode == "skip" and todo.num_rows < total:
+            counted[f"{PROP_PREFIX}rows-skipped"] = str(total - todo.num_rows)
         try:
             if existing:
-                _replace_rows(table, rows, existing, counted)
+                _replace_rows(table, todo, existing, counted)
             else:
-                table.append(rows, snapshot_properties=counted)
+                table.append(todo, snapshot_properties=counted)
         except (CommitFailedException, ValidationException):
-            # pyiceberg already retried a few times on the same data files; past that
-            # (or when a concurrent replace touched the same files) redo it on a fresh table
+            # another writer committed after our read: read the ids again and redo it on
+            # a fresh table (pyiceberg's own re-basing would skip that check)
             log.info(
                 "run %s: another writer committed first; retrying (attempt %d)", run_id, attempt + 2
             )
@@ -263,7 +339,7 @@ def _commit_with_retry(
             raise
         snap = table.current_snapshot()
         assert snap is not None
-        return snap.snapshot_id
+        return Appended(snap.snapshot_id, todo.num_rows - len(existing), total - todo.num_rows)
     raise StoreError(
         f"run {run_id}: commit failed {MAX_ATTEMPTS} times (too many concurrent writers)"
     )

@@ -57,6 +57,8 @@ def validate_tag_name(name: str) -> str:
             if any(c.isspace() for c in name)
             else "is empty"
             if not name
+            else f"is {len(name)} characters long (100 at most)"
+            if len(name) > 100
             else "has characters other than letters, digits, . _ -"
             if name[0].isalnum()
             else "must start with a letter or digit"

@@ -153,3 +153,15 @@ def test_records_file_mode_push_then_pull_writes_every_record(env, tmp_path, pud
     assert out.read_text(encoding="utf-8") == src.read_text(encoding="utf-8")  # nothing reviewed
     home = Path(env["PARALLELNER_HOME"])
     assert not home.exists()  # file mode never touches the store
+
+
+def test_a_label_studio_url_with_a_password_is_never_shown(tmp_path) -> None:
+    secret = "lspw-" + uuid.uuid4().hex[:8]
+    url = f"http://reviewer:{secret}@127.0.0.1:{_free_port()}"
+    env = {"PARALLELNER_HOME": str(tmp_path / "home"), "PARALLELNER_LABEL_STUDIO_URL": url,
+           "PARALLELNER_LABEL_STUDIO_API_KEY": "feedface" * 5}  # fmt: skip
+    res = run("pull", "--records", "/dev/null", env=env)
+    assert res.returncode == 2 and "cannot reach Label Studio at http://***@127.0.0.1" in res.stderr
+    assert secret not in res.stdout + res.stderr
+    client = ReviewClient(url, "feedface" * 5)
+    assert secret not in client.project_url(3) and client.project_url(3).startswith("http://***@")

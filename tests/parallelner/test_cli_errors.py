@@ -99,3 +99,107 @@ def test_check_sources_names_every_bad_source(tmp_path):
     )
     with pytest.raises(ConfigError, match="no source file given"):
         check_sources([])
+
+
+def _fail_unexpectedly(capsys) -> tuple[Path, str]:
+    """The CLI's handler of an unexpected failure: the traceback file and the error line."""
+    import parallelner_cli
+
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError as exc:
+        with pytest.raises(SystemExit) as stop:
+            parallelner_cli._unexpected(exc)
+    assert stop.value.code == 1
+    line = " ".join(capsys.readouterr().err.split())
+    where = line.split("(traceback in ", 1)[1].split(";", 1)[0]
+    return Path(where), line
+
+
+def test_a_traceback_never_follows_a_symlink_planted_in_the_temp_folder(
+    tmp_path, monkeypatch, capsys
+):
+    """The home cannot hold it: a new private file in the temp folder, not /tmp/logs/..."""
+    import tempfile
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me\n")
+    tmp = tmp_path / "tmp"
+    (tmp / "logs").mkdir(parents=True)
+    (tmp / "logs" / "last-error.txt").symlink_to(victim)
+    home = tmp_path / "home-is-a-file"
+    home.write_text("")
+    monkeypatch.setenv("PARALLELNER_HOME", str(home))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    where, line = _fail_unexpectedly(capsys)
+    assert "unexpected failure" in line and "RuntimeError: boom" in line
+    assert victim.read_text() == "keep me\n"
+    assert where.parent == tmp and not where.is_symlink()
+    assert where.stat().st_mode & 0o777 == 0o600
+    assert "Traceback" in where.read_text()
+
+
+def test_a_traceback_in_the_home_replaces_a_planted_symlink(tmp_path, monkeypatch, capsys):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me\n")
+    logs = tmp_path / "home" / "logs"
+    logs.mkdir(parents=True)
+    (logs / "last-error.txt").symlink_to(victim)
+    monkeypatch.setenv("PARALLELNER_HOME", str(tmp_path / "home"))
+    where, _ = _fail_unexpectedly(capsys)
+    assert where == logs / "last-error.txt" and not where.is_symlink()
+    assert victim.read_text() == "keep me\n"
+    assert where.stat().st_mode & 0o777 == 0o600
+    assert "RuntimeError: boom" in where.read_text()
+    assert [p.name for p in logs.iterdir()] == ["last-error.txt"]  # no temporary left
+
+
+def _error_lines(res: subprocess.CompletedProcess) -> list[str]:
+    return [line for line in res.stderr.splitlines() if line.startswith("error:")]
+
+
+def test_one_instance_id_in_two_sources_is_refused_before_any_request(tmp_path):
+    """Two files of one name (their instances get the same ids): one line, exit 2, no
+    LLM request paid for rows that could never be committed."""
+    from parallelner.testing.openai_server import OpenAIServer
+    from tests.flows.helpers import run_cli, run_env
+
+    a, b = tmp_path / "a" / SAMPLE.name, tmp_path / "b" / SAMPLE.name
+    for copy in (a, b):
+        copy.parent.mkdir()
+        shutil.copy(SAMPLE, copy)
+    with OpenAIServer(model="test-model") as srv:
+        res = run_cli(str(a), str(b), "--to", "zh", env=run_env(tmp_path / "home", srv))
+        asked = len(srv.requests)  # completions only (GET /models is not logged)
+    assert res.returncode == 2, res.stderr[-3000:]
+    assert "Traceback" not in res.stderr
+    (line,) = _error_lines(res)
+    said = " ".join(res.stderr.split())
+    assert (
+        f"{b}: instance 1 has the id 'wikineural-wikineural-en-sample-1' of instance 1 of {a}"
+        in said
+    )
+    assert said.endswith("[duplicate_id]")
+    assert asked == 0
+
+
+@pytest.mark.parametrize("second", ["same", "other path"])
+def test_one_file_named_twice_is_refused(tmp_path, second):
+    twice = str(SAMPLE) if second == "same" else str(tmp_path / "link.conllu")
+    if second != "same":
+        os.symlink(SAMPLE, twice)
+    res = _cli("run", str(SAMPLE), twice, "--to", "zh",
+               env={**os.environ, "PARALLELNER_HOME": str(tmp_path / "home"),
+                    "PARALLELNER_LLM_BASE_URL": "http://127.0.0.1:9/v1"})  # fmt: skip
+    assert res.returncode == 2, res.stderr
+    (line,) = _error_lines(res)
+    assert "source file named twice" in " ".join(res.stderr.split())
+
+
+def test_from_and_to_the_same_language_is_one_line(tmp_path):
+    env = {**os.environ, "PARALLELNER_HOME": str(tmp_path / "home"),
+           "PARALLELNER_LLM_BASE_URL": "http://127.0.0.1:9/v1"}  # fmt: skip
+    res = _cli("run", str(SAMPLE), "--from", "zh", "--to", "zh", env=env)
+    assert res.returncode == 2, res.stderr
+    (line,) = _error_lines(res)
+    assert "the source language is the target language" in line
