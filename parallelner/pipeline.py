@@ -470,14 +470,13 @@ def _retried_rows(settings: Settings, run_id: str, table: pa.Table, ids: set[str
     """
     import pyarrow.compute as pc
 
-    from parallelner.store import load_snapshot
+    from parallelner.store.read import load_rows
 
     if not ids:
         return table.slice(0, 0)
     volatile = {"created_at", "reviewed_at"}
     mine = table.filter(pc.is_in(table.column("record_id"), pa.array(sorted(ids), pa.string())))
-    stored = load_snapshot("main", settings=settings)
-    stored = stored.filter(pc.is_in(stored.column("record_id"), mine.column("record_id")))
+    stored = load_rows(ids, settings=settings)
     keep_cols = [c for c in mine.column_names if c not in volatile]
     before = {r["record_id"]: r for r in stored.select(keep_cols).to_pylist()}
     reviewed = {Status.REVIEWED_ACCEPTED.value, Status.REVIEWED_REJECTED.value}
@@ -490,6 +489,37 @@ def _retried_rows(settings: Settings, run_id: str, table: pa.Table, ids: set[str
     return mine.filter(pc.is_in(mine.column("record_id"), pa.array(changed, pa.string())))
 
 
+def _commit_staged(
+    plan: RunPlan, settings: Settings, staged: list[Path], retried: list[pa.Table]
+) -> tuple[int | None, bool, int]:
+    """Commit a run's staged rows: (snapshot id, whether this run committed it, rows
+    left as an earlier run committed them)."""
+    from parallelner.store.table import append_new_files
+    from parallelner.store.table import commit as commit_rows
+
+    props = {"config-hash": plan.config_hash, "signature": plan.signature,
+             "tgt-lang": plan.tgt_lang, "sources": json.dumps(plan.sources)}  # fmt: skip
+    snapshot_id = _committed_snapshot(settings, plan.run_id)
+    if snapshot_id is None:  # rows an earlier run of overlapping input committed stay
+        done = append_new_files(staged, plan.run_id, settings=settings, properties=props)
+        if done.snapshot_id is not None:
+            return done.snapshot_id, True, done.skipped
+        # nothing new: every row was committed before
+        current = _committed_snapshot(settings, plan.run_id) or _current_snapshot(settings)
+        return current, False, done.skipped
+    # committed before: only rows retried after a transient failure are new
+    again = pa.concat_tables(retried) if retried else records_to_table([])
+    ids = set(again.column("record_id").to_pylist())
+    changed = _retried_rows(settings, plan.run_id, again, ids)
+    if not changed.num_rows:
+        return snapshot_id, False, 0
+    snapshot_id = commit_rows(
+        changed, plan.run_id, settings=settings, replace=True,
+        properties={**props, "retried-rows": changed.num_rows},
+    )  # fmt: skip
+    return snapshot_id, True, 0
+
+
 def finalize_run(
     plan: RunPlan,
     results: Sequence[ShardResult],
@@ -498,31 +528,52 @@ def finalize_run(
     output_dir: Path | None = None,
     commit: bool = True,
 ) -> RunSummary:
-    """Mark duplicates across shards, commit one snapshot, render the quality report."""
+    """Mark duplicates across shards, commit one snapshot, render the quality report.
+
+    One pass over the shards, one at a time, in run order: their rows are marked, counted
+    for the summary and the report, written to ``--output`` (one Parquet file, row group
+    by row group) and staged under ``<home>/staging/<run id>``; the snapshot is then
+    committed from the staged files, one at a time (``store.table.append_new_files``).
+    Memory is one shard's rows and a key per row (the duplicate check), whatever the
+    size of the run.
+    """
+    import shutil
+
+    import pyarrow.parquet as pq
+
     from parallelner.quality.report import write_report
+    from parallelner.records import arrow_schema
     from parallelner.stages.ladder import LadderStats
+    from parallelner.writers.atomic import atomic_path
 
     ordered = sorted(results, key=lambda r: r.index)
     seen: set[str] = set()
-    tables: list[pa.Table] = []
     counts: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
-
     unfinished: Counter[str] = Counter()
-    retried_ids: set[str] = set()
+    retried: list[pa.Table] = []  # rows of shards processed again (few: what changed)
+    staging = Path(settings.home) / "staging" / plan.run_id
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    staged: list[Path] = []
+    files: list[str] = []
 
-    def marked() -> Iterable[ParallelRecord]:
+    def marked(output: pq.ParquetWriter | None) -> Iterable[ParallelRecord]:
         # one shard's records as objects at a time: at 257k rows, holding every record
-        # as a pydantic object would take several GB; Arrow tables take a fraction
+        # as a pydantic object would take several GB
         for r in ordered:
             rows = storage.read_table(_location(r.path))
             records = mark_duplicates(table_to_records(rows), settings, seen)
-            tables.append(records_to_table(records))
+            table = records_to_table(records)
+            staged.append(staging / f"{r.index:05d}.parquet")
+            pq.write_table(table, staged[-1])
+            if output is not None:
+                output.write_table(table)
             c, rs = _summarize(records)
             counts.update(c)
             reasons.update(rs)
             if r.retried:
-                retried_ids.update(rec.record_id for rec in records)
+                retried.append(table)
             marker = _unfinished_marker(_location(r.path))
             if storage.exists(marker):  # the rows file is the truth, not a (cached) ShardResult
                 unfinished["shards"] += 1
@@ -540,45 +591,24 @@ def finalize_run(
     for r in ordered:
         asked.merge(r.ladder)
     report_dir = Path(settings.home) / "reports" / plan.run_id
-    report = write_report(
-        marked(), report_dir, title=f"Quality report: {plan.run_id}", quality=settings.quality,
-        repair_costs=asked.rungs,
-    )  # fmt: skip
-    table = pa.concat_tables(tables) if tables else records_to_table([])
-    del tables[:]
-    snapshot_id = None
-    snapshot_new = False
-    rows_skipped = 0
-    if commit:
-        from parallelner.store.table import append_new
-        from parallelner.store.table import commit as commit_rows
-
-        props = {"config-hash": plan.config_hash, "signature": plan.signature,
-                 "tgt-lang": plan.tgt_lang, "sources": json.dumps(plan.sources)}  # fmt: skip
-        snapshot_id = _committed_snapshot(settings, plan.run_id)
-        snapshot_new = True
-        if snapshot_id is None:  # rows an earlier run of overlapping input committed stay
-            done = append_new(table, plan.run_id, settings=settings, properties=props)
-            snapshot_id, snapshot_new, rows_skipped = done.snapshot_id, True, done.skipped
-            if snapshot_id is None:  # nothing new: every row was committed before
-                snapshot_new = False
-                snapshot_id = _committed_snapshot(settings, plan.run_id) or _current_snapshot(
-                    settings
-                )
-        else:  # committed before: only rows retried after a transient failure are new
-            retried = _retried_rows(settings, plan.run_id, table, retried_ids)
-            snapshot_new = bool(retried.num_rows)
-            if retried.num_rows:
-                snapshot_id = commit_rows(
-                    retried, plan.run_id, settings=settings, replace=True,
-                    properties={**props, "retried-rows": retried.num_rows},
-                )  # fmt: skip
-    files = []
-    if output_dir is not None:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        out = output_dir / f"{plan.run_id}.parquet"
-        storage.write_table(table, out)
-        files.append(str(out))
+    try:
+        with contextlib.ExitStack() as stack:
+            output = None
+            if output_dir is not None:
+                output_dir.mkdir(parents=True, exist_ok=True)
+                out = output_dir / f"{plan.run_id}.parquet"
+                tmp = stack.enter_context(atomic_path(out))  # moved into place at the end
+                output = stack.enter_context(pq.ParquetWriter(tmp, arrow_schema()))
+                files.append(str(out))
+            report = write_report(
+                marked(output), report_dir, title=f"Quality report: {plan.run_id}",
+                quality=settings.quality, repair_costs=asked.rungs,
+            )  # fmt: skip
+        snapshot_id, snapshot_new, rows_skipped = (
+            _commit_staged(plan, settings, staged, retried) if commit else (None, False, 0)
+        )
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     usage: Counter[str] = Counter()
     for r in ordered:
         usage.update({k: v for k, v in r.usage.items() if isinstance(v, int | float)})

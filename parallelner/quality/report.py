@@ -15,9 +15,11 @@ precision of ``accepted``, reported with a 95% Wilson score interval.
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import math
 import re
+from array import array
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -146,12 +148,13 @@ def _quantile(ordered: list[float], q: float) -> float:
 
 def summarize(
     records: Iterable[ParallelRecord],
-) -> tuple[QualityReport, dict[str, list[tuple[float, str]]]]:
-    """Counts of a run, and the raw (score, status) values per score for plotting."""
+) -> tuple[QualityReport, dict[str, dict[str, array[float]]]]:
+    """Counts of a run, and the raw values of each score by status, for plotting (packed
+    floats, 8 bytes a value: a run of 257k pairs keeps about 12 MB of them)."""
     by_status: Counter[str] = Counter()
     deciding: dict[str, Counter[str]] = {}
     by_reason: Counter[str] = Counter()
-    values: dict[str, list[tuple[float, str]]] = {}
+    values: dict[str, dict[str, array[float]]] = {}
     audit = reviewed = good = 0
     provenance: Counter[str] = Counter()
     repair: dict[str, Counter[str]] = {}
@@ -165,7 +168,7 @@ def summarize(
         by_reason.update(str(r) for r in dict.fromkeys(record.reasons))
         for name, value in record.scores.items():
             if math.isfinite(value):
-                values.setdefault(name, []).append((value, status))
+                values.setdefault(name, {}).setdefault(status, array("d")).append(value)
         provenance[
             f"{record.pipeline_version}|{record.prompt_version}|{record.model}|{record.config_hash}"
         ] += 1
@@ -175,8 +178,8 @@ def summarize(
                 reviewed += 1
                 good += record.status == Status.REVIEWED_ACCEPTED
     scores = {}
-    for name, pairs in sorted(values.items()):
-        ordered = sorted(v for v, _ in pairs)
+    for name, by in sorted(values.items()):
+        ordered = sorted(itertools.chain.from_iterable(by.values()))
         scores[name] = {
             "n": len(ordered),
             "mean": sum(ordered) / len(ordered),
@@ -202,7 +205,7 @@ def summarize(
     return report, values
 
 
-def _plot(values: dict[str, list[tuple[float, str]]], path: Path, title: str) -> None:
+def _plot(values: dict[str, dict[str, array[float]]], path: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -215,9 +218,9 @@ def _plot(values: dict[str, list[tuple[float, str]]], path: Path, title: str) ->
     rows = max(1, math.ceil(len(names) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
     for ax, name in zip(axes.flat, names, strict=False):
-        pairs = values[name]
-        statuses = [s for s in Status if any(st == s.value for _, st in pairs)]
-        data = [[v for v, st in pairs if st == s.value] for s in statuses]
+        by = values[name]
+        statuses = [s for s in Status if by.get(s.value)]
+        data = [by[s.value] for s in statuses]
         ax.hist(
             data,
             bins=30,
@@ -225,7 +228,7 @@ def _plot(values: dict[str, list[tuple[float, str]]], path: Path, title: str) ->
             label=[s.value for s in statuses],
             color=[_STATUS_COLORS[s] for s in statuses],
         )
-        ax.set_title(f"{name} (n={len(pairs)})", fontsize=10)
+        ax.set_title(f"{name} (n={sum(map(len, by.values()))})", fontsize=10)
         ax.set_ylabel("pairs", fontsize=8)
         ax.tick_params(labelsize=8)
     for ax in list(axes.flat)[len(names) :]:

@@ -28,7 +28,7 @@ from parallelner.records import arrow_schema
 from parallelner.settings import Settings, load_settings
 from parallelner.store.table import reading, resolve_snapshot, to_records_table
 
-__all__ = ["load_snapshot", "parse_statuses", "scan_snapshot", "diff_snapshots"]
+__all__ = ["load_snapshot", "load_rows", "parse_statuses", "scan_snapshot", "diff_snapshots"]
 
 
 def parse_statuses(status: str | Iterable[str] | None) -> list[str] | None:
@@ -87,6 +87,24 @@ def load_snapshot(
     statuses = parse_statuses(status)
     with reading(_settings_for(home, settings)) as table:
         return scan_snapshot(table, resolve_snapshot(table, name_or_id), statuses)
+
+
+def load_rows(record_ids: Iterable[str], *, settings: Settings | None = None) -> pa.Table:
+    """The rows of the latest snapshot with these record ids (the scan is filtered: the
+    table is never read whole)."""
+    ids = sorted(set(record_ids))
+    with reading(_settings_for(None, settings)) as table:
+        snapshot = table.current_snapshot()
+        if snapshot is None or not ids:
+            return arrow_schema().empty_table()
+        try:
+            rows = table.scan(row_filter=In("record_id", ids)).to_arrow()
+        except (FileNotFoundError, OSError, pa.ArrowInvalid) as exc:
+            raise StoreError(
+                f"snapshot {snapshot.snapshot_id}: a data file is missing or damaged "
+                f"({str(exc).splitlines()[0][:300]})"
+            ) from None
+        return to_records_table(rows)
 
 
 def _ids(table: Table, snapshot: Snapshot) -> pa.Table:

@@ -24,7 +24,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,6 +32,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.exceptions import (
     CommitFailedException,
@@ -59,6 +60,7 @@ __all__ = [
     "reading",
     "commit",
     "append_new",
+    "append_new_files",
     "Appended",
     "resolve_snapshot",
     "list_snapshots",
@@ -180,6 +182,39 @@ def _as_table(data: pa.Table | Iterable[ParallelRecord]) -> pa.Table:
     return records_to_table(data)
 
 
+class _Rows:
+    """What a commit adds: a table in memory, or Parquet files of rows read one at a
+    time (a run's shards: never all of them in memory at once)."""
+
+    def __init__(self, table: pa.Table | None = None, files: Sequence[Any] = ()):
+        self.table, self.files = table, list(files)
+        if table is not None:
+            self.ids = table.column("record_id").combine_chunks()
+        else:
+            parts = [pq.read_table(f, columns=["record_id"]).column(0) for f in self.files]
+            self.ids = pa.chunked_array(parts, pa.string()).combine_chunks()
+        self.num_rows = len(self.ids)
+
+    def without(self, leave_out: set[str]) -> pa.Table | pa.RecordBatchReader:
+        """The rows whose ids are not in ``leave_out``: a table, or a reader over the
+        files (made anew for each commit attempt: a reader is consumed once)."""
+        gone = pa.array(sorted(leave_out), pa.string())
+
+        def keep(t: pa.Table) -> pa.Table:
+            if not leave_out:
+                return t
+            return t.filter(pc.invert(pc.is_in(t.column("record_id"), value_set=gone)))
+
+        if self.table is not None:
+            return keep(self.table)
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            for f in self.files:
+                yield from keep(to_records_table(pq.read_table(f))).to_batches()
+
+        return pa.RecordBatchReader.from_batches(arrow_schema(), batches())
+
+
 def commit(
     data: pa.Table | Iterable[ParallelRecord],
     run_id: str,
@@ -232,18 +267,32 @@ def append_new(
     return _commit(data, run_id, settings, "skip", properties)
 
 
+def append_new_files(
+    files: Sequence[Any],
+    run_id: str,
+    *,
+    settings: Settings | None = None,
+    properties: Mapping[str, Any] | None = None,
+) -> Appended:
+    """``append_new`` for rows held in Parquet files (a run's shards): one snapshot,
+    its data files written while the files are read one by one, so a run of any size
+    commits in the memory of one file (and of its ids)."""
+    return _commit(_Rows(files=files), run_id, settings, "skip", properties)
+
+
 def _commit(
-    data: pa.Table | Iterable[ParallelRecord],
+    data: pa.Table | Iterable[ParallelRecord] | _Rows,
     run_id: str,
     settings: Settings | None,
     existing: str,
     properties: Mapping[str, Any] | None,
 ) -> Appended:
     settings = _settings(settings)
-    rows = _as_table(data)
-    ids = rows.column("record_id").to_pylist()
-    if len(set(ids)) != len(ids):
-        dup = next(i for i in ids if ids.count(i) > 1)
+    rows = data if isinstance(data, _Rows) else _Rows(_as_table(data))
+    counts = pc.value_counts(rows.ids)
+    twice = counts.filter(pc.greater(counts.field("counts"), 1))
+    if len(twice):
+        dup = twice.field("values")[0].as_py()
         raise StoreError(f"run {run_id}: record_id {dup!r} appears twice in one commit")
     props = {f"{PROP_PREFIX}{k}": str(v) for k, v in (properties or {}).items()}
     props[f"{PROP_PREFIX}run-id"] = run_id
@@ -272,7 +321,7 @@ def _no_pyiceberg_retry(table: Table) -> Table:
 def _commit_with_retry(
     catalog: SqlCatalog,
     settings: Settings,
-    rows: pa.Table,
+    rows: _Rows,
     run_id: str,
     mode: str,
     props: dict[str, str],
@@ -286,33 +335,30 @@ def _commit_with_retry(
     total = rows.num_rows
     for attempt in range(MAX_ATTEMPTS):
         table = _no_pyiceberg_retry(load_table(catalog, settings, create=True))
-        existing = _existing_ids(table, rows.column("record_id"))
+        existing = _existing_ids(table, rows.ids)
         if existing and mode == "refuse":
             raise StoreError(
                 f"run {run_id}: {len(existing)} of {total} records are already in the "
                 f"table (e.g. {sorted(existing)[0]!r}); nothing was committed. Commit them "
                 "with replace=True to supersede those rows (a review pull does)"
             )
-        todo = rows
+        skipped = set()
         if existing and mode == "skip":
-            todo = rows.filter(
-                pc.invert(
-                    pc.is_in(rows.column("record_id"), pa.array(sorted(existing), pa.string()))
-                )
-            )
-            existing = set()
-            if todo.num_rows == 0:
+            skipped, existing = existing, set()
+            if len(skipped) == total:
                 return Appended(None, 0, total)
+        todo = rows.without(skipped)
+        added = total - len(skipped)
         # what the commit does to the dataset's rows (Iceberg's own added-records counts
         # the rows of every rewritten file: 196 for a pull that replaced 2 rows)
         counted = {
             **props,
-            f"{PROP_PREFIX}rows-added": str(todo.num_rows - len(existing)),
+            f"{PROP_PREFIX}rows-added": str(added - len(existing)),
             f"{PROP_PREFIX}rows-changed": str(len(existing)),
             f"{PROP_PREFIX}rows-removed": "0",
         }
-        if mode == "skip" and todo.num_rows < total:
-            counted[f"{PROP_PREFIX}rows-skipped"] = str(total - todo.num_rows)
+        if skipped:
+            counted[f"{PROP_PREFIX}rows-skipped"] = str(len(skipped))
         try:
             if existing:
                 _replace_rows(table, todo, existing, counted)
@@ -339,7 +385,7 @@ def _commit_with_retry(
             raise
         snap = table.current_snapshot()
         assert snap is not None
-        return Appended(snap.snapshot_id, todo.num_rows - len(existing), total - todo.num_rows)
+        return Appended(snap.snapshot_id, added - len(existing), len(skipped))
     raise StoreError(
         f"run {run_id}: commit failed {MAX_ATTEMPTS} times (too many concurrent writers)"
     )
@@ -378,18 +424,23 @@ def _replace_rows(table: Table, rows: pa.Table, existing: set[str], props: dict[
     tx.commit_transaction()
 
 
-def _existing_ids(table: Table, ids: pa.ChunkedArray) -> set[str]:
-    """The ids among ``ids`` that the table's current snapshot already holds."""
+def _existing_ids(table: Table, ids: pa.Array) -> set[str]:
+    """The ids among ``ids`` that the table's current snapshot already holds (the table's
+    id column read batch by batch: memory bounded by a batch, not by the table)."""
     if table.current_snapshot() is None or len(ids) == 0:
         return set()
+    found: set[str] = set()
     try:
-        present = table.scan(selected_fields=("record_id",)).to_arrow().column("record_id")
+        reader = table.scan(selected_fields=("record_id",)).to_arrow_batch_reader()
+        for batch in reader:
+            present = batch.column(0).cast(pa.string())
+            found.update(present.filter(pc.is_in(present, value_set=ids)).to_pylist())
     except (FileNotFoundError, OSError) as exc:
         raise StoreError(
             f"a data file of the current snapshot is missing or damaged "
             f"({_short(exc)}); nothing was committed"
         ) from None
-    return set(ids.filter(pc.is_in(ids, value_set=present.combine_chunks())).to_pylist())
+    return found
 
 
 def resolve_snapshot(table: Table, name_or_id: str | int) -> Snapshot:
