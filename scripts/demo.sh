@@ -16,7 +16,7 @@
 #   BIN                          the virtualenv's bin directory [.venv/bin]
 #   PARALLELNER_HOME             catalog, warehouse, caches, reports [.parallelner]
 #   PARALLELNER_DEMO_OUT         exports, instruction data, models [out/demo]
-#   PARALLELNER_DEMO_LIMIT       sentences per local-model run [5]
+#   PARALLELNER_DEMO_LIMIT       sentences per local-model run [4]
 #   PARALLELNER_DEMO_TAG         the dataset tag [demo-v1]
 #   PARALLELNER_DEMO_LOCAL_MODEL 0 skips the two local-model runs (the test of this script
 #                                does, to stay short; everything else runs) [1]
@@ -25,7 +25,7 @@ cd "$(dirname "$0")/.."
 BIN="${BIN:-.venv/bin}"
 export PARALLELNER_HOME="${PARALLELNER_HOME:-.parallelner}"
 OUT="${PARALLELNER_DEMO_OUT:-out/demo}"
-LIMIT="${PARALLELNER_DEMO_LIMIT:-5}"
+LIMIT="${PARALLELNER_DEMO_LIMIT:-4}"
 TAG="${PARALLELNER_DEMO_TAG:-demo-v1}"
 LOCAL_MODEL="${PARALLELNER_DEMO_LOCAL_MODEL:-1}"
 LS_URL="${PARALLELNER_LABEL_STUDIO_URL:-http://127.0.0.1:8080}"
