@@ -93,10 +93,10 @@ def example(data: Path) -> None:
         )
     if ex is None:
         return
-    tail = ex["prompt"].rstrip().splitlines()[-2:]
-    print("  prompt (the ontology classes as Python, then):")
-    for line in tail:
-        print(f"    {line}")
+    lines = ex["prompt"].rstrip().splitlines()
+    sentence = next((x for x in reversed(lines) if x.startswith("sentence =")), lines[-1])
+    print("  prompt: the ontology classes as Python (docstrings), an instruction, then")
+    print(f"    {sentence}")
     print(f"  answer: {ex['completion'].strip()}")
 
 
