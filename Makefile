@@ -1,5 +1,5 @@
 # ParallelNER — two commands on a fresh machine:
-#   make demo   create .venv, install, run the pipeline on the bundled sample (local model)
+#   make demo   create .venv, install, walk every user's path on the bundled samples (docs/demo.md)
 #   make test   install everything the tests need (services included) and run every test
 
 PYTHON ?= python3
@@ -28,7 +28,7 @@ install: $(STAMP)  ## install the project and all extras into .venv
 services: install  ## install the services the tests start (Postgres, Label Studio, Chromium)
 	bash scripts/install-services.sh
 
-demo: install  ## run the main job on the bundled sample with the embedded local model
+demo: install  ## every user's path on the bundled samples, local model (docs/demo.md)
 	bash scripts/demo.sh
 
 test: install services  ## install what the tests need and run the whole suite
@@ -38,4 +38,4 @@ lint:  ## ruff check and format check
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
 clean:  ## remove the virtualenv and local data
-	rm -rf $(VENV) .parallelner .pytest_cache
+	rm -rf $(VENV) .parallelner .pytest_cache out/demo

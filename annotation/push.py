@@ -19,7 +19,7 @@ from parallelner.reasons import Status
 from parallelner.records import ParallelRecord, table_to_records
 from parallelner.settings import Settings
 
-__all__ = ["push", "ensure_project", "push_snapshot"]
+__all__ = ["push", "ensure_project", "push_snapshot", "preview", "preview_snapshot"]
 
 
 # The Data Manager (the project's task table) shows every data field as a column, the
@@ -79,12 +79,8 @@ def ensure_project(
     return pid, False
 
 
-def push(records: Iterable[ParallelRecord], client: ReviewClient, title: str) -> dict[str, Any]:
-    """Import every record with status ``review`` that the project does not have yet.
-
-    Returns a report: project id, whether it was created, how many tasks were imported,
-    how many were already there, and the other records counted by status (not pushed).
-    """
+def _in_review(records: Iterable[ParallelRecord]) -> tuple[dict[str, ParallelRecord], Counter[str]]:
+    """The records to push (status ``review``, one per record id), the others by status."""
     review: dict[str, ParallelRecord] = {}
     not_review: Counter[str] = Counter()
     for r in records:
@@ -92,6 +88,40 @@ def push(records: Iterable[ParallelRecord], client: ReviewClient, title: str) ->
             review.setdefault(r.record_id, r)
         else:
             not_review[r.status.value] += 1
+    return review, not_review
+
+
+def preview(records: Iterable[ParallelRecord]) -> dict[str, Any]:
+    """What ``push`` would import, without a Label Studio: how many tasks, their classes,
+    and one task as Label Studio receives it (the first with pre-annotated spans)."""
+    review, not_review = _in_review(records)
+    tasks = (record_to_task(r) for r in review.values())
+    example = next((t for t in tasks if t["predictions"][0]["result"]), None)
+    if example is None and review:
+        example = record_to_task(next(iter(review.values())))
+    return {
+        "would_push": len(review),
+        "classes": sorted(record_classes(review.values())),
+        "not_in_review": dict(sorted(not_review.items())),
+        "example_task": example,
+    }
+
+
+def preview_snapshot(settings: Settings, snapshot: str = "main") -> dict[str, Any]:
+    """``preview`` of the ``review`` rows of a dataset snapshot (nothing is sent)."""
+    from parallelner.store import load_snapshot
+
+    table = load_snapshot(snapshot, status=[Status.REVIEW.value], settings=settings)
+    return {"snapshot": snapshot, **preview(table_to_records(table))}
+
+
+def push(records: Iterable[ParallelRecord], client: ReviewClient, title: str) -> dict[str, Any]:
+    """Import every record with status ``review`` that the project does not have yet.
+
+    Returns a report: project id, whether it was created, how many tasks were imported,
+    how many were already there, and the other records counted by status (not pushed).
+    """
+    review, not_review = _in_review(records)
     classes = record_classes(review.values()) or {"Miscellaneous"}
     versions = Counter(model_version(r) for r in review.values())
     version = versions.most_common(1)[0][0] if versions else None

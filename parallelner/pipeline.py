@@ -437,18 +437,9 @@ def mark_duplicates(
 
 def _committed_snapshot(settings: Settings, run_id: str) -> int | None:
     """The snapshot id of an earlier commit of ``run_id`` (a re-run commits nothing new)."""
-    from parallelner.errors import StoreError
-    from parallelner.store.table import list_snapshots
+    from parallelner.store.table import run_snapshot
 
-    try:
-        snapshots = list_snapshots(settings)
-    except StoreError:  # no table yet: nothing committed
-        return None
-    found = None
-    for snap in snapshots:  # oldest first: the latest commit of the run wins
-        if snap.get("run_id") == run_id:
-            found = snap["snapshot_id"]
-    return found
+    return run_snapshot(run_id, settings)
 
 
 def _current_snapshot(settings: Settings) -> int | None:

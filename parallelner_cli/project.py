@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -20,6 +20,9 @@ from parallelner_cli._common import (
     print_json,
     settings_from,
 )
+
+if TYPE_CHECKING:
+    from parallelner.jobs.project import CommitSummary
 
 
 class LLMChoice(StrEnum):
@@ -96,6 +99,26 @@ def project(
             "faulty lines get their reasons in the output.",
         ),
     ] = False,
+    commit: Annotated[
+        bool,
+        typer.Option(
+            "--commit",
+            help="Then keep the pairs as dataset rows: run the automatic quality checks "
+            "(accepted / review / rejected, as in a run; a human translation is not "
+            "back-translated) and commit them as one snapshot, with a quality report under "
+            "<home>/reports. The same input and settings again commit nothing new. Needs --dataset.",
+        ),
+    ] = False,
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            "--dataset",
+            help="With --commit: the source corpus of the pairs (europarl, pud, wikineural...): "
+            "the rows' source_dataset, which names the licence in an export's card and the "
+            "label map in training.",
+            show_default=False,
+        ),
+    ] = None,
     json_out: JsonOption = False,
     config: ConfigOption = None,
     home: HomeOption = None,
@@ -108,8 +131,17 @@ def project(
     Every input line gives exactly one output line. Each projected entity records its method (exact, normalized, fuzzy, source_copy, repair_mention, repair_fallback) and score; every entity left out is listed in 'unprojected' with a reason. A summary of counts by method and reason is printed at the end.
 
     Example: parallelner project data/projection-dev/europarl-en-de.jsonl -o de.jsonl --llm none
+
+    Keep them as a dataset snapshot: add --commit --dataset europarl.
     """
-    from parallelner.jobs.project import known_labels, run_project
+    from parallelner.errors import ConfigError
+    from parallelner.jobs.project import commit_projected, known_labels, run_project
+
+    if commit and not dataset:
+        raise ConfigError("--commit needs --dataset: the source corpus of the pairs "
+                          "(e.g. --dataset europarl); it names their licence and label map")  # fmt: skip
+    if dataset and not commit:
+        raise ConfigError("--dataset is only used with --commit")
 
     settings = settings_from(
         config,
@@ -130,8 +162,15 @@ def project(
         llm=settings if llm is LLMChoice.default else None,
         repair=settings.project.repair and not no_repair,
     )
+    committed = None
+    if commit:
+        assert dataset is not None
+        committed = commit_projected(
+            input, output, settings, dataset=dataset, llm=llm is LLMChoice.default
+        )
     if json_out:
-        print_json({"input": str(input), "output": str(output), **summary.as_dict()})
+        extra = {"commit": committed.as_dict()} if committed is not None else {}
+        print_json({"input": str(input), "output": str(output), **summary.as_dict(), **extra})
         return
     table = Table(title=f"{input} -> {output}", show_edge=False)
     table.add_column("count", justify="right")
@@ -147,3 +186,26 @@ def project(
     for step, n in summary.repair_steps.most_common():
         table.add_row(str(n), f"repair step: {step}")
     console.print(table)
+    if committed is not None:
+        _print_commit(committed)
+
+
+def _print_commit(c: CommitSummary) -> None:
+    """The rows' statuses, the snapshot (new or earlier) and the report."""
+    statuses = ", ".join(f"{s} {n}" for s, n in c.by_status.items()) or "no rows"
+    console.print(f"quality checks: {statuses}", highlight=False)
+    if c.not_committed:
+        console.print(
+            f"not committed: {c.not_committed} lines with input faults (their reasons are "
+            "in the output file)",
+            highlight=False,
+        )
+    if c.snapshot_new:
+        console.print(f"snapshot: {c.snapshot_id} (run {c.run_id})", highlight=False)
+    else:
+        console.print(
+            f"snapshot: {c.snapshot_id} (run {c.run_id}, committed before from the same "
+            "input and settings: nothing new)",
+            highlight=False,
+        )
+    console.print(f"report: {c.report_dir}", highlight=False)

@@ -76,6 +76,35 @@ def _show(report: dict, json_: bool, title: str) -> None:
         console.print(f"  {key}: {shown}", highlight=False, soft_wrap=True)
 
 
+def _show_preview(report: dict, json_: bool, url: str, project: str) -> None:
+    """A dry run's report: the count, then one task as a reviewer sees it."""
+    if json_:
+        print_json({"label_studio_url": url, "project": project, **report})
+        return
+    console.print(
+        f"[bold]dry run[/]: {report['would_push']} pairs in review would become tasks of "
+        f"{project!r} on {url} (nothing was sent)",
+        highlight=False,
+    )
+    task = report["example_task"]
+    if task is None:
+        return
+    data = task["data"]
+    spans = ", ".join(
+        f"{r['value']['text']!r} {r['value']['labels'][0]}"
+        for r in task["predictions"][0]["result"]
+    )
+    console.print("one task (what the reviewer sees):", highlight=False)
+    for key, value in (
+        (f"source ({data['src_lang']}, read only)", data["src_text"]),
+        (f"translation ({data['tgt_lang']})", data["tgt_text"]),
+        ("pre-filled spans (editable)", spans or "none"),
+        ("why it is in review", data["why"]),
+        ("the reviewer answers", "Accept, or Reject with a reason; spans can be corrected"),
+    ):
+        console.print(f"  {key}: {value}", highlight=False, soft_wrap=True)
+
+
 @review_app.command("push")
 def push_cmd(
     config: ConfigOption = None,
@@ -84,6 +113,14 @@ def push_cmd(
     project: ProjectOption = None,
     snapshot: SnapshotOption = "main",
     records: RecordsOption = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Connect to nothing: say how many tasks a push would import and show one "
+            "task as Label Studio would receive it.",
+        ),
+    ] = False,
     json_: JsonOption = False,
 ) -> None:
     """Import the pairs with status `review` as Label Studio tasks (idempotent).
@@ -94,10 +131,17 @@ def push_cmd(
     pre-annotations (model_version = pipeline and prompt version).
     """
     from annotation.client import connect
-    from annotation.push import push, push_snapshot
+    from annotation.push import preview, preview_snapshot, push, push_snapshot
 
     s = settings_from(config, home=home, label_studio_url=label_studio_url,
                       label_studio_project=project)  # fmt: skip
+    if dry_run:
+        if records is not None:
+            report = preview(_read_records(records))
+        else:
+            report = preview_snapshot(s, snapshot)
+        _show_preview(report, json_, s.label_studio_url, s.label_studio_project)
+        return
     if records is not None:
         report = push(_read_records(records), connect(s), s.label_studio_project)
     else:

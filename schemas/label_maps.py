@@ -98,5 +98,9 @@ def class_for_label(dataset: str, label: str) -> str:
 
 register_label_map("conll", _CONLL)
 register_label_map("wikineural", _CONLL)
+# The human-translated pairs of data/projection-dev: Europarl NER (Agerri et al., 2018)
+# uses CoNLL's four labels, Universal NER (PUD) three of them (PER, ORG, LOC).
+register_label_map("europarl", _CONLL)
+register_label_map("pud", _CONLL)
 register_label_map("cluener", _CLUENER)
 register_label_map("ontonotes", _ONTONOTES)

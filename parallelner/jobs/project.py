@@ -13,11 +13,21 @@ A bad line never stops the file: it gets its reasons in the output (one line out
 line in), or, with ``strict``, the first one becomes an ``InputError`` (``file:line``).
 Layers: ``parse_line`` / ``render_line`` (pure, one line), ``project_line`` (sync,
 string matching), ``project_line_llm`` (async, mentions + repair), ``run_project`` (I/O).
+
+``--commit`` (``commit_projected``) keeps the pairs as dataset rows: each output line
+without input faults becomes a draft ``ParallelRecord`` (``record_from_line``, pure; the
+human translation is the target, ``model`` "human"), the automatic quality checks of
+stage 3 route it (``quality.assess_stream``, the same settings as a run), and the rows are
+committed as one snapshot with a quality report. Checks that read an LLM's
+back-translation have nothing to read here and say nothing: a human translation is not
+back-translated. The run id hashes the input file and the signature, so the same command
+again commits nothing new and names the snapshot that has its rows.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -27,9 +37,17 @@ from typing import Any
 
 from parallelner.align.cascade import Projection, project_spans
 from parallelner.errors import InputError
-from parallelner.reasons import Reason
-from parallelner.records import Entity, Instance
+from parallelner.reasons import Reason, Status
+from parallelner.records import (
+    Entity,
+    Instance,
+    MentionTranslation,
+    ParallelRecord,
+    ProjectedEntity,
+    UnprojectedEntity,
+)
 from parallelner.settings import Settings
+from parallelner.version import PIPELINE_VERSION, signature, signature_hash
 from parallelner.writers.atomic import AtomicTextWriter
 
 __all__ = [
@@ -42,6 +60,10 @@ __all__ = [
     "project_line_llm",
     "run_project",
     "INPUT_FAULTS",
+    "CommitSummary",
+    "project_signature",
+    "record_from_line",
+    "commit_projected",
 ]
 
 # Reasons that mean the input line itself is at fault (raised under --strict).
@@ -424,3 +446,175 @@ async def _project_llm(
                 pending = []
         for res in await asyncio.gather(*(one(*i) for i in pending)):
             emit(res)
+
+
+# --- keeping projected pairs as dataset rows (``parallelner project --commit``) ----------
+
+
+def project_signature(settings: Settings, dataset: str, llm: bool) -> str:
+    """The readable provenance of committed projection rows, as ``run_signature`` is of a
+    run's: human translation, LLM help or none, fuzzy threshold, the quality settings."""
+    return signature(
+        translation="human",
+        llm=settings.llm_model if llm else "none",
+        dataset=dataset,
+        fuzzy=f"{settings.project.fuzzy_threshold:g}",
+        repair="yes" if llm and settings.project.repair else "no",
+        min_chrf=f"{settings.quality.min_chrf:g}",
+        stages=settings.stage_hash("project", "quality")[:8],
+        v=PIPELINE_VERSION,
+    )
+
+
+def record_from_line(
+    out: dict[str, Any],
+    *,
+    run_id: str,
+    dataset: str,
+    config_hash: str,
+    sig: str,
+    prompt_version: str = "none",
+) -> ParallelRecord | None:
+    """The draft record (status ``review`` until assessed) of one rendered output line;
+    None for a line with an input fault (its reasons stay in the output file).
+
+    The source entities are sorted as ``parse_line`` sorts them, and every index of the
+    line (input order) is mapped onto that order.
+    """
+    from parallelner.stages.chain import record_id_for
+
+    if "error" in out or any(Reason(r) in INPUT_FAULTS for r in out.get("reasons", ())):
+        return None
+    src, tgt = out["source"], out["target"]
+    text = src["text"]
+    ents = [
+        Entity(start=e["start"], end=e["end"], label=e["label"], text=text[e["start"] : e["end"]])
+        for e in src.get("entities", [])
+    ]
+    order = sorted(range(len(ents)), key=lambda k: (ents[k].start, ents[k].end, ents[k].label))
+    pos = {k: i for i, k in enumerate(order)}
+    line_id = str(out.get("id", out.get("line", "")))
+    instance_id = str(src.get("id") or line_id)  # one English sentence, several targets
+    return ParallelRecord(
+        record_id=record_id_for(line_id, tgt["lang"], config_hash),
+        instance_id=instance_id,
+        run_id=run_id,
+        source_dataset=dataset,
+        src_lang=src["lang"],
+        tgt_lang=tgt["lang"],
+        src_text=src["text"],
+        src_entities=tuple(ents[k] for k in order),
+        tgt_text=tgt["text"],
+        mention_translations=tuple(
+            MentionTranslation(id=pos[int(k)], source=ents[int(k)].text, target=m)
+            for k, m in out.get("mentions", {}).items()
+        ),
+        tgt_entities=tuple(
+            ProjectedEntity(
+                start=e["start"],
+                end=e["end"],
+                label=e["label"],
+                text=e["text"],
+                source_index=pos[e["source_index"]],
+                method=e["method"],
+                score=e["score"],
+            )
+            for e in tgt.get("entities", [])
+        ),
+        unprojected=tuple(
+            UnprojectedEntity(
+                source_index=pos[u["source_index"]],
+                label=u["label"],
+                text=u["text"],
+                reason=Reason(u["reason"]),
+            )
+            for u in out.get("unprojected", [])
+        ),
+        repair_steps=tuple(out.get("repair_steps", ())),
+        status=Status.REVIEW,  # provisional: the quality checks decide
+        reason_stages={},
+        pipeline_version=PIPELINE_VERSION,
+        prompt_version=prompt_version,
+        model="human",
+        config_hash=config_hash,
+        signature=sig,
+    )
+
+
+@dataclass
+class CommitSummary:
+    """What ``commit_projected`` kept: the run, its snapshot and the rows by status."""
+
+    run_id: str
+    snapshot_id: int
+    snapshot_new: bool  # False: the same input and settings were committed before
+    by_status: dict[str, int]
+    by_reason: dict[str, int]
+    not_committed: int  # lines with input faults (no record can be made of them)
+    report_dir: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data for ``--json``."""
+        return dict(self.__dict__)
+
+
+def commit_projected(
+    input_path: Path,
+    output_path: Path,
+    settings: Settings,
+    *,
+    dataset: str,
+    llm: bool = False,
+) -> CommitSummary:
+    """Assess the pairs of a ``run_project`` output and commit them as one snapshot.
+
+    The run id hashes the input file's bytes and the signature: when that run is in the
+    store already, nothing is committed and its snapshot is returned (the report is
+    written again, from the same rows).
+    """
+    from parallelner.quality import assess_stream
+    from parallelner.quality.report import write_report
+    from parallelner.store.table import commit, run_snapshot
+
+    sig = project_signature(settings, dataset, llm)
+    config_hash = signature_hash(sig)
+    digest = hashlib.sha256(config_hash.encode())
+    with open(input_path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    run_id = f"project-{digest.hexdigest()[:12]}"
+    prompt = settings.translate.prompt_version if llm else "none"
+    drafts: list[ParallelRecord] = []
+    skipped = 0
+    with open(output_path, encoding="utf-8") as fh:
+        for line in fh:
+            rec = record_from_line(
+                json.loads(line), run_id=run_id, dataset=dataset, config_hash=config_hash,
+                sig=sig, prompt_version=prompt,
+            )  # fmt: skip
+            if rec is None:
+                skipped += 1
+            else:
+                drafts.append(rec)
+    records = list(assess_stream(drafts, settings))
+    report_dir = Path(settings.home) / "reports" / run_id
+    title = f"Quality report: {run_id} ({Path(input_path).name})"
+    write_report(records, report_dir, title=title, quality=settings.quality)
+    snapshot = run_snapshot(run_id, settings)
+    new = snapshot is None
+    if snapshot is None:
+        props = {
+            "config-hash": config_hash,
+            "signature": sig,
+            "sources": json.dumps([str(input_path)]),
+        }
+        snapshot = commit(records, run_id, settings=settings, properties=props)
+    return CommitSummary(
+        run_id=run_id,
+        snapshot_id=snapshot,
+        snapshot_new=new,
+        by_status=dict(Counter(str(r.status) for r in records).most_common()),
+        by_reason=dict(Counter(str(x) for r in records for x in r.reasons).most_common()),
+        not_committed=skipped,
+        report_dir=str(report_dir),
+    )

@@ -64,6 +64,7 @@ __all__ = [
     "Appended",
     "resolve_snapshot",
     "list_snapshots",
+    "run_snapshot",
     "row_changes",
     "to_records_table",
 ]
@@ -465,6 +466,22 @@ def list_snapshots(settings: Settings | None = None) -> list[dict[str, Any]]:
     """Every snapshot of the table, oldest first, with its run, counts and tags."""
     with reading(settings) as table:
         return _describe_snapshots(table)
+
+
+def run_snapshot(run_id: str, settings: Settings | None = None) -> int | None:
+    """The snapshot of the latest commit of ``run_id``, or None (never committed, no table).
+
+    What lets a re-run of the same job commit nothing new and say which snapshot has its rows.
+    """
+    try:
+        snapshots = list_snapshots(settings)
+    except StoreError:  # no table yet: nothing committed
+        return None
+    found = None
+    for snap in snapshots:  # oldest first: the latest commit of the run wins
+        if snap.get("run_id") == run_id:
+            found = snap["snapshot_id"]
+    return found
 
 
 def _describe_snapshots(table: Table) -> list[dict[str, Any]]:

@@ -165,3 +165,23 @@ def test_a_label_studio_url_with_a_password_is_never_shown(tmp_path) -> None:
     assert secret not in res.stdout + res.stderr
     client = ReviewClient(url, "feedface" * 5)
     assert secret not in client.project_url(3) and client.project_url(3).startswith("http://***@")
+
+
+def test_push_dry_run_shows_a_task_and_connects_to_nothing(tmp_path, pud_records) -> None:
+    settings = load_settings(home=tmp_path / "home")
+    accepted = pud_records[3].model_copy(update={"status": Status.ACCEPTED})
+    store.commit([*pud_records[:3], accepted], "run-1", settings=settings)
+    env = {"PARALLELNER_HOME": str(tmp_path / "home"),
+           "PARALLELNER_LABEL_STUDIO_URL": f"http://127.0.0.1:{_free_port()}"}  # fmt: skip
+
+    res = run("push", "--dry-run", "--json", env=env)
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout)
+    assert report["would_push"] == 3  # the accepted row is not read
+    task = report["example_task"]
+    assert task["data"]["record_id"] in {r.record_id for r in pud_records[:3]}
+    assert task["predictions"][0]["result"]  # the first task with pre-filled spans
+    human = run("push", "--dry-run", env=env)
+    assert human.returncode == 0, human.stderr
+    assert "3 pairs in review would become tasks" in human.stdout
+    assert "nothing was sent" in human.stdout and task["data"]["tgt_text"] in human.stdout

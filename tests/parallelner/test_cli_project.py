@@ -191,3 +191,40 @@ def test_source_index_refers_to_the_input_order_of_unsorted_entities(tmp_path, m
     assert got == {1: (231, "Parlamento"), 2: (175, "Indonesia"), 3: (44, "Parlamento")}
     assert [(u["source_index"], u["reason"]) for u in row["unprojected"]] == [(0, "unknown_label")]
     assert row["source"] == d["source"]  # carried through untouched
+
+
+def test_commit_assesses_the_pairs_and_commits_one_snapshot_once(tmp_path, monkeypatch, capsys):
+    from parallelner import store
+    from parallelner.settings import load_settings
+
+    src = tmp_path / "in.jsonl"
+    lines = [dev_line("europarl-en-de", n) for n in range(1, 21)]
+    src.write_text("".join(json.dumps(d) + "\n" for d in lines) + "[1, 2]\n", encoding="utf-8")
+    out, home = tmp_path / "out.jsonl", tmp_path / "home"
+    args = ("project", src, "-o", out, "--llm", "none", "--home", home, "--commit")
+    code, _, err = cli(monkeypatch, capsys, *args)
+    assert code == 2 and "--commit needs --dataset" in err
+    code, stdout, err = cli(monkeypatch, capsys, *args, "--dataset", "europarl", "--json")
+    assert code == 0, err
+    first = json.loads(stdout)["commit"]
+    assert first["snapshot_new"] and first["not_committed"] == 1  # the broken line
+    assert sum(first["by_status"].values()) == 20 and first["by_status"]["accepted"] > 0
+    assert (Path(first["report_dir"]) / "report.json").exists()
+
+    rows = store.load_snapshot("main", settings=load_settings(home=home)).to_pylist()
+    assert len(rows) == 20
+    assert {r["source_dataset"] for r in rows} == {"europarl"}
+    assert {r["model"] for r in rows} == {"human"}
+    by_id = {r["instance_id"]: r for r in rows}
+    one = by_id[lines[0]["source"]["id"]]  # "European Parliament" -> "Europäischen Parlaments"
+    assert one["status"] == "accepted" and one["back_translation"] is None
+    assert [e["text"] for e in one["tgt_entities"]] == ["Europäischen Parlaments"]
+    for r in rows:  # every projected span is a span of the human translation
+        for e in r["tgt_entities"]:
+            assert r["tgt_text"][e["start"] : e["end"]] == e["text"]
+            assert r["src_entities"][e["source_index"]]["label"] == e["label"]
+
+    code, stdout, err = cli(monkeypatch, capsys, *args, "--dataset", "europarl")
+    assert code == 0, err
+    assert f"snapshot: {first['snapshot_id']}" in stdout and "nothing new" in stdout
+    assert len(store.list_snapshots(load_settings(home=home))) == 1

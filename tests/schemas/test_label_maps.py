@@ -28,6 +28,16 @@ def test_the_four_datasets_are_known():
     assert set(known_datasets()) >= {"conll", "wikineural", "cluener", "ontonotes"}
 
 
+@pytest.mark.parametrize("name", ["europarl-en-de", "pud-en-zh"])
+def test_the_human_translated_pairs_have_a_label_map_for_every_label(name):
+    dataset = name.split("-")[0]
+    labels = set()
+    with (DATA / "projection-dev" / f"{name}.jsonl").open(encoding="utf-8") as f:
+        for line in f:
+            labels.update(e["label"] for e in json.loads(line)["source"]["entities"])
+    assert labels <= set(label_map_for(dataset)), dataset
+
+
 @pytest.mark.parametrize("dataset", ["conll", "wikineural", "cluener", "ontonotes"])
 def test_every_label_of_every_map_resolves_to_an_ontology_class(dataset):
     classes = ontology_classes()
@@ -84,7 +94,9 @@ def test_class_for_label(dataset, label, target):
 
 
 def test_unknown_dataset_error_names_the_known_datasets():
-    with pytest.raises(KeyError, match="'wikiann'.*cluener, conll, ontonotes, wikineural"):
+    with pytest.raises(
+        KeyError, match="'wikiann'.*cluener, conll, europarl, ontonotes, pud, wikineural"
+    ):
         label_map_for("wikiann")
 
 
