@@ -21,8 +21,9 @@ from parallelner.quality.entities import (
 )
 from parallelner.reasons import Reason, Status
 from parallelner.records import ParallelRecord
-from parallelner.settings import QualitySettings, Settings
+from parallelner.settings import QualitySettings, Settings, TranslateSettings
 from parallelner.stages import synthesize_instances
+from parallelner.stages.translate import translate_question
 from parallelner.testing.noisy import (
     MISTAKES,
     GoldPair,
@@ -389,17 +390,9 @@ def test_without_verification_the_mistakes_get_through(tmp_path):
 
 
 def _forward(tr: NoisyTranslator, p: GoldPair, tgt: str) -> dict:
-    inst = p.instance()
-    payload = {
-        "source_language": "en",
-        "target_language": tgt,
-        "sentence": inst.text,
-        "entities": [
-            {"id": i, "text": e.text, "type": e.label} for i, e in enumerate(inst.entities)
-        ],
-    }
+    question = translate_question(p.instance(), tgt, TranslateSettings())  # stage 1's wire
     body = {"response_format": {"json_schema": {"name": "TranslationReply"}}}
-    content, _ = tr(body, True, json.dumps(payload, ensure_ascii=False))
+    content, _ = tr(body, True, question.values["payload"])
     return json.loads(content)
 
 

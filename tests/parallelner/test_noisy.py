@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from parallelner.settings import TranslateSettings
+from parallelner.stages.translate import translate_question
 from parallelner.testing.noisy import (
     MISTAKES,
     PARAPHRASES,
@@ -36,16 +38,9 @@ def _ask(tr: NoisyTranslator, schema: str, payload: dict, model: str = "test-mod
 
 
 def _forward(tr: NoisyTranslator, p: GoldPair, tgt: str, model="test-model", **extra) -> dict:
-    inst = p.instance()
-    payload = {
-        "source_language": "en",
-        "target_language": tgt,
-        "sentence": inst.text,
-        "entities": [
-            {"id": i, "text": e.text, "type": e.label} for i, e in enumerate(inst.entities)
-        ],
-        **extra,
-    }
+    # the request stage 1 sends (its typed payload), plus what a test adds to it
+    request = translate_question(p.instance(), tgt, TranslateSettings()).data
+    payload = {**request.model_dump(exclude_none=True), **extra}
     return _ask(tr, "TranslationReply", payload, model)
 
 

@@ -474,6 +474,24 @@ def test_concurrent_writers_all_land(settings):
     assert sorted(runs) == ["pull-1", "run-0", "run-1", "run-2", "run-3"]  # one snapshot each
 
 
+def _lose_the_race_once(monkeypatch, other_writer) -> list:
+    """Make our next read of the table stale: ``other_writer()`` commits right after it
+    (once: its own reads are not raced). Returns what the other writer returned."""
+    real_load = store.table.load_table
+    raced: list = []
+    started: list[bool] = []
+
+    def load_then_lose_the_race(catalog, s, *, create=False):
+        table = real_load(catalog, s, create=create)
+        if not started:
+            started.append(True)
+            raced.append(other_writer())
+        return table  # now stale: its commit must fail, reload and retry
+
+    monkeypatch.setattr(store.table, "load_table", load_then_lose_the_race)
+    return raced
+
+
 @pytest.mark.parametrize("pyiceberg_retries", [None, "0"])
 def test_a_commit_that_loses_the_race_reloads_and_lands(
     settings, monkeypatch, caplog, pyiceberg_retries
@@ -486,19 +504,10 @@ def test_a_commit_that_loses_the_race_reloads_and_lands(
     if pyiceberg_retries is not None:
         with store.table.reading(settings) as table, table.transaction() as tx:
             tx.set_properties({"commit.retry.num-retries": pyiceberg_retries})
-    real_load = store.table.load_table
     other = real_records("europarl-en-es.jsonl", 5, "run-other")
-    raced: list[int] = []
-    started: list[bool] = []
-
-    def load_then_lose_the_race(catalog, s, *, create=False):
-        table = real_load(catalog, s, create=create)
-        if not started:
-            started.append(True)
-            raced.append(store.commit(other, "run-other", settings=settings))
-        return table  # now stale: its commit must fail, reload and retry
-
-    monkeypatch.setattr(store.table, "load_table", load_then_lose_the_race)
+    raced = _lose_the_race_once(
+        monkeypatch, lambda: store.commit(other, "run-other", settings=settings)
+    )
     caplog.set_level("INFO", logger="parallelner.store.table")
     mine = real_records("europarl-en-it.jsonl", 5, "run-mine")
     sid = store.commit(mine, "run-mine", settings=settings)
@@ -526,17 +535,9 @@ def test_two_review_pulls_rewriting_the_same_file_both_land(
     pending = reviewed(base, "pull")
     pull_a = [r.model_copy(update={"run_id": "pull-a"}) for r in pending[:3]]
     pull_b = [r.model_copy(update={"run_id": "pull-b"}) for r in pending[3:]]
-    real_load = store.table.load_table
-    started: list[bool] = []
-
-    def load_then_lose_the_race(catalog, s, *, create=False):
-        table = real_load(catalog, s, create=create)
-        if not started:
-            started.append(True)
-            store.commit(pull_b, "pull-b", settings=settings, replace=True)
-        return table
-
-    monkeypatch.setattr(store.table, "load_table", load_then_lose_the_race)
+    _lose_the_race_once(
+        monkeypatch, lambda: store.commit(pull_b, "pull-b", settings=settings, replace=True)
+    )
     store.commit(pull_a, "pull-a", settings=settings, replace=True)
     monkeypatch.undo()
     final = table_to_records(store.load_snapshot("main", settings=settings))
@@ -553,18 +554,7 @@ def test_two_commits_of_one_run_at_once_land_once(settings, monkeypatch):
     snapshot (that gave two snapshots and every row twice).
     """
     rows = real_records("europarl-en-it.jsonl", 12, "run-1")
-    real_load = store.table.load_table
-    raced: list[int] = []
-    started: list[bool] = []
-
-    def load_then_lose_the_race(catalog, s, *, create=False):
-        table = real_load(catalog, s, create=create)
-        if not started:
-            started.append(True)
-            raced.append(store.commit(rows, "run-1", settings=settings))
-        return table
-
-    monkeypatch.setattr(store.table, "load_table", load_then_lose_the_race)
+    raced = _lose_the_race_once(monkeypatch, lambda: store.commit(rows, "run-1", settings=settings))
     with pytest.raises(StoreError, match="12 of 12 records are already in the table"):
         store.commit(rows, "run-1", settings=settings)
     monkeypatch.undo()
