@@ -82,6 +82,15 @@ FAULTS = (
     "html_200", "empty_choices", "non_utf8", "huge", "401",
 )  # fmt: skip
 _HTML = b"<html><body><h1>502 Bad Gateway</h1><p>nginx</p></body></html>"
+# 200 answers that are not completions (``huge`` is made when asked for)
+_BROKEN: dict[str, tuple[bytes, str]] = {
+    "html_200": (_HTML, "text/html"),
+    "empty_choices": (b'{"id": "x", "object": "chat.completion", "choices": []}',
+                      "application/json"),
+    "non_utf8": (b'{"choices": [{"message": {"content": "\xff\xfe\x80"}}]}',
+                 "application/json"),
+    "huge": (b"", "application/json"),
+}  # fmt: skip
 
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 429: "Too Many Requests",
             500: "Internal Server Error"}  # fmt: skip
@@ -501,15 +510,10 @@ class OpenAIServer:
         if fault == "401":
             await self._respond(writer, 401, {"error": {"message": "invalid API key"}})
             return True
-        broken = {
-            "html_200": (_HTML, "text/html"),
-            "empty_choices": (b'{"id": "x", "object": "chat.completion", "choices": []}',
-                              "application/json"),
-            "non_utf8": (b'{"choices": [{"message": {"content": "\xff\xfe\x80"}}]}',
-                         "application/json"),
-            "huge": (b'{"padding": "' + b"x" * 10_000_000 + b'"}', "application/json"),
-        }.get(fault)  # fmt: skip
+        broken = _BROKEN.get(fault)
         if broken is not None:
+            if fault == "huge":  # made when asked for: 10 MB per request otherwise
+                broken = (b'{"padding": "' + b"x" * 10_000_000 + b'"}', "application/json")
             await self._respond_raw(writer, 200, *broken)
             entry["answered"] = True
             return True
