@@ -3,6 +3,8 @@ OpenAI-compatible server: what it commits when its input overlaps an earlier run
 
 from __future__ import annotations
 
+import pytest
+
 from parallelner import pipeline
 from parallelner.llm.runtime import LLMRuntime
 from parallelner.settings import load_settings
@@ -49,3 +51,84 @@ def test_a_source_language_that_is_the_target_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="--from zh --to zh: the source language is the target"):
         pipeline.plan_run([WIKINEURAL_SAMPLE], "zh", settings, src_lang="zh")
     assert not (tmp_path / "home" / "shards").exists()  # refused before reading
+
+
+def _cut(path, keep):
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+def _damage_cache_truncated(home):
+    for side in home.glob("llm-cache.sqlite-*"):  # as a copy of the main file alone would
+        side.unlink()
+    _cut(home / "llm-cache.sqlite", 0.4)
+    return home / "llm-cache.sqlite"
+
+
+def _damage_cache_random(home):
+    import random
+
+    for side in home.glob("llm-cache.sqlite-*"):
+        side.unlink()
+    path = home / "llm-cache.sqlite"
+    path.write_bytes(random.Random(25).randbytes(20_000))
+    return path
+
+
+def _damage_rows_truncated(home):
+    path = sorted((home / "rows").rglob("*.parquet"))[0]
+    _cut(path, 0.5)
+    return path
+
+
+def _damage_shard_cut_mid_line(home):
+    path = sorted((home / "shards").glob("*.jsonl"))[0]
+    _cut(path, 0.6)
+    (home / "rows").rename(home / "rows-gone")  # the shard must be read again
+    return path
+
+
+def _damage_shard_lost_lines(home):
+    path = sorted((home / "shards").glob("*.jsonl"))[0]
+    lines = path.read_text("utf-8").splitlines(keepends=True)
+    path.write_text("".join(lines[:2]), "utf-8")
+    (home / "rows").rename(home / "rows-gone")
+    return path
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        _damage_cache_truncated,
+        _damage_cache_random,
+        _damage_rows_truncated,
+        _damage_shard_cut_mid_line,
+        _damage_shard_lost_lines,
+    ],
+    ids=lambda f: f.__name__.removeprefix("_damage_"),
+)
+def test_a_damaged_file_is_set_aside_with_one_warning_and_its_work_redone(tmp_path, caplog, damage):
+    """Issue 25 case 10: a damaged reply cache, rows file or shard file was a traceback on
+    every re-run. Now the file is renamed ``<name>.damaged-<time>``, one warning line
+    names it, and the work it held is done again: every instance ends in a row."""
+    import logging
+
+    with OpenAIServer(model="test-model") as srv:
+        settings = load_settings(
+            None, home=tmp_path / "home", llm_base_url=srv.base_url, llm_model="test-model",
+            shard_size=4,
+        )  # fmt: skip
+        first = _run(settings)
+        damaged = damage(tmp_path / "home")
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            again = _run(settings)
+        third = _run(settings)
+    lines = [r.getMessage() for r in caplog.records if "set aside" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].startswith(f"{damaged}: ") and "\n" not in lines[0]
+    aside = list(damaged.parent.glob(f"{damaged.name}.damaged-*"))
+    assert len(aside) == 1 and f"set aside as {aside[0].name}" in lines[0]
+    assert again.counts == first.counts and again.instances == first.instances == 20
+    assert third.counts == first.counts
+    rows = load_snapshot("main", settings=settings)
+    assert rows.num_rows == 20
