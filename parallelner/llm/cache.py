@@ -11,6 +11,7 @@ Only complete HTTP replies are stored; transport failures are never cached.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import queue
@@ -20,6 +21,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from parallelner.errors import NoSpaceError, is_no_space
 
 if TYPE_CHECKING:
     from parallelner.llm.cache_pg import PostgresReplyCache
@@ -167,12 +170,17 @@ class ReplyCache(GroupCommitCache):
         self._read_lock = threading.Lock()
         self._write_lock = threading.Lock()
         try:
-            self._open()
-        except sqlite3.DatabaseError as exc:  # not OperationalError's disk full: damage
-            if isinstance(exc, sqlite3.OperationalError) or not self.path.exists():
-                raise
-            self._set_aside(f"reply cache damaged ({exc})")
-            self._open()
+            try:
+                self._open()
+            except sqlite3.DatabaseError as exc:  # OperationalError (full, locked): not damage
+                if isinstance(exc, sqlite3.OperationalError) or not self.path.exists():
+                    raise
+                self._set_aside(f"reply cache damaged ({exc})")
+                self._open()
+        except (sqlite3.OperationalError, OSError) as exc:
+            if is_no_space(exc):
+                raise NoSpaceError(self.path) from None
+            raise
         self._start_writer()
 
     def _open(self) -> None:
@@ -218,14 +226,22 @@ class ReplyCache(GroupCommitCache):
         return CachedReply(*row) if row else None
 
     def _write(self, rows: list[tuple]) -> None:
-        with self._write_lock:
-            self._db.execute("BEGIN")
-            try:
-                self._db.executemany(_INSERT, rows)
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        try:
+            with self._write_lock:
+                self._db.execute("BEGIN")
+                try:
+                    self._db.executemany(_INSERT, rows)
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back
+                        self._db.execute("ROLLBACK")
+                    raise
+        except (sqlite3.OperationalError, OSError) as exc:
+            # every caller waiting on this batch gets it (``aput``): the shard stops, the
+            # run ends in one line; nothing waits for a write that will never land
+            if is_no_space(exc):
+                raise NoSpaceError(self.path) from None
+            raise
 
     def __len__(self) -> int:
         with self._read_lock:
@@ -243,10 +259,15 @@ class ReplyCache(GroupCommitCache):
 def _truncated(path: Path) -> str | None:
     """Why the SQLite file at ``path`` is shorter than its header says (None: it is not).
 
-    The header's page count times its page size is the database's size (SQLite keeps it
-    right at every commit and checkpoint); a file cut short by a copy or a full disk reads
-    as zeros past its end, and SQLite would find that out only at the first read there.
+    The header's page count times its page size is the database's size; a file cut short
+    by a copy reads as zeros past its end, and SQLite would find that out only at the
+    first read there. With a WAL file beside it the file may be short for a while (a
+    checkpoint cut off midway writes page 1 first): SQLite completes it from the WAL,
+    so only a database without one is judged.
     """
+    wal = Path(f"{path}-wal")
+    if wal.exists() and wal.stat().st_size > 0:
+        return None
     try:
         with path.open("rb") as fh:
             head = fh.read(100)

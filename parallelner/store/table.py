@@ -44,7 +44,7 @@ from pyiceberg.expressions import AlwaysTrue, In
 from pyiceberg.table import Table, TableProperties
 from pyiceberg.table.snapshots import Snapshot
 
-from parallelner.errors import StoreError
+from parallelner.errors import NoSpaceError, StoreError, is_no_space
 from parallelner.records import ParallelRecord, arrow_schema, records_to_table
 from parallelner.settings import Settings, load_settings
 from parallelner.store.catalog import (
@@ -152,6 +152,16 @@ def recover_catalog(settings: Settings | None = None) -> dict[str, Any]:
         return {"metadata": metadata, "snapshots": len(table.snapshots()), "tags": tags}
     finally:
         close_catalog(catalog)
+
+
+def _catalog_for_messages(settings: Settings) -> str:
+    """The catalog for a message: the SQLite file's path, or the URI without password."""
+    from parallelner.store.catalog import catalog_location, redact_catalog_uri
+
+    uri = catalog_location(settings)
+    return (
+        uri.removeprefix("sqlite:///") if uri.startswith("sqlite:///") else redact_catalog_uri(uri)
+    )
 
 
 def _names(fields: Iterable[pa.Field], prefix: str = "") -> set[str]:
@@ -370,11 +380,15 @@ def _commit_with_retry(
             time.sleep(min(2.0, 0.02 * 2**attempt) * (0.5 + rng.random()))
             continue
         except OSError as exc:  # the warehouse refused the write (gone, read-only, S3 down)
+            if is_no_space(exc):
+                raise NoSpaceError(redact_location(warehouse_location(settings))) from None
             raise StoreError(
                 f"{redact_location(warehouse_location(settings))}: cannot write to the warehouse "
                 f"({_short(exc)}); nothing was committed"
             ) from None
         except Exception as exc:
+            if is_no_space(exc):  # the SQLite catalog's disk
+                raise NoSpaceError(_catalog_for_messages(settings)) from None
             if "database is locked" in str(exc):  # SQLite busy: same as a lost race
                 log.info("run %s: catalog database busy; retrying", run_id)
                 time.sleep(0.05 + rng.random() * 0.2)

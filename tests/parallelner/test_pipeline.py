@@ -3,6 +3,8 @@ OpenAI-compatible server: what it commits when its input overlaps an earlier run
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 
 from parallelner import pipeline
@@ -132,3 +134,73 @@ def test_a_damaged_file_is_set_aside_with_one_warning_and_its_work_redone(tmp_pa
     assert third.counts == first.counts
     rows = load_snapshot("main", settings=settings)
     assert rows.num_rows == 20
+
+
+class _FullDisk:
+    """The reply cache's SQLite connection on a full disk: every write is refused as
+    SQLite refuses it (``database or disk is full``); reads still work."""
+
+    def __init__(self, db):
+        self._db = db
+
+    def execute(self, sql, *args):
+        if sql == "BEGIN" or sql == "ROLLBACK":
+            return self._db.execute(sql, *args)
+        raise sqlite3.OperationalError("database or disk is full")
+
+    def executemany(self, sql, rows):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    def close(self):
+        self._db.close()
+
+
+def test_a_full_disk_under_the_reply_cache_ends_every_shard_thread(tmp_path):
+    """Issue 25 case 8, without a full file system (``tests/flows`` has one on tmpfs):
+    the reply cache's writer gets "database or disk is full" while four shards share one
+    runtime on worker threads, as the flow runs them. The first shard's error names the
+    cache file; closing the runtimes (the flow does on the first error) ends the other
+    threads at once: closing stopped the loop under them, and they waited forever."""
+    import threading
+
+    from parallelner.errors import NoSpaceError, RunStopped
+    from parallelner.llm.runtime import RuntimePool
+
+    errors: dict[int, BaseException | None] = {}
+    failed = threading.Event()
+
+    def shard(i, s, plan, settings, runtime):
+        try:
+            pipeline.process_shard(s, plan, settings, runtime)
+            errors[i] = None
+        except BaseException as exc:
+            errors[i] = exc
+            failed.set()
+
+    with OpenAIServer(model="test-model", service_time=0.05) as srv:
+        settings = load_settings(
+            None, home=tmp_path / "home", llm_base_url=srv.base_url, llm_model="test-model",
+            shard_size=2,
+        )  # fmt: skip
+        plan = pipeline.plan_run([WIKINEURAL_SAMPLE], "zh", settings)
+        pool = RuntimePool()
+        runtime = pool.get(settings)
+        cache = runtime.client._cache
+        cache._db = _FullDisk(cache._db)
+        # daemon threads: a thread that never ends fails the test instead of hanging it
+        threads = [
+            threading.Thread(target=shard, args=(i, s, plan, settings, runtime), daemon=True)
+            for i, s in enumerate(plan.shards[:4])
+        ]
+        for t in threads:
+            t.start()
+        assert failed.wait(60)
+        first = next(e for e in errors.values() if e is not None)
+        pool.close()
+        for t in threads:
+            t.join(15)
+        stuck = [t for t in threads if t.is_alive()]
+        assert not stuck, f"{len(stuck)} shard threads never finished"
+    assert isinstance(first, NoSpaceError), repr(first)
+    assert str(settings.home / "llm-cache.sqlite") in str(first)
+    assert all(isinstance(e, NoSpaceError | RunStopped) for e in errors.values())
