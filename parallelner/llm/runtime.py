@@ -12,6 +12,7 @@ import contextlib
 import contextvars
 import logging
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import CancelledError, Future
 from typing import Any
@@ -180,8 +181,10 @@ class LLMRuntime:
 
     async def _watch(self, every_s: float = 1.0) -> None:
         shown = self._shown
+        said_at = None
         while True:
             await asyncio.sleep(every_s)
+            said_at = self._say_first_wait(said_at)
             outage = int(self.client.outage_seconds())
             now = {
                 "llm_outage": outage if outage >= 5 else 0,
@@ -194,6 +197,27 @@ class LLMRuntime:
                 if n != shown[event]:
                     shown[event] = n
                     notify(event, n, to=self._listeners)
+
+    def _say_first_wait(self, said_at: float | None, every_s: float = 30.0) -> float | None:
+        """While the LLM server has answered nothing yet and a request has waited 10 s,
+        one line every ``every_s``: what the run waits for (no progress bar with --json,
+        and a run under Prefect shows none)."""
+        client = self.client
+        ages = client.in_flight_ages()
+        if client.last_reply_at is not None or not ages or max(ages) < 10.0:
+            return said_at
+        now = time.monotonic()
+        if said_at is not None and now - said_at < every_s:
+            return said_at
+        log.warning(
+            "waiting for the LLM server's first reply: %d requests on the wire, the oldest "
+            "for %.0f s; each is given up after %.3g s (setting llm_first_timeout_s), then "
+            "retried",
+            len(ages),
+            max(ages),
+            client.request_timeout(),
+        )
+        return now
 
     def run(self, coro) -> Any:
         """Run a coroutine on the runtime's loop and wait for its result.

@@ -204,3 +204,31 @@ def test_a_full_disk_under_the_reply_cache_ends_every_shard_thread(tmp_path):
     assert isinstance(first, NoSpaceError), repr(first)
     assert str(settings.home / "llm-cache.sqlite") in str(first)
     assert all(isinstance(e, NoSpaceError | RunStopped) for e in errors.values())
+
+
+def test_a_server_that_trickles_bytes_is_given_up_on_and_the_run_says_what_it_waits_for(
+    tmp_path, caplog
+):
+    """Issue 25 case 12: a server that sends its reply one byte every 0.5 s never trips
+    a per-read timeout, and before any latency was observed the fitted timeout did not
+    exist: the run sat silent for 400 s+. The first requests get ``llm_first_timeout_s``
+    (doubled per retry); the run says what it waits for, then leaves the shards
+    unfinished (the next run asks again)."""
+    import logging
+    import time
+
+    with OpenAIServer(model="test-model", fault_mix={"trickle": 1.0}) as srv:
+        settings = load_settings(
+            None, home=tmp_path / "home", llm_base_url=srv.base_url, llm_model="test-model",
+            shard_size=10, llm_first_timeout_s=1.5, llm_outage_wait_s=0,
+            translate={"max_retries": 1},
+        )  # fmt: skip
+        started = time.monotonic()
+        with caplog.at_level(logging.WARNING):
+            summary = _run(settings, limit=10)
+        took = time.monotonic() - started
+    assert took < 30, took  # 1.5 s, then 3 s, for each request: not 2 x 120 s
+    assert summary.unfinished["shards"] == 1 and summary.counts == {"failed": 10}
+    said = [r.getMessage() for r in caplog.records]
+    assert any("no reply from the LLM server within 1.5 s" in m for m in said), said
+    assert any("llm_first_timeout_s" in m for m in said)
