@@ -62,6 +62,10 @@ def _shard_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str
         token = pipeline.shard_unfinished(settings, plan.config_hash, shard)
         if token is not None:
             key += f"-retry-{token}"
+        elif pipeline.shard_rows_unusable(settings, plan.config_hash, shard):
+            # rows missing or damaged: an earlier result would point at them; a fresh key
+            # runs the task, which sets a damaged file aside and processes the shard again
+            key += f"-redo-{os.urandom(8).hex()}"
     return key
 
 

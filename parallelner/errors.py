@@ -17,6 +17,9 @@ __all__ = [
     "ReviewError",
     "PrefectStartError",
     "UnfinishedRun",
+    "NoSpaceError",
+    "RunStopped",
+    "is_no_space",
 ]
 
 
@@ -64,3 +67,47 @@ class UnfinishedRun(ParallelNERError):
     """A run ended with rows failed for transient LLM reasons: running it again retries them."""
 
     exit_code = 3
+
+
+class NoSpaceError(ParallelNERError):
+    """The disk (or quota) under a path the run writes is full: nothing more can be kept.
+
+    Everything written before stays (each file is written whole or not at all), so the
+    same command resumes once there is room.
+    """
+
+    def __init__(self, path: object):
+        self.path = str(path)
+        super().__init__(
+            f"{self.path}: no space left on the device (disk or quota full); free space "
+            "there (or set PARALLELNER_HOME to a disk with room) and run the same command "
+            "again: finished shards are kept and replies received are in the cache"
+        )
+
+
+class RunStopped(ParallelNERError):
+    """Work cut off because the run is stopping (another shard failed): not retried."""
+
+
+_NO_SPACE_ERRNOS = {28, 122}  # ENOSPC, EDQUOT (Linux)
+_NO_SPACE_TEXT = ("database or disk is full", "no space left on device", "[errno 28]")
+
+
+def is_no_space(exc: BaseException | None) -> bool:
+    """True when ``exc`` (or an exception it was raised from) says the disk is full.
+
+    OSError carries ENOSPC in ``errno``; SQLite says "database or disk is full"; pyarrow
+    raises a plain OSError whose message holds ``[errno 28]``.
+    """
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, NoSpaceError):
+            return True
+        if isinstance(exc, OSError) and exc.errno in _NO_SPACE_ERRNOS:
+            return True
+        text = str(exc).lower()
+        if isinstance(exc, OSError | Exception) and any(t in text for t in _NO_SPACE_TEXT):
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False

@@ -50,6 +50,7 @@ __all__ = [
     "stage_config_hash",
     "check_endpoint",
     "shard_unfinished",
+    "shard_rows_unusable",
     "TRANSIENT_REASONS",
 ]
 
@@ -324,6 +325,40 @@ def shard_unfinished(settings: Settings, config_hash: str, shard: Shard) -> str 
         return None
 
 
+def shard_rows_unusable(settings: Settings, config_hash: str, shard: Shard) -> bool:
+    """True when the shard's rows file is missing or is not a readable Parquet file.
+
+    A task cache keyed on the shard alone would hand back an earlier attempt's result
+    that points at that file; this says the shard must be processed again (only its
+    Parquet footer is read: no row is decoded).
+    """
+    import pyarrow.parquet as pq
+
+    path = _shard_rows_path(settings, config_hash, shard)
+    try:
+        if storage.is_remote(path):
+            return not storage.exists(path)
+        pq.read_metadata(path)
+    except (OSError, pa.ArrowException):
+        return True
+    return False
+
+
+def _read_finished_rows(path: storage.Location) -> list[ParallelRecord] | None:
+    """The records of a finished shard's rows file; None when the file is damaged (it
+    is set aside with a warning, and the shard is processed again)."""
+    try:
+        return table_to_records(storage.read_table(path))
+    except (OSError, pa.ArrowException) as exc:
+        if isinstance(exc, FileNotFoundError):
+            return None
+        storage.set_aside(
+            path, f"rows file damaged: not a readable Parquet file ({type(exc).__name__})",
+            "the shard is processed again (paid replies come from the reply cache)",
+        )  # fmt: skip
+        return None
+
+
 def _summarize(records: Iterable[ParallelRecord]) -> tuple[dict[str, int], dict[str, int]]:
     counts: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
@@ -348,10 +383,12 @@ def process_shard(
     """
     path = _shard_rows_path(settings, plan.config_hash, shard)
     marker = _unfinished_marker(path)
+    finished = None
     if storage.exists(path) and not storage.exists(marker):
-        records = table_to_records(storage.read_table(path))
-        counts, reasons = _summarize(records)
-        notify("record", len(records))
+        finished = _read_finished_rows(path)
+    if finished is not None:
+        counts, reasons = _summarize(finished)
+        notify("record", len(finished))
         notify("shard", 1)
         return ShardResult(shard.id, shard.index, str(path), counts, reasons, reused=True)
     retried = storage.exists(path)  # rows of an earlier attempt, with transient failures

@@ -132,6 +132,11 @@ class Settings(BaseSettings):
     # the request timeout is fitted to the observed latency (3 x p99), never below this
     # and never above translate.timeout_s
     llm_timeout_min_s: float = Field(default=10.0, gt=0)
+    # before that fit exists (no latency observed yet: the first requests of a run), a
+    # request is given up after this long (doubled for each of its retries, at most
+    # translate.timeout_s): a server that trickles bytes or never answers is known in a
+    # minute, not after retries of the full timeout each
+    llm_first_timeout_s: float = Field(default=60.0, gt=0)
     # the LLM reply cache: unset = SQLite <home>/llm-cache.sqlite (one machine); a
     # postgresql:// URL = one table shared by every machine of a run (a secret: may hold a
     # password). Where replies are cached never changes them: not in any config hash.

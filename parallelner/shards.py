@@ -49,6 +49,12 @@ def make_shards(
     def flush() -> Shard:
         digest = hashlib.sha256("\n".join(batch).encode("utf-8")).hexdigest()[:24]
         path = storage.join(directory, f"{digest}.jsonl")
+        if storage.exists(path) and not _intact(path, batch):
+            # cut mid-line, lines lost or changed: its name says what it must hold
+            storage.set_aside(
+                path, "shard file damaged (not the instances its name hashes)",
+                "written again from the sources",
+            )  # fmt: skip
         if not storage.exists(path):
             storage.write_lines(path, batch)
         return Shard(id=digest, path=path, size=len(batch), index=index)
@@ -61,6 +67,15 @@ def make_shards(
             batch = []
     if batch:
         yield flush()
+
+
+def _intact(path: Location, lines: list[str]) -> bool:
+    """True when the shard file at ``path`` holds exactly ``lines`` (as ``write_lines``
+    writes them): one read of a file that is compared with what is in memory anyway."""
+    try:
+        return storage.read_text(path) == "".join(f"{line}\n" for line in lines)
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 def read_shard(shard: Shard | Location) -> list[Instance]:

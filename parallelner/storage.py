@@ -13,7 +13,9 @@ put is atomic per object. Credentials never appear in a message (``redact``).
 
 from __future__ import annotations
 
+import logging
 import os
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +39,7 @@ __all__ = [
     "read_table",
     "write_table",
     "remove",
+    "set_aside",
     "with_suffix",
     "s3_options",
     "redact",
@@ -44,6 +47,7 @@ __all__ = [
 ]
 
 Location = Path | str
+log = logging.getLogger(__name__)
 
 
 def storage_root(settings: Settings) -> Location:
@@ -173,3 +177,29 @@ def remove(loc: Location) -> None:
     fs, path = _fs(str(loc))
     if fs.exists(path):
         fs.rm_file(path)
+
+
+def set_aside(loc: Location, problem: str, redo: str) -> Location:
+    """Rename a damaged file to ``<name>.damaged-<UTC time>`` and say so in one warning.
+
+    ``problem``: what is wrong with it; ``redo``: what is done instead (the work it held
+    is redone). The file is kept for a look, never deleted; a later run finds the name
+    free and writes a whole file there. Returns where the file went.
+    """
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    target: Location
+    if is_remote(loc):
+        target = f"{loc}.damaged-{stamp}"
+        fs, path = _fs(str(loc))
+        _, new_path = _fs(target)
+        fs.mv(path, new_path)
+    else:
+        target = Path(f"{loc}.damaged-{stamp}")
+        n = 1
+        while target.exists():  # set aside twice in one second: keep both
+            n += 1
+            target = Path(f"{loc}.damaged-{stamp}-{n}")
+        os.replace(loc, target)
+    shown = target.name if isinstance(target, Path) else redact(target)
+    log.warning("%s: %s; set aside as %s, %s", redact(loc), problem, shown, redo)
+    return target

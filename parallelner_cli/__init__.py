@@ -80,6 +80,18 @@ def main() -> None:
             sys.exit(exc.exit_code)  # type: ignore[attr-defined]
         if os.environ.get("PARALLELNER_DEBUG"):
             raise
+        from parallelner.errors import NoSpaceError, is_no_space
+
+        if is_no_space(exc):  # a write below the library's (Prefect's results, a library's)
+            where = getattr(exc, "filename", None) or os.environ.get(
+                "PARALLELNER_HOME", ".parallelner"
+            )
+            console_err.print(
+                f"[bold red]error:[/] {escape(str(NoSpaceError(where)))}",
+                highlight=False,
+                soft_wrap=True,
+            )
+            sys.exit(NoSpaceError.exit_code)
         _unexpected(exc)
 
 

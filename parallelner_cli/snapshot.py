@@ -1,4 +1,5 @@
-"""`parallelner snapshot ...`: list, show, diff, tag, export, upload and verify snapshots."""
+"""`parallelner snapshot ...`: list, show, diff, tag, export, upload and verify snapshots;
+recover-catalog after a catalog lost the table."""
 
 from __future__ import annotations
 
@@ -354,6 +355,32 @@ def verify(
         print_json(result)
         return
     console.print(f"OK: {result['files']} files in {directory} match SHA256SUMS", highlight=False)
+
+
+@snapshot_app.command("recover-catalog")
+def recover_catalog(
+    config: ConfigOption = None, home: HomeOption = None, json_: JsonOption = False
+) -> None:
+    """Register the dataset table again from the warehouse, after the catalog lost it.
+
+    For a catalog file that was deleted (or a new, empty catalog database) while the
+    warehouse still holds the table: its latest metadata file holds every snapshot and
+    tag, and the catalog points at it again. Refused when the catalog holds the table.
+
+    Example: parallelner snapshot recover-catalog --home .parallelner
+    """
+    from parallelner.store.table import recover_catalog as recover
+
+    result = recover(settings_from(config, home=home))
+    if json_:
+        print_json(result)
+        return
+    console.print(
+        f"recovered: {result['snapshots']} snapshots and {len(result['tags'])} tags from "
+        f"{result['metadata']}",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -11,6 +11,7 @@ Only complete HTTP replies are stored; transport failures are never cached.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import queue
@@ -20,6 +21,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from parallelner.errors import NoSpaceError, is_no_space
 
 if TYPE_CHECKING:
     from parallelner.llm.cache_pg import PostgresReplyCache
@@ -166,10 +169,44 @@ class ReplyCache(GroupCommitCache):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._read_lock = threading.Lock()
         self._write_lock = threading.Lock()
-        self._db = self._connect()
-        self._db.execute(_SCHEMA)
-        self._reader = self._connect()
+        try:
+            try:
+                self._open()
+            except sqlite3.DatabaseError as exc:  # OperationalError (full, locked): not damage
+                if isinstance(exc, sqlite3.OperationalError) or not self.path.exists():
+                    raise
+                self._set_aside(f"reply cache damaged ({exc})")
+                self._open()
+        except (sqlite3.OperationalError, OSError) as exc:
+            if is_no_space(exc):
+                raise NoSpaceError(self.path) from None
+            raise
         self._start_writer()
+
+    def _open(self) -> None:
+        problem = _truncated(self.path)
+        if problem is not None:
+            raise sqlite3.DatabaseError(problem)
+        self._db = self._connect()
+        try:
+            self._db.execute(_SCHEMA)
+            self._db.execute("SELECT key FROM replies ORDER BY rowid DESC LIMIT 1").fetchall()
+            self._reader = self._connect()
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _set_aside(self, problem: str) -> None:
+        """Move the damaged database (and its WAL files) aside; the cache starts empty."""
+        from parallelner.storage import set_aside
+
+        moved = set_aside(
+            self.path, problem, "the reply cache starts empty (replies are asked again)"
+        )
+        for suffix in ("-wal", "-shm"):
+            side = Path(f"{self.path}{suffix}")
+            if side.exists():
+                side.replace(Path(f"{moved}{suffix}"))
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -189,14 +226,22 @@ class ReplyCache(GroupCommitCache):
         return CachedReply(*row) if row else None
 
     def _write(self, rows: list[tuple]) -> None:
-        with self._write_lock:
-            self._db.execute("BEGIN")
-            try:
-                self._db.executemany(_INSERT, rows)
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        try:
+            with self._write_lock:
+                self._db.execute("BEGIN")
+                try:
+                    self._db.executemany(_INSERT, rows)
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back
+                        self._db.execute("ROLLBACK")
+                    raise
+        except (sqlite3.OperationalError, OSError) as exc:
+            # every caller waiting on this batch gets it (``aput``): the shard stops, the
+            # run ends in one line; nothing waits for a write that will never land
+            if is_no_space(exc):
+                raise NoSpaceError(self.path) from None
+            raise
 
     def __len__(self) -> int:
         with self._read_lock:
@@ -209,6 +254,35 @@ class ReplyCache(GroupCommitCache):
         with self._write_lock, self._read_lock:
             self._reader.close()
             self._db.close()
+
+
+def _truncated(path: Path) -> str | None:
+    """Why the SQLite file at ``path`` is shorter than its header says (None: it is not).
+
+    The header's page count times its page size is the database's size; a file cut short
+    by a copy reads as zeros past its end, and SQLite would find that out only at the
+    first read there. With a WAL file beside it the file may be short for a while (a
+    checkpoint cut off midway writes page 1 first): SQLite completes it from the WAL,
+    so only a database without one is judged.
+    """
+    wal = Path(f"{path}-wal")
+    if wal.exists() and wal.stat().st_size > 0:
+        return None
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(100)
+        size = path.stat().st_size
+    except OSError:
+        return None  # no file yet, or unreadable: sqlite3 says so itself
+    if len(head) < 100 or head[:16] != b"SQLite format 3\x00":
+        return None if not head else "not an SQLite database"
+    page = int.from_bytes(head[16:18], "big")
+    page = 65536 if page == 1 else page
+    pages = int.from_bytes(head[28:32], "big")
+    changes, valid_for = head[24:28], head[92:96]
+    if pages and changes == valid_for and pages * page > size:
+        return f"truncated: {size} of {pages * page} bytes"
+    return None
 
 
 def _settle(fut: asyncio.Future, error: BaseException | None) -> None:

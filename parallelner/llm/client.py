@@ -351,6 +351,7 @@ class LLMClient:
         cache_path: Path | None = None,
         outage_wait_s: float = 0.0,
         min_timeout_s: float | None = None,
+        first_timeout_s: float | None = None,
     ):
         self.base_url = base_url
         self.model = model
@@ -363,6 +364,8 @@ class LLMClient:
         self.cache_path = cache_path
         self.outage_wait_s = outage_wait_s
         self.min_timeout_s = min_timeout_s
+        self.first_timeout_s = first_timeout_s
+        self._first_timeout_logged = 0.0
         self.usage = Usage()
         self.last_reply_at: float | None = None  # monotonic time of the latest answer
         self.outage_since: float | None = None  # first failure with no answer since
@@ -400,6 +403,7 @@ class LLMClient:
             cache_path=cache_location(settings) if cache else None,
             outage_wait_s=settings.llm_outage_wait_s if wait_out_outages else 0.0,
             min_timeout_s=settings.llm_timeout_min_s,
+            first_timeout_s=settings.llm_first_timeout_s,
         )
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -592,8 +596,11 @@ class LLMClient:
         return text[:300]
 
     def request_timeout(self) -> float:
-        """Seconds the next request may take: fitted to the observed p99, within bounds."""
+        """Seconds the next request may take: fitted to the observed p99, within bounds;
+        ``first_timeout_s`` until enough replies were seen to fit it."""
         if self.min_timeout_s is None or len(self._recent) < _TIMEOUT_MIN_SAMPLES:
+            if self.first_timeout_s is not None:
+                return min(self.timeout_s, self.first_timeout_s)
             return self.timeout_s
         n = self.usage.requests
         if self._fitted is None or n - self._fitted[0] >= 10:  # recomputed every 10 sends
@@ -682,6 +689,25 @@ class LLMClient:
         self._recent.append(latency)
         if len(self._recent) > 2 * _TIMEOUT_WINDOW:
             del self._recent[:-_TIMEOUT_WINDOW]
+
+    def _log_first_timeout(self, waited: float, timeouts: int) -> None:
+        """One line (at most every 10 s) when a request times out before the server has
+        answered any: what the run waits for, and the setting that bounds it."""
+        if self.last_reply_at is not None or self.first_timeout_s is None:
+            return
+        now = time.monotonic()
+        if now - self._first_timeout_logged < 10.0:
+            return
+        self._first_timeout_logged = now
+        nxt = min(self.timeout_s, self.request_timeout() * 2**timeouts)
+        log.warning(
+            "no reply from the LLM server within %.3g s and none answered yet (a server "
+            "that trickles bytes or never answers; setting llm_first_timeout_s): retrying "
+            "with %.3g s, up to %d tries",
+            waited,
+            nxt,
+            self.max_retries + 1,
+        )
 
     def _waits_out(self, first_failure: float, failure: _Failure) -> bool:
         """Keep trying past the retry budget during an outage, for at most
@@ -776,6 +802,7 @@ class LLMClient:
                     self._count("timeouts")
                     waited = time.perf_counter() - t0
                     timeouts += 1
+                    self._log_first_timeout(waited, timeouts)
                     failure = _Failure(Reason.LLM_UNREACHABLE, f"no reply within {waited:.3g} s")
                     taken_out = endpoints.failed(ep, failure.detail)
                 except (ConnectFailed, ConnectionLost) as exc:

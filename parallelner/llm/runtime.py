@@ -12,10 +12,12 @@ import contextlib
 import contextvars
 import logging
 import threading
+import time
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from typing import Any
 
+from parallelner.errors import RunStopped
 from parallelner.progress import listeners, notify
 from parallelner.settings import Settings
 
@@ -138,6 +140,12 @@ def _check_one(settings: Settings, url: str, shown: str, timeout_s: float) -> No
             )
 
 
+_STOPPED = (
+    "the run is stopping (another shard failed: its error is the one the run reports); "
+    "this shard's requests in flight were cancelled"
+)
+
+
 class LLMRuntime:
     """One LLM client on one event loop in a background thread, shared by all shards.
 
@@ -157,8 +165,14 @@ class LLMRuntime:
             target=self._loop.run_forever, name="llm-runtime", daemon=True
         )
         self._thread.start()
+        self._closing = False
         self._cm = LLMClient.from_settings(settings, wait_out_outages=True)
-        self.client = self.run(self._cm.__aenter__())
+        try:
+            self.client = self.run(self._cm.__aenter__())
+        except BaseException:  # e.g. the reply cache cannot be opened: no loop left behind
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+            raise
         self.key = runtime_key(settings)
         # the listeners of the context that made the runtime: the monitor reports to them
         self._listeners = listeners()
@@ -167,8 +181,10 @@ class LLMRuntime:
 
     async def _watch(self, every_s: float = 1.0) -> None:
         shown = self._shown
+        said_at = None
         while True:
             await asyncio.sleep(every_s)
+            said_at = self._say_first_wait(said_at)
             outage = int(self.client.outage_seconds())
             now = {
                 "llm_outage": outage if outage >= 5 else 0,
@@ -182,18 +198,71 @@ class LLMRuntime:
                     shown[event] = n
                     notify(event, n, to=self._listeners)
 
+    def _say_first_wait(self, said_at: float | None, every_s: float = 30.0) -> float | None:
+        """While the LLM server has answered nothing yet and a request has waited 10 s,
+        one line every ``every_s``: what the run waits for (no progress bar with --json,
+        and a run under Prefect shows none)."""
+        client = self.client
+        ages = client.in_flight_ages()
+        if client.last_reply_at is not None or not ages or max(ages) < 10.0:
+            return said_at
+        now = time.monotonic()
+        if said_at is not None and now - said_at < every_s:
+            return said_at
+        log.warning(
+            "waiting for the LLM server's first reply: %d requests on the wire, the oldest "
+            "for %.0f s; each is given up after %.3g s (setting llm_first_timeout_s), then "
+            "retried",
+            len(ages),
+            max(ages),
+            client.request_timeout(),
+        )
+        return now
+
     def run(self, coro) -> Any:
-        """Run a coroutine on the runtime's loop and wait for its result."""
+        """Run a coroutine on the runtime's loop and wait for its result.
+
+        Raises RunStopped when the runtime is closed meanwhile (the run stops because
+        another shard failed): the caller's work is cancelled, never left waiting.
+        """
+        if self._closing:
+            coro.close()
+            raise RunStopped(_STOPPED)
         fut: Future = asyncio.run_coroutine_threadsafe(coro, self._loop)
-        return fut.result()
+        try:
+            return fut.result()
+        except CancelledError:
+            if self._closing:
+                raise RunStopped(_STOPPED) from None
+            raise
+
+    async def _cancel_pending(self, wait_s: float = 10.0) -> None:
+        """Cancel every task on the loop but this one (other shards' work in flight)."""
+        me = asyncio.current_task()
+        pending = [t for t in asyncio.all_tasks() if t is not me and not t.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=wait_s)
 
     def close(self) -> None:
+        """Stop the runtime: work still in flight is cancelled (its callers get
+        RunStopped), the client is closed, the loop's thread ends."""
+        if self._closing:
+            return
+        self._closing = True
         self._monitor.cancel()
         for event, n in self._shown.items():
             if n:  # nothing waits any more
                 notify(event, 0, to=self._listeners)
         try:
-            self.run(self._cm.__aexit__(None, None, None))
+            # a shard that failed closes the pool while other shards wait on this loop:
+            # stopping it under them left their threads waiting forever (a run on a full
+            # disk hung); cancelled, they end at once
+            asyncio.run_coroutine_threadsafe(self._cancel_pending(), self._loop).result()
+            asyncio.run_coroutine_threadsafe(
+                self._cm.__aexit__(None, None, None), self._loop
+            ).result()
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=10)
@@ -220,11 +289,14 @@ class RuntimePool:
     def __init__(self, runtimes: Iterable[LLMRuntime] = ()):
         self._runtimes: dict[str, LLMRuntime] = {rt.key: rt for rt in runtimes}
         self._lock = threading.Lock()
+        self._closed = False
 
     def get(self, settings: Settings) -> LLMRuntime:
         """The runtime for ``settings``, started on first use."""
         key = runtime_key(settings)
         with self._lock:
+            if self._closed:  # a shard retried after the run began to stop
+                raise RunStopped(_STOPPED)
             if key not in self._runtimes:
                 self._runtimes[key] = LLMRuntime(settings)
             return self._runtimes[key]
@@ -235,8 +307,9 @@ class RuntimePool:
             return list(self._runtimes.values())
 
     def close(self) -> None:
-        """Close every runtime of the pool."""
+        """Close every runtime of the pool; ``get`` refuses from now on."""
         with self._lock:
+            self._closed = True
             while self._runtimes:
                 self._runtimes.popitem()[1].close()
 

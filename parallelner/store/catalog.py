@@ -21,14 +21,18 @@ from parallelner.settings import Settings
 
 __all__ = [
     "CATALOG_NAME",
+    "DATASET_TABLE",
     "open_catalog",
     "catalog_location",
     "warehouse_location",
     "redact_location",
     "redact_catalog_uri",
+    "warehouse_table_metadata",
+    "orphaned_table_message",
 ]
 
 CATALOG_NAME = "parallelner"
+DATASET_TABLE = ("parallelner", "records")  # namespace, name (``store.table.TABLE_NAME``)
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
@@ -97,11 +101,58 @@ def _local_path(uri: str) -> Path | None:
     return Path(parsed.path) if parsed.scheme == "file" else None
 
 
-def open_catalog(settings: Settings, *, create: bool = False) -> SqlCatalog:
+def warehouse_table_metadata(settings: Settings, namespace: str, name: str) -> str | None:
+    """The newest metadata file of table ``namespace.name`` in the warehouse (None: none).
+
+    pyiceberg's SQL catalog keeps a table at ``<warehouse>/<namespace>/<name>`` (before
+    0.10: ``<namespace>.db/<name>``, both are looked at), its metadata files
+    ``NNNNN-<uuid>.metadata.json`` numbered in commit order; the newest holds every
+    snapshot and tag. A warehouse that cannot be listed (S3 down) counts as holding none:
+    this only guards against starting a table over one that is there.
+    """
+    from pyarrow import fs as pafs
+
+    root = warehouse_location(settings).rstrip("/")
+
+    def version(file_name: str) -> int:
+        head = file_name.rsplit("/", 1)[-1].split("-", 1)[0]
+        return int(head) if head.isdigit() else -1
+
+    found: list[str] = []
+    for folder in (f"{root}/{namespace}/{name}/metadata", f"{root}/{namespace}.db/{name}/metadata"):
+        try:
+            filesystem, path = pafs.FileSystem.from_uri(folder)
+            infos = filesystem.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+        except Exception:  # noqa: BLE001 - unreachable or unsupported: nothing known to guard
+            continue
+        found += [
+            f"{folder}/{i.base_name}" for i in infos if i.base_name.endswith(".metadata.json")
+        ]
+    return max(found, key=version) if found else None
+
+
+def orphaned_table_message(where: str, settings: Settings, metadata: str) -> str:
+    """The one line that refuses to start a new table over one the warehouse holds."""
+    return (
+        f"{where}: the dataset catalog has no table, but the warehouse "
+        f"{redact_location(warehouse_location(settings))} holds one (its latest metadata: "
+        f"{redact_location(metadata)}); was the catalog file deleted or replaced? Restore it "
+        "from a backup, or run `parallelner snapshot recover-catalog` to register the table "
+        "again from that metadata (its snapshots and tags come back with it); nothing was "
+        "written"
+    )
+
+
+def open_catalog(
+    settings: Settings, *, create: bool = False, recovering: bool = False
+) -> SqlCatalog:
     """Open the catalog; ``create=True`` makes a missing SQLite catalog and warehouse.
 
     Raises StoreError when there is no catalog yet (and ``create`` is false), when the
-    catalog file is not a catalog, or when the database cannot be reached.
+    catalog file is not a catalog, or when the database cannot be reached; and when the
+    SQLite catalog file is missing while the warehouse holds the dataset table (a new
+    catalog would start an empty table and hide every snapshot and tag), unless
+    ``recovering`` (``store.table.recover_catalog``).
     """
     uri = catalog_location(settings)
     warehouse = warehouse_location(settings)
@@ -109,6 +160,8 @@ def open_catalog(settings: Settings, *, create: bool = False) -> SqlCatalog:
         db = Path(uri.removeprefix("sqlite:///"))
         if db.exists():
             _check_sqlite_file(db)
+        elif not recovering and (metadata := warehouse_table_metadata(settings, *DATASET_TABLE)):
+            raise StoreError(orphaned_table_message(str(db), settings, metadata))
         elif not create:
             raise StoreError(
                 f"{db}: no dataset catalog here yet (nothing committed under this home; "

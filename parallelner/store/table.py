@@ -45,10 +45,17 @@ from pyiceberg.expressions import AlwaysTrue, In
 from pyiceberg.table import Table, TableProperties
 from pyiceberg.table.snapshots import Snapshot
 
-from parallelner.errors import StoreError
+from parallelner.errors import NoSpaceError, StoreError, is_no_space
 from parallelner.records import ParallelRecord, arrow_schema, records_to_table
 from parallelner.settings import Settings, load_settings
-from parallelner.store.catalog import open_catalog, redact_location, warehouse_location
+from parallelner.store.catalog import (
+    DATASET_TABLE,
+    open_catalog,
+    orphaned_table_message,
+    redact_location,
+    warehouse_location,
+    warehouse_table_metadata,
+)
 
 __all__ = [
     "NAMESPACE",
@@ -67,10 +74,11 @@ __all__ = [
     "run_snapshot",
     "row_changes",
     "to_records_table",
+    "recover_catalog",
 ]
 
-NAMESPACE = "parallelner"
-TABLE_NAME = f"{NAMESPACE}.records"
+NAMESPACE = DATASET_TABLE[0]
+TABLE_NAME = ".".join(DATASET_TABLE)
 PROP_PREFIX = "parallelner."
 MAX_ATTEMPTS = 30
 log = logging.getLogger(__name__)
@@ -97,6 +105,11 @@ def load_table(catalog: SqlCatalog, settings: Settings, *, create: bool = False)
         # (an older snapshot's rows are cast to the record schema, new fields null)
         return _evolve(table) if create else table
     except NoSuchTableError:
+        # an empty catalog over a warehouse that holds the table (the catalog file was
+        # deleted, or a new Postgres database named): never start a second table there
+        metadata = warehouse_table_metadata(settings, *DATASET_TABLE)
+        if metadata is not None:
+            raise StoreError(orphaned_table_message(TABLE_NAME, settings, metadata)) from None
         if not create:
             raise StoreError(
                 f"{TABLE_NAME}: no such table in the catalog (nothing committed yet)"
@@ -112,6 +125,46 @@ def load_table(catalog: SqlCatalog, settings: Settings, *, create: bool = False)
         return catalog.create_table(TABLE_NAME, schema=arrow_schema())
     except TableAlreadyExistsError:  # another writer created it meanwhile
         return catalog.load_table(TABLE_NAME)
+
+
+def recover_catalog(settings: Settings | None = None) -> dict[str, Any]:
+    """Register the dataset table again from the warehouse's latest metadata file.
+
+    For a catalog that lost the table (its SQLite file deleted, a new Postgres database)
+    while the warehouse still holds it: pyiceberg's ``register_table`` points a new
+    catalog entry at that metadata, which holds every snapshot and tag. Returns the
+    metadata file, the snapshots and the tags. Raises StoreError when the catalog holds
+    the table already or the warehouse holds none.
+    """
+    settings = _settings(settings)
+    catalog = open_catalog(settings, create=True, recovering=True)
+    try:
+        with suppress(NoSuchTableError):
+            catalog.load_table(TABLE_NAME)
+            raise StoreError(f"{TABLE_NAME}: the catalog holds the table already; nothing to do")
+        metadata = warehouse_table_metadata(settings, *DATASET_TABLE)
+        if metadata is None:
+            raise StoreError(
+                f"{redact_location(warehouse_location(settings))}: no metadata of "
+                f"{TABLE_NAME} in the warehouse; nothing to recover"
+            )
+        with suppress(NamespaceAlreadyExistsError):
+            catalog.create_namespace(NAMESPACE)
+        table = catalog.register_table(TABLE_NAME, metadata)
+        tags = sorted(n for n, r in table.refs().items() if r.snapshot_ref_type == "tag")
+        return {"metadata": metadata, "snapshots": len(table.snapshots()), "tags": tags}
+    finally:
+        close_catalog(catalog)
+
+
+def _catalog_for_messages(settings: Settings) -> str:
+    """The catalog for a message: the SQLite file's path, or the URI without password."""
+    from parallelner.store.catalog import catalog_location, redact_catalog_uri
+
+    uri = catalog_location(settings)
+    return (
+        uri.removeprefix("sqlite:///") if uri.startswith("sqlite:///") else redact_catalog_uri(uri)
+    )
 
 
 def _names(fields: Iterable[pa.Field], prefix: str = "") -> set[str]:
@@ -374,11 +427,15 @@ def _commit_with_retry(
             time.sleep(min(2.0, 0.02 * 2**attempt) * (0.5 + rng.random()))
             continue
         except OSError as exc:  # the warehouse refused the write (gone, read-only, S3 down)
+            if is_no_space(exc):
+                raise NoSpaceError(redact_location(warehouse_location(settings))) from None
             raise StoreError(
                 f"{redact_location(warehouse_location(settings))}: cannot write to the warehouse "
                 f"({_short(exc)}); nothing was committed"
             ) from None
         except Exception as exc:
+            if is_no_space(exc):  # the SQLite catalog's disk
+                raise NoSpaceError(_catalog_for_messages(settings)) from None
             if "database is locked" in str(exc):  # SQLite busy: same as a lost race
                 log.info("run %s: catalog database busy; retrying", run_id)
                 time.sleep(0.05 + rng.random() * 0.2)

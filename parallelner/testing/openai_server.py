@@ -24,6 +24,7 @@ step               what the client gets
 ``non_utf8``       200 with bytes that are not UTF-8
 ``huge``           200, a 10 MB JSON body that is not a completion
 ``401``            HTTP 401 (the key refused) on completions; ``/v1/models`` still works
+``trickle``        200 and a valid reply, one byte every ``trickle_s`` (default 0.5 s)
 ``{"content": s}`` 200, exactly ``s`` (with ``finish_reason`` if given)
 =================  ==================================================================
 
@@ -80,6 +81,8 @@ FAULTS = (
     "wrong_language", "truncated", "empty",
     # a broken server or gateway: answers that are not completions
     "html_200", "empty_choices", "non_utf8", "huge", "401",
+    # a server that answers, one byte at a time: never idle long enough for a read timeout
+    "trickle",
 )  # fmt: skip
 _HTML = b"<html><body><h1>502 Bad Gateway</h1><p>nginx</p></body></html>"
 # 200 answers that are not completions (``huge`` is made when asked for)
@@ -154,6 +157,7 @@ class OpenAIServer:
     service_time: float = 0.0
     capacity: int = 64
     hang_s: float = 30.0
+    trickle_s: float = 0.5  # seconds between two bytes of a ``trickle`` reply
     model: str = "test-model"
     # answers valid requests itself when set (e.g. ``testing.noisy.NoisyTranslator``):
     # called as responder(body, chat, user_text) -> (content, finish_reason) or None
@@ -524,6 +528,10 @@ class OpenAIServer:
                 if fault == "hang":
                     await self._hang(writer)
                     return False
+                if fault == "trickle":
+                    content, finish = self._content(body, chat, text, "ok")
+                    data = json.dumps(self._completion(body, chat, content, finish)).encode()
+                    return await self._trickle(writer, data)
                 if self.service_time:
                     await asyncio.sleep(self.service_time)
                 content, finish = self._content(body, chat, text, step)
@@ -553,6 +561,27 @@ class OpenAIServer:
                 await asyncio.wait_for(reader.read(1), self.hang_s)  # b"": the client left
         finally:
             self._hung_slot_s += time.monotonic() - t0
+
+    async def _trickle(self, writer: asyncio.StreamWriter, data: bytes) -> bool:
+        """Send a whole reply, its body one byte every ``trickle_s``; False when the
+        client left before the end (the connection is closed)."""
+        self._close_request(writer)
+        head = (
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(data)}\r\nConnection: keep-alive\r\n\r\n"
+        )
+        try:
+            writer.write(head.encode("latin-1"))
+            await writer.drain()
+            for i in range(len(data)):
+                await asyncio.sleep(self.trickle_s)
+                if writer.is_closing():
+                    return False
+                writer.write(data[i : i + 1])
+                await writer.drain()
+        except ConnectionError:
+            return False
+        return True
 
     def _slot(self, delta: int) -> None:
         now = time.monotonic()

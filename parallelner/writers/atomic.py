@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Self
 
-from parallelner.errors import ConfigError
+from parallelner.errors import ConfigError, NoSpaceError, is_no_space
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -66,6 +66,8 @@ def open_temp_beside(path: Path) -> tuple[int, Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
+        if is_no_space(exc):
+            raise NoSpaceError(path) from None
         raise ConfigError(f"{path}: cannot write: {exc.strerror or exc}") from None
     return fd, Path(tmp)
 
@@ -75,6 +77,8 @@ def _temp_dir_beside(path: Path, error: type[Exception], what: str) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         return Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
     except OSError as exc:
+        if is_no_space(exc):
+            raise NoSpaceError(path) from None
         raise error(f"{path}: cannot write {what} here ({exc.strerror or exc})") from None
 
 
@@ -109,11 +113,13 @@ def atomic_path(
             os.replace(tmp, path)
         except OSError as exc:  # e.g. a directory appeared at ``path`` meanwhile
             raise error(f"{path}: cannot write: {exc.strerror or exc}") from None
-    except BaseException:
+    except BaseException as exc:
         if directory:
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             tmp.unlink(missing_ok=True)
+        if is_no_space(exc) and not isinstance(exc, NoSpaceError):
+            raise NoSpaceError(path) from None  # one line naming the file, not a traceback
         raise
     finally:
         with _IN_PROGRESS_LOCK:
@@ -143,30 +149,51 @@ class AtomicTextWriter:
         tmp = self._place.__enter__()
         self._fh: IO[str] = open(tmp, "w", encoding="utf-8", newline="\n")  # noqa: SIM115
         self.count = 0
+        self._dropped = False
 
     def write_line(self, line: str) -> None:
         """Write one line (a newline is added)."""
-        self._fh.write(line)
-        self._fh.write("\n")
+        try:
+            self._fh.write(line)
+            self._fh.write("\n")
+        except OSError as exc:
+            self._failed(exc)
         self.count += 1
 
     def flush(self) -> None:
         """Flush what was written to the temporary file."""
-        self._fh.flush()
+        try:
+            self._fh.flush()
+        except OSError as exc:
+            self._failed(exc)
 
     def close(self) -> None:
         """Flush, and move the file into place."""
         if self._fh.closed:
             return
-        self._fh.close()
+        try:
+            self._fh.close()
+        except OSError as exc:
+            self._failed(exc)
         self._place.__exit__(None, None, None)
+
+    def _failed(self, exc: OSError) -> None:
+        """A write failed: drop the temporary file; a full disk is one line naming ours."""
+        with contextlib.suppress(OSError):
+            self._fh.close()  # the buffered rest fails the same way: the file is dropped
+        self.abort()
+        if is_no_space(exc):
+            raise NoSpaceError(self.path) from None
+        raise exc
 
     def abort(self) -> None:
         """Drop what was written."""
-        if self._fh.closed:
+        if self._dropped:
             return
-        self._fh.close()
-        with contextlib.suppress(RuntimeError):
+        self._dropped = True
+        with contextlib.suppress(OSError):
+            self._fh.close()
+        with contextlib.suppress(RuntimeError, NoSpaceError):
             self._place.__exit__(RuntimeError, RuntimeError("aborted"), None)
 
     def __enter__(self) -> Self:

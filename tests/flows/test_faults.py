@@ -277,3 +277,47 @@ def test_a_key_refused_mid_run_stops_the_run_in_one_line(tmp_path):
     # stopped at the first refusals: at most the 20 first questions that were already on
     # their way, none asked twice (no retry, no second try of the shard)
     assert asked <= 20
+
+
+def test_a_full_disk_under_the_home_stops_the_run_in_one_line_and_it_resumes(tmp_path):
+    """Issue 25 case 8 on a real full file system: PARALLELNER_HOME on a 200 KiB tmpfs
+    (mounting needs root: skipped otherwise; ``tests/parallelner/test_pipeline.py``
+    simulates it). The run gave "database or disk is full" tracebacks, then hung with
+    shard threads that never finished. Now it exits 2 within seconds with one line that
+    names the path; with room again the same command finishes the run."""
+    import subprocess
+    import time
+
+    import pytest
+
+    from parallelner.settings import load_settings
+    from parallelner.store import load_snapshot
+    from tests.flows.helpers import WIKINEURAL
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(disk)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        home = disk / "home"
+        args = [str(WIKINEURAL), "--to", "zh", "--shard-size", "2", "--json"]
+        with OpenAIServer(model="test-model") as srv:
+            env = run_env(home, srv, PREFECT_HOME=str(tmp_path / "prefect-home"))
+            started = time.monotonic()
+            full = run_cli(*args, env=env, timeout=240)
+            took = time.monotonic() - started
+            subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)
+            again = run_cli(*args, env=env, timeout=240)
+        assert full.returncode == 2, full.stderr[-3000:]
+        errors = [ln for ln in full.stderr.splitlines() if ln.startswith("error:")]
+        assert len(errors) == 1 and "no space left on the device" in errors[0]
+        assert f"{home}/" in errors[0] and "run the same command again" in errors[0]
+        assert took < 120  # not hung
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert json.loads(again.stdout)["instances"] == 46
+        assert load_snapshot("main", settings=load_settings(home=home)).num_rows == 46
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)

@@ -15,7 +15,16 @@ import pyarrow.parquet as pq
 from parallelner.settings import load_settings
 from parallelner.store import load_snapshot
 from parallelner.testing.openai_server import OpenAIServer
-from tests.flows.helpers import CLI, REPO, WIKINEURAL, comparable, run_cli, run_env, summary_of
+from tests.flows.helpers import (
+    CLI,
+    REPO,
+    WIKINEURAL,
+    WIKINEURAL_SAMPLE,
+    comparable,
+    run_cli,
+    run_env,
+    summary_of,
+)
 
 SERVICE_S = 0.25  # per request: 46 sentences x ~2 requests / 4 in flight ~ 6 s of LLM work
 ARGS = [
@@ -130,3 +139,35 @@ def test_rerun_of_a_finished_run_asks_the_llm_nothing(llm_server, tmp_path):
     b = pq.read_table(out2 / f"{second['run_id']}.parquet")
     assert a.num_rows == b.num_rows == 46
     assert comparable(a) == comparable(b)
+
+
+def test_a_rerun_over_damaged_rows_and_cache_redoes_them_with_one_warning_each(
+    llm_server, tmp_path
+):
+    """Issue 25 case 10 through the CLI: the Prefect result of a finished shard points at
+    its rows file; a rows file deleted or cut short, and a reply cache of random bytes,
+    were a traceback on every re-run. Each damaged file is set aside with one warning
+    line naming it, its shards are processed again, and the run commits every row."""
+    home = tmp_path / "home"
+    env = run_env(home, llm_server)
+    args = [str(WIKINEURAL_SAMPLE), "--to", "zh", "--shard-size", "4", "--json"]
+    first = summary_of(run_cli(*args, env=env))
+    rows = _rows_files(home)
+    rows[0].unlink()
+    rows[1].write_bytes(rows[1].read_bytes()[:100])
+    for side in home.glob("llm-cache.sqlite-*"):
+        side.unlink()
+    (home / "llm-cache.sqlite").write_bytes(os.urandom(8192))
+    llm_server.reset_log()
+
+    res = run_cli(*args, env=env)
+
+    second = summary_of(res)
+    assert "Traceback" not in res.stderr
+    err = " ".join(res.stderr.split())
+    for damaged in (rows[1], home / "llm-cache.sqlite"):
+        assert err.count(f"{damaged}: ") == 1 and f"set aside as {damaged.name}.damaged-" in err
+    assert len(list(home.glob("llm-cache.sqlite.damaged-*"))) == 1
+    assert second["shards"]["processed"] == 2 and second["counts"] == first["counts"]
+    assert len(llm_server.requests) > 0  # the cache started empty: the 2 shards asked again
+    assert load_snapshot("main", settings=load_settings(home=home)).num_rows == 20

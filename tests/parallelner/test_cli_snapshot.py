@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from test_store import real_records, reviewed
 
+from parallelner import errors as store_errors
 from parallelner import store
 from parallelner.settings import load_settings
 
@@ -189,3 +190,33 @@ def test_every_command_has_help_with_an_example(command):
     res = cli(command, "--help")
     assert res.returncode == 0 and "Usage" in res.stdout
     assert f"Example: parallelner snapshot {command} " in res.stdout
+
+
+def test_a_deleted_catalog_is_refused_then_recovered_from_the_warehouse(home):
+    """Issue 25 case 4: ``catalog.db`` deleted while the warehouse holds snapshots and tags.
+
+    The next commit (a run's) would have started a new, empty table silently; it is
+    refused in one line that names the catalog and the warehouse and says how to recover,
+    and ``snapshot recover-catalog`` brings back every snapshot and tag.
+    """
+    settings = load_settings(home=home)
+    store.create_tag("v1", settings=settings)
+    store.commit(real_records("pud-en-zh.jsonl", 5, "run-2", offset=25), "run-2", settings=settings)
+    (home / "catalog.db").unlink()
+
+    with pytest.raises(store_errors.StoreError) as refused:  # what a run's commit does
+        store.commit(
+            real_records("pud-en-zh.jsonl", 3, "run-3", offset=30), "run-3", settings=settings
+        )
+    message = str(refused.value)
+    assert str(home / "catalog.db") in message and str(home / "warehouse") in message
+    assert "snapshot recover-catalog" in message and "\n" not in message
+    assert not (home / "catalog.db").exists()  # nothing was written
+    fails_cleanly(cli("list", home=home), "holds one (its latest metadata")
+
+    res = cli("recover-catalog", "--json", home=home)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["tags"] == ["v1"]
+    snaps = store.list_snapshots(settings)
+    assert [s["run_id"] for s in snaps] == ["run-1", "run-2"] and snaps[0]["tags"] == ["v1"]
+    fails_cleanly(cli("recover-catalog", home=home), "holds the table already")

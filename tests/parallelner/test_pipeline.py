@@ -4,6 +4,7 @@ OpenAI-compatible server: what it commits when its input overlaps an earlier run
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -148,3 +149,182 @@ def test_a_run_killed_in_the_commit_resumes_to_one_snapshot_with_every_row_once(
     ids = load_snapshot("main", settings=settings).column("record_id").to_pylist()
     assert len(ids) == len(set(ids)) == 20
     assert again.snapshot_new is (when == "before")
+
+
+def _cut(path, keep):
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+def _damage_cache_truncated(home):
+    for side in home.glob("llm-cache.sqlite-*"):  # as a copy of the main file alone would
+        side.unlink()
+    _cut(home / "llm-cache.sqlite", 0.4)
+    return home / "llm-cache.sqlite"
+
+
+def _damage_cache_random(home):
+    import random
+
+    for side in home.glob("llm-cache.sqlite-*"):
+        side.unlink()
+    path = home / "llm-cache.sqlite"
+    path.write_bytes(random.Random(25).randbytes(20_000))
+    return path
+
+
+def _damage_rows_truncated(home):
+    path = sorted((home / "rows").rglob("*.parquet"))[0]
+    _cut(path, 0.5)
+    return path
+
+
+def _damage_shard_cut_mid_line(home):
+    path = sorted((home / "shards").glob("*.jsonl"))[0]
+    _cut(path, 0.6)
+    (home / "rows").rename(home / "rows-gone")  # the shard must be read again
+    return path
+
+
+def _damage_shard_lost_lines(home):
+    path = sorted((home / "shards").glob("*.jsonl"))[0]
+    lines = path.read_text("utf-8").splitlines(keepends=True)
+    path.write_text("".join(lines[:2]), "utf-8")
+    (home / "rows").rename(home / "rows-gone")
+    return path
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        _damage_cache_truncated,
+        _damage_cache_random,
+        _damage_rows_truncated,
+        _damage_shard_cut_mid_line,
+        _damage_shard_lost_lines,
+    ],
+    ids=lambda f: f.__name__.removeprefix("_damage_"),
+)
+def test_a_damaged_file_is_set_aside_with_one_warning_and_its_work_redone(tmp_path, caplog, damage):
+    """Issue 25 case 10: a damaged reply cache, rows file or shard file was a traceback on
+    every re-run. Now the file is renamed ``<name>.damaged-<time>``, one warning line
+    names it, and the work it held is done again: every instance ends in a row."""
+    import logging
+
+    with OpenAIServer(model="test-model") as srv:
+        settings = load_settings(
+            None, home=tmp_path / "home", llm_base_url=srv.base_url, llm_model="test-model",
+            shard_size=4,
+        )  # fmt: skip
+        first = _run(settings)
+        damaged = damage(tmp_path / "home")
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            again = _run(settings)
+        third = _run(settings)
+    lines = [r.getMessage() for r in caplog.records if "set aside" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].startswith(f"{damaged}: ") and "\n" not in lines[0]
+    aside = list(damaged.parent.glob(f"{damaged.name}.damaged-*"))
+    assert len(aside) == 1 and f"set aside as {aside[0].name}" in lines[0]
+    assert again.counts == first.counts and again.instances == first.instances == 20
+    assert third.counts == first.counts
+    rows = load_snapshot("main", settings=settings)
+    assert rows.num_rows == 20
+
+
+class _FullDisk:
+    """The reply cache's SQLite connection on a full disk: every write is refused as
+    SQLite refuses it (``database or disk is full``); reads still work."""
+
+    def __init__(self, db):
+        self._db = db
+
+    def execute(self, sql, *args):
+        if sql == "BEGIN" or sql == "ROLLBACK":
+            return self._db.execute(sql, *args)
+        raise sqlite3.OperationalError("database or disk is full")
+
+    def executemany(self, sql, rows):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    def close(self):
+        self._db.close()
+
+
+def test_a_full_disk_under_the_reply_cache_ends_every_shard_thread(tmp_path):
+    """Issue 25 case 8, without a full file system (``tests/flows`` has one on tmpfs):
+    the reply cache's writer gets "database or disk is full" while four shards share one
+    runtime on worker threads, as the flow runs them. The first shard's error names the
+    cache file; closing the runtimes (the flow does on the first error) ends the other
+    threads at once: closing stopped the loop under them, and they waited forever."""
+    import threading
+
+    from parallelner.errors import NoSpaceError, RunStopped
+    from parallelner.llm.runtime import RuntimePool
+
+    errors: dict[int, BaseException | None] = {}
+    failed = threading.Event()
+
+    def shard(i, s, plan, settings, runtime):
+        try:
+            pipeline.process_shard(s, plan, settings, runtime)
+            errors[i] = None
+        except BaseException as exc:
+            errors[i] = exc
+            failed.set()
+
+    with OpenAIServer(model="test-model", service_time=0.05) as srv:
+        settings = load_settings(
+            None, home=tmp_path / "home", llm_base_url=srv.base_url, llm_model="test-model",
+            shard_size=2,
+        )  # fmt: skip
+        plan = pipeline.plan_run([WIKINEURAL_SAMPLE], "zh", settings)
+        pool = RuntimePool()
+        runtime = pool.get(settings)
+        cache = runtime.client._cache
+        cache._db = _FullDisk(cache._db)
+        # daemon threads: a thread that never ends fails the test instead of hanging it
+        threads = [
+            threading.Thread(target=shard, args=(i, s, plan, settings, runtime), daemon=True)
+            for i, s in enumerate(plan.shards[:4])
+        ]
+        for t in threads:
+            t.start()
+        assert failed.wait(60)
+        first = next(e for e in errors.values() if e is not None)
+        pool.close()
+        for t in threads:
+            t.join(15)
+        stuck = [t for t in threads if t.is_alive()]
+        assert not stuck, f"{len(stuck)} shard threads never finished"
+    assert isinstance(first, NoSpaceError), repr(first)
+    assert str(settings.home / "llm-cache.sqlite") in str(first)
+    assert all(isinstance(e, NoSpaceError | RunStopped) for e in errors.values())
+
+
+def test_a_server_that_trickles_bytes_is_given_up_on_and_the_run_says_what_it_waits_for(
+    tmp_path, caplog
+):
+    """Issue 25 case 12: a server that sends its reply one byte every 0.5 s never trips
+    a per-read timeout, and before any latency was observed the fitted timeout did not
+    exist: the run sat silent for 400 s+. The first requests get ``llm_first_timeout_s``
+    (doubled per retry); the run says what it waits for, then leaves the shards
+    unfinished (the next run asks again)."""
+    import logging
+    import time
+
+    with OpenAIServer(model="test-model", fault_mix={"trickle": 1.0}) as srv:
+        settings = load_settings(
+            None, home=tmp_path / "home", llm_base_url=srv.base_url, llm_model="test-model",
+            shard_size=10, llm_first_timeout_s=1.5, llm_outage_wait_s=0,
+            translate={"max_retries": 1},
+        )  # fmt: skip
+        started = time.monotonic()
+        with caplog.at_level(logging.WARNING):
+            summary = _run(settings, limit=10)
+        took = time.monotonic() - started
+    assert took < 30, took  # 1.5 s, then 3 s, for each request: not 2 x 120 s
+    assert summary.unfinished["shards"] == 1 and summary.counts == {"failed": 10}
+    said = [r.getMessage() for r in caplog.records]
+    assert any("no reply from the LLM server within 1.5 s" in m for m in said), said
+    assert any("llm_first_timeout_s" in m for m in said)
