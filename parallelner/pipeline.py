@@ -26,7 +26,7 @@ from typing import Any
 import pyarrow as pa
 
 from parallelner import storage
-from parallelner.errors import ConfigError, InputError
+from parallelner.errors import ConfigError, InputError, StoreError
 from parallelner.languages import LANGUAGES, unknown_language
 from parallelner.llm.runtime import LLMRuntime, check_endpoint
 from parallelner.progress import notify
@@ -344,11 +344,12 @@ def shard_rows_unusable(settings: Settings, config_hash: str, shard: Shard) -> b
     return False
 
 
-def _read_finished_rows(path: storage.Location) -> list[ParallelRecord] | None:
-    """The records of a finished shard's rows file; None when the file is damaged (it
-    is set aside with a warning, and the shard is processed again)."""
+def _read_finished_rows(path: storage.Location, instances: int) -> list[ParallelRecord] | None:
+    """The records of a finished shard's rows file; None when the file is damaged or
+    holds another number of rows than the shard has instances (it is set aside with a
+    warning, and the shard is processed again)."""
     try:
-        return table_to_records(storage.read_table(path))
+        records = table_to_records(storage.read_table(path))
     except (OSError, pa.ArrowException) as exc:
         if isinstance(exc, FileNotFoundError):
             return None
@@ -357,6 +358,13 @@ def _read_finished_rows(path: storage.Location) -> list[ParallelRecord] | None:
             "the shard is processed again (paid replies come from the reply cache)",
         )  # fmt: skip
         return None
+    if len(records) != instances:  # a whole Parquet file, but not this shard's rows
+        storage.set_aside(
+            path, f"rows file holds {len(records)} rows for a shard of {instances} instances",
+            "the shard is processed again (paid replies come from the reply cache)",
+        )  # fmt: skip
+        return None
+    return records
 
 
 def _summarize(records: Iterable[ParallelRecord]) -> tuple[dict[str, int], dict[str, int]]:
@@ -385,7 +393,7 @@ def process_shard(
     marker = _unfinished_marker(path)
     finished = None
     if storage.exists(path) and not storage.exists(marker):
-        finished = _read_finished_rows(path)
+        finished = _read_finished_rows(path, shard.size)
     if finished is not None:
         counts, reasons = _summarize(finished)
         notify("record", len(finished))
@@ -586,11 +594,26 @@ def finalize_run(
     staged: list[Path] = []
     files: list[str] = []
 
+    sizes = {s.index: s.size for s in plan.shards}
+
     def marked(output: pq.ParquetWriter | None) -> Iterable[ParallelRecord]:
         # one shard's records as objects at a time: at 257k rows, holding every record
         # as a pydantic object would take several GB
         for r in ordered:
             rows = storage.read_table(_location(r.path))
+            if rows.num_rows != sizes.get(r.index, rows.num_rows):  # changed since it finished
+                where = storage.set_aside(
+                    _location(r.path),
+                    f"rows file holds {rows.num_rows} rows for a shard of "
+                    f"{sizes[r.index]} instances",
+                    "nothing was committed; the same command redoes that shard",
+                )
+                raise StoreError(
+                    f"shard {r.index + 1} of run {plan.run_id}: its rows file changed after "
+                    f"the shard finished ({rows.num_rows} rows for {sizes[r.index]} "
+                    f"instances; set aside as {where}); nothing was committed: run the same "
+                    "command again to redo that shard"
+                )
             records = mark_duplicates(table_to_records(rows), settings, seen)
             table = records_to_table(records)
             staged.append(staging / f"{r.index:05d}.parquet")

@@ -328,3 +328,51 @@ def test_a_server_that_trickles_bytes_is_given_up_on_and_the_run_says_what_it_wa
     said = [r.getMessage() for r in caplog.records]
     assert any("no reply from the LLM server within 1.5 s" in m for m in said), said
     assert any("llm_first_timeout_s" in m for m in said)
+
+
+def test_a_rows_file_with_fewer_rows_is_redone_not_committed_short(tmp_path, caplog):
+    """Issue 25 case 3: a shard's rows file replaced by a valid Parquet file with fewer
+    rows (before the commit): the re-run sets it aside with a warning, asks that shard's
+    questions again (from the reply cache) and commits every instance once."""
+    import pyarrow.parquet as pq
+
+    with OpenAIServer(model="test-model") as srv:
+        settings = load_settings(
+            None, home=tmp_path / "home", llm_base_url=srv.base_url, llm_model="test-model",
+            shard_size=5,
+        )  # fmt: skip
+        plan = pipeline.plan_run([WIKINEURAL_SAMPLE], "zh", settings)
+        with LLMRuntime(settings) as runtime:
+            results = [pipeline.process_shard(s, plan, settings, runtime) for s in plan.shards]
+        short = Path(results[1].path)
+        pq.write_table(pq.read_table(short).slice(0, 2), short)  # whole, but 2 of 5 rows
+        summary = _run(settings)
+    assert any("holds 2 rows for a shard of 5 instances" in r.getMessage() for r in caplog.records)
+    assert list(short.parent.glob(short.name + ".damaged-*"))
+    assert summary.shards["reused"] == 3 and summary.shards["processed"] == 1
+    ids = load_snapshot("main", settings=settings).column("record_id").to_pylist()
+    assert len(ids) == len(set(ids)) == 20
+
+
+def test_a_rows_file_that_changed_after_its_shard_finished_stops_the_commit(tmp_path):
+    """The same, found at finalize (the file changed after process_shard returned): one
+    clear error, nothing committed, the file set aside; the same run then redoes it."""
+    import pyarrow.parquet as pq
+
+    from parallelner.errors import StoreError
+
+    with OpenAIServer(model="test-model") as srv:
+        settings = load_settings(
+            None, home=tmp_path / "home", llm_base_url=srv.base_url, llm_model="test-model",
+            shard_size=5,
+        )  # fmt: skip
+        plan = pipeline.plan_run([WIKINEURAL_SAMPLE], "zh", settings)
+        with LLMRuntime(settings) as runtime:
+            results = [pipeline.process_shard(s, plan, settings, runtime) for s in plan.shards]
+        short = Path(results[2].path)
+        pq.write_table(pq.read_table(short).slice(0, 4), short)
+        with pytest.raises(StoreError, match="4 rows for 5 instances.*run the same command"):
+            pipeline.finalize_run(plan, results, settings)
+        assert not (tmp_path / "home" / "catalog.db").exists()  # nothing committed
+        summary = _run(settings)
+    assert summary.snapshot_new and len(load_snapshot("main", settings=settings)) == 20
