@@ -62,10 +62,6 @@ def _shard_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str
         token = pipeline.shard_unfinished(settings, plan.config_hash, shard)
         if token is not None:
             key += f"-retry-{token}"
-        elif pipeline.shard_rows_unusable(settings, plan.config_hash, shard):
-            # rows missing or damaged: an earlier result would point at them; a fresh key
-            # runs the task, which sets a damaged file aside and processes the shard again
-            key += f"-redo-{os.urandom(8).hex()}"
     return key
 
 
@@ -350,10 +346,16 @@ def synthesize(
     try:
         for i, fut in enumerate(futures, 1):
             result = fut.result()
-            if fut.state.name == "Cached":  # finished by an earlier run: it asked nothing now
+            shard = plan.shards[i - 1]
+            cached = fut.state.name == "Cached"
+            if cached and pipeline.shard_rows_unusable(settings, plan.config_hash, shard):
+                # the earlier run's result points at a rows file deleted or damaged since:
+                # processed again here (a damaged file is set aside with a warning)
+                with sharing(pool):
+                    result = _process_shard(shard, plan, settings)
+            elif cached:  # finished by an earlier run: it asked nothing now
                 result = dataclasses.replace(result, usage={}, reused=True)
                 notify("record", sum(result.counts.values()))
-                shard = plan.shards[i - 1]
                 logger.info(
                     "%s finished: %s", _shard_name(shard, plan), _shard_outcome(result, True)
                 )

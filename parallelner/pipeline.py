@@ -44,6 +44,7 @@ __all__ = [
     "LLMRuntime",
     "check_languages",
     "check_sources",
+    "check_home",
     "plan_run",
     "process_shard",
     "finalize_run",
@@ -83,15 +84,18 @@ def check_sources(sources: Sequence[Path]) -> None:
     """
     if not sources:
         raise ConfigError("no source file given: name at least one")
-    missing, dirs, unreadable, twice = [], [], [], []
+    missing, dirs, unreadable, twice, links = [], [], [], [], []
     named: dict[Path, Path] = {}
     for p in map(Path, sources):
-        with contextlib.suppress(OSError):  # a missing one is reported below
+        # a missing one is reported below; a symlink loop is RuntimeError before 3.13
+        with contextlib.suppress(OSError, RuntimeError):
             first = named.setdefault(p.resolve(strict=True), p)
             if first is not p:
                 twice.append(f"{first} and {p}" if str(first) != str(p) else str(p))
         if p.is_dir():
             dirs.append(str(p))
+        elif not p.exists() and p.is_symlink():  # the link is there, what it names is not
+            links.append(_broken_link(p))
         elif not p.exists():
             missing.append(str(p))
         else:
@@ -103,6 +107,8 @@ def check_sources(sources: Sequence[Path]) -> None:
     problems = []
     if missing:
         problems.append(f"source file not found: {', '.join(missing)}")
+    if links:
+        problems.append(f"source is a broken symbolic link: {', '.join(links)}")
     if dirs:
         problems.append(f"source is a directory, not a file: {', '.join(dirs)}")
     if unreadable:
@@ -111,6 +117,44 @@ def check_sources(sources: Sequence[Path]) -> None:
         problems.append(f"source file named twice: {', '.join(twice)}; name each file once")
     if problems:
         raise ConfigError("; ".join(problems))
+
+
+def _broken_link(p: Path) -> str:
+    """``p`` (a symbolic link to nothing) and why: a loop, or a target that is missing."""
+    import errno
+
+    try:
+        os.stat(p)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return f"{p} (a symlink loop: it leads back to itself; point it at the file)"
+    return f"{p} (a symlink to {os.readlink(p)}, which does not exist)"
+
+
+def check_home(home: Path) -> None:
+    """Raise ConfigError unless this process can write in the home folder (made if missing).
+
+    A read-only home (a read-only mount, another user's folder) failed deep inside the
+    run as "unexpected failure: OperationalError" from SQLite; one line names it first.
+    """
+    import errno
+    import tempfile
+
+    home = Path(home)
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-check-", dir=home)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        why = {errno.EROFS: "on a read-only file system", errno.EACCES: "not writable by "
+               "this user", errno.EPERM: "not writable by this user"}.get(
+                   exc.errno or 0, exc.strerror or type(exc).__name__)  # fmt: skip
+        raise ConfigError(
+            f"{home}: the home folder is read-only ({why}): the run keeps its shards, rows, "
+            "reply cache and catalog there; set --home or PARALLELNER_HOME to a folder "
+            "you can write (or remount it read-write); nothing was run"
+        ) from None
 
 
 @dataclass
@@ -208,6 +252,7 @@ def plan_run(
     check_languages(tgt_lang, src_lang)
     check_sources(sources)
     home = Path(settings.home)
+    check_home(home)
     signature = run_signature(settings, tgt_lang)
     config_hash = signature_hash(signature)
     counts: Counter[str] = Counter()
@@ -241,9 +286,15 @@ def plan_run(
                         "was sent to the LLM",
                     )  # fmt: skip
                 if inst.lang == tgt_lang:
+                    from parallelner.readers.base import instance_line
+
+                    line = instance_line(src, inst.id)
+                    where = f"{src}:{line}" if line is not None else str(src)
                     raise ConfigError(
-                        f"{src}: the source language {inst.lang!r} is the "
-                        f"target language; choose another --to"
+                        f"{where}: instance {inst.id!r} is in {inst.lang!r}, the target "
+                        "language: nothing to translate; remove it from the input (or give "
+                        "it its source language) or choose another --to; nothing was sent "
+                        "to the LLM"
                     )
                 yield inst
                 taken += 1

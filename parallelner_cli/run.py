@@ -136,10 +136,11 @@ def run(
     )
     # Fail fast, before Prefect starts: languages, files, the LLM endpoint.
     from parallelner.llm.runtime import check_endpoint
-    from parallelner.pipeline import check_languages, check_sources
+    from parallelner.pipeline import check_home, check_languages, check_sources
 
     check_languages(to, src_lang)
     check_sources(sources)
+    check_home(Path(settings.home))
     if dataset:
         from parallelner.readers.base import label_set
 

@@ -42,6 +42,8 @@ __all__ = [
     "detect_format",
     "label_set",
     "iter_lines",
+    "check_not_utf16",
+    "instance_line",
     "iter_json_lines",
     "BadRecord",
     "is_int",
@@ -242,6 +244,7 @@ def iter_lines(path: Path) -> Iterator[tuple[int, str | None, bytes]]:
             str(path), None, Reason.UNREADABLE_FILE, f"cannot read: {exc.strerror}"
         ) from None
     with fh:
+        check_not_utf16(path, fh.peek(4)[:4])
         for lineno, raw in enumerate(fh, start=1):
             raw = raw.rstrip(b"\r\n")
             if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
@@ -250,6 +253,49 @@ def iter_lines(path: Path) -> Iterator[tuple[int, str | None, bytes]]:
                 yield lineno, raw.decode("utf-8"), raw
             except UnicodeDecodeError:
                 yield lineno, None, raw
+
+
+_WIDE_BOMS = (  # UTF-32 first: its little-endian mark begins with UTF-16's
+    (b"\xff\xfe\x00\x00", "UTF-32"),
+    (b"\x00\x00\xfe\xff", "UTF-32"),
+    (b"\xff\xfe", "UTF-16"),
+    (b"\xfe\xff", "UTF-16"),
+)
+
+
+def check_not_utf16(path: Path | str, head: bytes) -> None:
+    """Raise InputError when ``head`` (a file's first bytes) is a UTF-16 or UTF-32
+    byte-order mark: every line would be "invalid UTF-8", so the file is named once."""
+    for bom, name in _WIDE_BOMS:
+        if head.startswith(bom):
+            raise InputError(
+                str(path), None, Reason.INVALID_UTF8,
+                f"the file is {name} (a byte-order mark {bom.hex(' ')} at its start), not "
+                f"UTF-8; save it as UTF-8 (e.g. iconv -f {name} -t UTF-8) and run again",
+            )  # fmt: skip
+
+
+def instance_line(path: Path | str, instance_id: str) -> int | None:
+    """The line of a JSON-lines file that holds the instance ``instance_id`` (None: not a
+    JSON-lines file, or not found), for a message about an instance read earlier.
+
+    Instances do not carry their line (a shard's content is its hash); this reads the
+    file again, for one message, and only decodes lines that contain the id.
+    """
+    for lineno, line, _ in iter_lines(Path(path)):
+        if line is None or not line.lstrip().startswith("{"):
+            continue
+        if instance_id.endswith(f"-{lineno}"):  # an id the reader made from the line
+            return lineno
+        if instance_id not in line:
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(obj, dict) and obj.get("id") == instance_id:
+            return lineno
+    return None
 
 
 def invalid_utf8_detail(raw: bytes) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from parallelner.errors import InputError
+from parallelner.readers.base import check_not_utf16
 from parallelner.reasons import Reason
 from parallelner.records import ParallelRecord
 
@@ -61,6 +62,7 @@ def _iter_jsonl(path: Path) -> Iterator[ParallelRecord]:
     # binary lines, decoded one by one: a bad byte is reported at its own line (a text
     # file object decodes 8 KiB at a time and would name an earlier line)
     with open(path, "rb") as fh:
+        check_not_utf16(path, fh.peek(4)[:4])
         for number, raw in enumerate(fh, start=1):
             try:
                 line = raw.decode("utf-8")

@@ -203,3 +203,76 @@ def test_from_and_to_the_same_language_is_one_line(tmp_path):
     assert res.returncode == 2, res.stderr
     (line,) = _error_lines(res)
     assert "the source language is the target language" in line
+
+
+# -- issue 25, messages: what a user reads names the file (and line) and says what to do --
+
+
+def test_a_utf16_source_is_named_once_as_utf16(tmp_path):
+    """UTF-16 input was sniffed as CoNLL, its first line quarantined "invalid_utf8" (the
+    rest read as garbage): one line now names the file and the encoding to save it in."""
+    src = tmp_path / "notepad.conllu"
+    src.write_bytes(SAMPLE.read_text("utf-8").encode("utf-16"))  # with its byte-order mark
+    env = {**os.environ, "PARALLELNER_HOME": str(tmp_path / "home")}
+    res = _cli("inspect", str(src), env=env)
+    assert res.returncode == 2, res.stdout[-2000:] + res.stderr[-2000:]
+    (line,) = _error_lines(res)
+    assert f"{src}: the file is UTF-16 (a byte-order mark" in line
+    assert "save it as UTF-8" in line and "Traceback" not in res.stderr
+
+
+def test_a_record_already_in_the_target_language_is_named_by_file_and_line(tmp_path):
+    """One record of a span JSONL file in the target language refused the whole run with
+    the file's name only; the message now says which line, before any LLM request."""
+    import json
+
+    from parallelner.errors import ConfigError
+    from parallelner.pipeline import plan_run
+    from parallelner.settings import load_settings
+
+    records = [
+        {"id": "a", "lang": "en", "text": "Paris is nice.", "entities": []},
+        {"id": "b", "lang": "en", "text": "Rome is old.", "entities": []},
+        {"id": "c", "lang": "zh", "text": "北京很大。", "entities": []},
+    ]
+    src = tmp_path / "mixed.jsonl"
+    src.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), "utf-8")
+    settings = load_settings(None, home=tmp_path / "home", llm_base_url="http://127.0.0.1:9/v1")
+    with pytest.raises(ConfigError) as refused:
+        plan_run([src], "zh", settings, dataset="conll")
+    message = str(refused.value)
+    assert message.startswith(f"{src}:3: instance 'c' is in 'zh', the target language")
+    assert "nothing was sent to the LLM" in message
+
+
+def test_a_symlink_loop_is_called_a_loop_not_not_found(tmp_path):
+    a, b = tmp_path / "a.conllu", tmp_path / "b.conllu"
+    a.symlink_to(b)
+    b.symlink_to(a)
+    env = {**os.environ, "PARALLELNER_HOME": str(tmp_path / "home"),
+           "PARALLELNER_LLM_BASE_URL": "http://127.0.0.1:9/v1"}  # fmt: skip
+    res = _cli("run", str(a), "--to", "zh", env=env)
+    assert res.returncode == 2, res.stderr
+    (line,) = _error_lines(res)
+    assert f"{a} (a symlink loop" in line and "not found" not in line
+
+
+@pytest.mark.skipif(os.geteuid() == 0 and shutil.which("setpriv") is None, reason="setpriv")
+def test_a_read_only_home_is_one_line_naming_it(tmp_path):
+    """A home this user cannot write gave "unexpected failure: OperationalError" (from
+    SQLite, deep in the run); it is refused first, in one line naming the folder."""
+    from parallelner.testing.openai_server import OpenAIServer
+
+    home = tmp_path / "home"
+    home.mkdir()
+    home.chmod(0o555)
+    with OpenAIServer(model="test-model") as srv:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PARALLELNER_")}
+        env.update(PARALLELNER_HOME=str(home), PARALLELNER_LLM_BASE_URL=srv.base_url,
+                   PARALLELNER_LLM_MODEL="test-model", PREFECT_HOME=str(tmp_path / "prefect"))  # fmt: skip
+        res = _cli("run", str(SAMPLE), "--to", "zh", env=env, prefix=_AS_USER)
+        asked = srv.stats()["requests"]
+    assert res.returncode == 2, res.stderr[-3000:]
+    (line,) = _error_lines(res)
+    assert f"{home}: the home folder is read-only" in line and "PARALLELNER_HOME" in line
+    assert "Traceback" not in res.stderr and asked == 0
