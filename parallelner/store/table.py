@@ -50,6 +50,8 @@ from parallelner.records import ParallelRecord, arrow_schema, records_to_table
 from parallelner.settings import Settings, load_settings
 from parallelner.store.catalog import (
     DATASET_TABLE,
+    catalog_table_location,
+    check_table_location,
     open_catalog,
     orphaned_table_message,
     redact_location,
@@ -101,6 +103,7 @@ def load_table(catalog: SqlCatalog, settings: Settings, *, create: bool = False)
     """Load (or with ``create`` make) the dataset table from an open catalog."""
     try:
         table = catalog.load_table(TABLE_NAME)
+        check_table_location(settings, table.metadata_location)  # a moved or copied home
         # writers add fields a newer ParallelRecord has; readers leave the table as it is
         # (an older snapshot's rows are cast to the record schema, new fields null)
         return _evolve(table) if create else table
@@ -115,6 +118,9 @@ def load_table(catalog: SqlCatalog, settings: Settings, *, create: bool = False)
                 f"{TABLE_NAME}: no such table in the catalog (nothing committed yet)"
             ) from None
     except (FileNotFoundError, OSError) as exc:
+        recorded = catalog_table_location(settings, *DATASET_TABLE)
+        if recorded is not None:
+            check_table_location(settings, recorded)  # moved: it points at the old place
         raise StoreError(
             f"{redact_location(warehouse_location(settings))}: the warehouse is gone or "
             f"unreadable: table metadata cannot be read ({_short(exc)})"
