@@ -251,6 +251,9 @@ def plan_run(
 
     check_languages(tgt_lang, src_lang)
     check_sources(sources)
+    from parallelner.store.catalog import check_home
+
+    check_home(settings)  # a moved or copied home: refused before any work
     home = Path(settings.home)
     check_home(home)
     signature = run_signature(settings, tgt_lang)

@@ -101,6 +101,56 @@ def _local_path(uri: str) -> Path | None:
     return Path(parsed.path) if parsed.scheme == "file" else None
 
 
+def check_table_location(settings: Settings, location: str) -> None:
+    """Refuse a table whose files are not under this home's warehouse: a home that was
+    moved or copied. Iceberg keeps absolute paths in its catalog and metadata, so the
+    copy would read, and write into, the original (issue 25: a copy wrote into the
+    original home; a moved one said only "the warehouse is gone")."""
+    here = _local_path(warehouse_location(settings))
+    there = _local_path(location)
+    if here is None or there is None:  # an object store: no home to move
+        return
+    if there.resolve() == here.resolve() or here.resolve() in there.resolve().parents:
+        return
+    raise StoreError(
+        f"{settings.home}: this home's dataset table lives at {there}, not under this "
+        f"home's warehouse {here}: the home was moved or copied (Iceberg keeps absolute "
+        "paths, so it is not relocatable). Use it where it was made (move it back, or "
+        "point --home / PARALLELNER_HOME at the original); nothing was read or written"
+    )
+
+
+def check_home(settings: Settings) -> None:
+    """Before any work: refuse a home that was moved or copied (its catalog points at
+    the table where it was made). Nothing committed yet: nothing to check."""
+    recorded = catalog_table_location(settings, *DATASET_TABLE)
+    if recorded is not None:
+        check_table_location(settings, recorded)
+
+
+def catalog_table_location(settings: Settings, namespace: str, name: str) -> str | None:
+    """Where a SQLite catalog says the table's metadata is (None: not SQLite, no such
+    table, or no catalog file): what a moved home's catalog still points at."""
+    import sqlite3
+
+    uri = catalog_location(settings)
+    if not uri.startswith("sqlite:///"):
+        return None
+    db = Path(uri.removeprefix("sqlite:///"))
+    if not db.exists():
+        return None
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+            row = conn.execute(
+                "SELECT metadata_location FROM iceberg_tables "
+                "WHERE table_namespace = ? AND table_name = ?",
+                (namespace, name),
+            ).fetchone()
+    except sqlite3.Error:
+        return None
+    return row[0] if row else None
+
+
 def warehouse_table_metadata(settings: Settings, namespace: str, name: str) -> str | None:
     """The newest metadata file of table ``namespace.name`` in the warehouse (None: none).
 

@@ -976,3 +976,32 @@ def test_a_table_made_before_entity_verification_gains_its_fields(sqlite_setting
     assert got == by_id(old_rows + fresh)
     before = table_to_records(store.load_snapshot(old_snapshot, settings=sqlite_settings))
     assert by_id(before) == by_id(old_rows)
+
+
+@pytest.mark.parametrize("how", ["moved", "copied"])
+def test_a_moved_or_copied_home_is_refused_in_one_line(tmp_path, how):
+    """Issue 25 case 11: Iceberg keeps absolute paths, so a home is not relocatable. A
+    copied home used to write into the original; a moved one said only "the warehouse is
+    gone". Both are now refused, naming where the table lives; the original is untouched."""
+    import shutil
+
+    original = tmp_path / "home"
+    settings = load_settings(home=original)
+    store.commit(real_records("pud-en-zh.jsonl", 3, "run-1"), "run-1", settings=settings)
+    other = tmp_path / "elsewhere"
+    if how == "moved":
+        shutil.move(original, other)
+    else:
+        shutil.copytree(original, other)
+    there = load_settings(home=other)
+    with pytest.raises(StoreError, match="moved or copied.*not relocatable"):
+        store.commit(real_records("pud-en-zh.jsonl", 6, "run-2")[3:], "run-2", settings=there)
+    with pytest.raises(StoreError, match="moved or copied"):
+        store.load_snapshot("main", settings=there)
+    from parallelner import pipeline
+    from tests.flows.helpers import WIKINEURAL_SAMPLE
+
+    with pytest.raises(StoreError, match="moved or copied"):  # a run: before any work
+        pipeline.plan_run([WIKINEURAL_SAMPLE], "zh", there)
+    if how == "copied":  # nothing was written into the original
+        assert [s["run_id"] for s in store.list_snapshots(settings)] == ["run-1"]
