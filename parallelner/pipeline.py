@@ -251,11 +251,11 @@ def plan_run(
 
     check_languages(tgt_lang, src_lang)
     check_sources(sources)
-    from parallelner.store.catalog import check_home
-
-    check_home(settings)  # a moved or copied home: refused before any work
     home = Path(settings.home)
     check_home(home)
+    from parallelner.store.catalog import check_not_relocated
+
+    check_not_relocated(settings)  # a moved or copied home: refused before any work
     signature = run_signature(settings, tgt_lang)
     config_hash = signature_hash(signature)
     counts: Counter[str] = Counter()

@@ -120,7 +120,7 @@ def check_table_location(settings: Settings, location: str) -> None:
     )
 
 
-def check_home(settings: Settings) -> None:
+def check_not_relocated(settings: Settings) -> None:
     """Before any work: refuse a home that was moved or copied (its catalog points at
     the table where it was made). Nothing committed yet: nothing to check."""
     recorded = catalog_table_location(settings, *DATASET_TABLE)
