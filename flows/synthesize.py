@@ -122,7 +122,7 @@ cluster_shard_task = task(
     retries=1,
     retry_delay_seconds=5,
     retry_condition_fn=_retry_unless_users_error,
-)  # fmt: skip(_process_shard_on_worker)
+)(_process_shard_on_worker)
 
 
 def on_this_machine(settings: Settings) -> Settings:
