@@ -41,7 +41,7 @@ def _closed_port() -> int:
         (
             "source is the target language",
             [str(WIKINEURAL_SAMPLE), "--to", "en"],
-            "is the target language",
+            "is in 'en', the target language: nothing to translate",
         ),
         (
             "unreachable LLM URL",
