@@ -18,6 +18,13 @@ from parallelner.testing.openai_server import OpenAIServer
 from tests.flows.helpers import WIKINEURAL_SAMPLE
 
 
+def _processed(settings, sources=(WIKINEURAL_SAMPLE,)):
+    """A run planned and its shards processed, not finalized."""
+    plan = pipeline.plan_run(list(sources), "zh", settings)
+    with LLMRuntime(settings) as runtime:
+        return plan, [pipeline.process_shard(s, plan, settings, runtime) for s in plan.shards]
+
+
 def _run(settings, limit=None):
     plan = pipeline.plan_run([WIKINEURAL_SAMPLE], "zh", settings, limit=limit)
     with LLMRuntime(settings) as runtime:
@@ -78,9 +85,7 @@ def test_many_shards_commit_one_snapshot_with_the_rows_of_one_shard_at_a_time(tm
             None, home=tmp_path / "home", llm_base_url=srv.base_url, llm_model="test-model",
             shard_size=2,
         )  # fmt: skip
-        plan = pipeline.plan_run([src], "zh", settings)
-        with LLMRuntime(settings) as runtime:
-            results = [pipeline.process_shard(s, plan, settings, runtime) for s in plan.shards]
+        plan, results = _processed(settings, [src])
         summary = pipeline.finalize_run(plan, results, settings, output_dir=tmp_path / "out")
     assert len(plan.shards) == 11
     snaps = list_snapshots(settings)
@@ -341,9 +346,7 @@ def test_a_rows_file_with_fewer_rows_is_redone_not_committed_short(tmp_path, cap
             None, home=tmp_path / "home", llm_base_url=srv.base_url, llm_model="test-model",
             shard_size=5,
         )  # fmt: skip
-        plan = pipeline.plan_run([WIKINEURAL_SAMPLE], "zh", settings)
-        with LLMRuntime(settings) as runtime:
-            results = [pipeline.process_shard(s, plan, settings, runtime) for s in plan.shards]
+        plan, results = _processed(settings)
         short = Path(results[1].path)
         pq.write_table(pq.read_table(short).slice(0, 2), short)  # whole, but 2 of 5 rows
         summary = _run(settings)
@@ -366,9 +369,7 @@ def test_a_rows_file_that_changed_after_its_shard_finished_stops_the_commit(tmp_
             None, home=tmp_path / "home", llm_base_url=srv.base_url, llm_model="test-model",
             shard_size=5,
         )  # fmt: skip
-        plan = pipeline.plan_run([WIKINEURAL_SAMPLE], "zh", settings)
-        with LLMRuntime(settings) as runtime:
-            results = [pipeline.process_shard(s, plan, settings, runtime) for s in plan.shards]
+        plan, results = _processed(settings)
         short = Path(results[2].path)
         pq.write_table(pq.read_table(short).slice(0, 4), short)
         with pytest.raises(StoreError, match="4 rows for 5 instances.*run the same command"):
