@@ -99,11 +99,26 @@ class Instance(_Frozen):
 
 
 class MentionTranslation(_Frozen):
-    """The LLM's translation of one source mention (``id`` = source entity index)."""
+    """The LLM's translation of one source mention (``id`` = source entity index).
+
+    ``context``: when ``target`` occurs more than once in the translation, the words
+    around the one that is the entity's, copied from the translation (the repair loop's
+    evidence question asks for them); ``pinned`` is where they put it.
+    """
 
     id: int
     source: str
     target: str
+    context: str | None = None
+
+    def pinned(self, text: str) -> tuple[int, int] | None:
+        """The span of ``target`` inside ``context``, when the context occurs exactly
+        once in ``text`` and holds the target exactly once; else None."""
+        ctx, target = self.context, self.target
+        if not ctx or not target or ctx.count(target) != 1 or text.count(ctx) != 1:
+            return None
+        start = text.index(ctx) + ctx.index(target)
+        return start, start + len(target)
 
 
 class ProjectedEntity(_Frozen):

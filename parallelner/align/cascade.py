@@ -206,6 +206,7 @@ class _Job:
     label: str
     source_text: str
     rel: float  # relative position of the entity in the source sentence
+    pin: tuple[int, int] | None = None  # the occurrence the model pointed at
     queries: list[tuple[str, str]] = field(default_factory=list)  # (kind, string)
     done: bool = False
     taken: bool = False  # had candidates, all taken by other entities
@@ -251,6 +252,7 @@ def project_spans(
     mentions: Mapping[int, str] | None = None,
     *,
     threshold: float = 0.8,
+    pins: Mapping[int, tuple[int, int]] | None = None,
 ) -> Projection:
     """Find the span of every source entity in ``tgt_text``.
 
@@ -258,7 +260,9 @@ def project_spans(
     translated mention; ``None`` when only string matching of the source mention is
     possible. Every source entity ends either in ``entities`` (with method and score)
     or in ``unprojected`` (with a reason). ``threshold`` is the minimum fuzzy score
-    (0..1); 0 turns fuzzy matching off.
+    (0..1); 0 turns fuzzy matching off. ``pins`` maps an entity index to the span the
+    model pointed at with the words around it (``MentionTranslation.pinned``): where its
+    mention occurs more than once, only that occurrence is a candidate.
     """
     ents = source.entities
     if not ents:
@@ -284,7 +288,7 @@ def project_spans(
     has_mentions = mentions is not None
     jobs: list[_Job] = []
     for i, e in enumerate(ents):
-        job = _Job(i, e.label, e.text, e.start / src_len)
+        job = _Job(i, e.label, e.text, e.start / src_len, (pins or {}).get(i))
         if has_mentions:
             m = (mentions.get(i) or "").strip()
             if m:
@@ -336,6 +340,8 @@ def project_spans(
                     if not _is_gloss(tgt_text, c[0], gloss)
                     and not any(a <= c[0] and c[1] <= b for a, b, _ in inside)
                 ]
+            if job.pin is not None and job.pin in {(c[0], c[1]) for c in cands}:
+                cands = [c for c in cands if (c[0], c[1]) == job.pin]
             if not cands:
                 continue
             cands.sort(key=lambda c: (-c[2], abs(c[0] / tgt_len - job.rel), c[0]))

@@ -133,6 +133,19 @@ def _fold(text: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
+def _bracketed(tgt_text: str, e: ProjectedEntity) -> bool:
+    return tgt_text[: e.start].rstrip()[-1:] in ("（", "(") and tgt_text[e.end :].lstrip()[:1] in (
+        "）",
+        ")",
+    )
+
+
+def _verbatim(source_mention: str, target_mention: str) -> bool:
+    """The target span writes the source mention itself (case, accents, spaces aside)."""
+    a = "".join(_fold(source_mention).split())
+    return a != "" and a == "".join(_fold(target_mention).split())
+
+
 _DOTTED = re.compile(r"(?<![\w.])((?:\w\.){2,})")  # U.S., U.K.
 
 
@@ -513,8 +526,12 @@ def verify_entity(
     q: QualitySettings,
     src_text: str = "",
     others: Iterable[tuple[int, int]] = (),
+    pinned: bool = False,
 ) -> ProjectedEntity:
     """A copy of ``e`` with its round-trip score and the reason codes of the checks it fails.
+
+    ``pinned``: the model said which occurrence is the entity's, with the words around it
+    (``MentionTranslation.context``): no ambiguity finding.
 
     ``e.back_translation`` None means the round trip was not asked for (no finding);
     an empty string means it was asked and got no answer (``entity_unverified``).
@@ -526,6 +543,12 @@ def verify_entity(
             checks.append(Reason.ENTITY_UNVERIFIED)
         else:
             score = roundtrip_score(src.text, e.back_translation, e.text)
+            # a span that writes the source mention itself (a name kept verbatim: "CEN")
+            # says exactly the source mention, whatever a model reads it back as
+            # ("European Committee for Standardization"); not a name left only in
+            # brackets, the gloss of a name the sentence lost
+            if score < 1.0 and _verbatim(src.text, e.text) and not _bracketed(tgt_text, e):
+                score = 1.0
             if score < q.entity_roundtrip_min - 1e-9:
                 checks.append(Reason.ENTITY_ROUNDTRIP)
     # a read-back that says exactly the source mention outranks a number that the
@@ -540,7 +563,7 @@ def verify_entity(
         e.method == "source_copy" and in_gloss(tgt_text, e.start, e.end)
     ):
         checks.append(Reason.ENTITY_BOUNDARY)
-    if ambiguous(src.text, src_text, e.text, tgt_text, others):
+    if not pinned and ambiguous(src.text, src_text, e.text, tgt_text, others):
         checks.append(Reason.ENTITY_AMBIGUOUS)
     return e.model_copy(update={"roundtrip_score": score, "checks": tuple(checks)})
 
@@ -559,6 +582,9 @@ def verify_entities(record: ParallelRecord, q: QualitySettings) -> ParallelRecor
             return record.model_copy(update={"tgt_entities": ents})
         return record
     n = len(record.src_entities)
+    # a span the model pinned with the words around it (the evidence question) is not a
+    # guess between occurrences
+    pinned = {(m.id, m.pinned(record.tgt_text)) for m in record.mention_translations if m.context}
     ents = tuple(
         verify_entity(
             record.src_entities[e.source_index],
@@ -568,6 +594,7 @@ def verify_entities(record: ParallelRecord, q: QualitySettings) -> ParallelRecor
             q,
             record.src_text,
             [(o.start, o.end) for o in record.tgt_entities if o is not e],
+            pinned=(e.source_index, (e.start, e.end)) in pinned,
         )
         if 0 <= e.source_index < n and e.end <= len(record.tgt_text)
         else e

@@ -14,7 +14,9 @@ rung            what it asks                                               for
 ``evidence``    one question for all doubtful mentions of the pair, with   entity doubts,
                 the verifier's evidence: "the words you gave, X, read      unplaced
                 back as 'Y'; the source mention is 'Z': which words of     mentions
-                the translation say 'Z'?" (``repair-evidence.v1``)
+                the translation say 'Z'?" -- and, for words that occur
+                more than once, the words around the entity's occurrence
+                (``repair-evidence.v2``)
 ``rewrite``     the mentions re-translated in context, then the sentence   added names,
                 rewritten to hold them and no name the source lacks        dropped entities
                 (``mention-translate.v2``, ``repair-rewrite.v2``)
@@ -69,7 +71,7 @@ __all__ = [
     "EVIDENCE_PROMPT",
 ]
 
-EVIDENCE_PROMPT = "repair-evidence.v1"
+EVIDENCE_PROMPT = "repair-evidence.v2"
 RUNGS = ("evidence", "rewrite", "fresh", "fallback")
 
 # Doubts about one entity, about names the source lacks, and about the sentence itself.
@@ -180,6 +182,7 @@ class _Located(BaseModel):
     model_config = ConfigDict(extra="ignore")
     id: int
     target: str
+    context: str = ""
 
 
 class RelocateReply(BaseModel):
@@ -247,18 +250,24 @@ class Evidence(Stage):
         if outcome.value is None:
             return draft
         asked = {d.id for d in doubtful}
-        found = {
-            m.id: m.target.strip()
-            for m in outcome.value.mentions
-            if m.id in asked and m.target.strip() and m.target.strip() in text
-        }
-        if not found:
-            return draft
+        found: dict[int, MentionTranslation] = {}
+        for m in outcome.value.mentions:
+            target = m.target.strip()
+            if m.id not in asked or m.id in found or not target or target not in text:
+                continue
+            said = MentionTranslation(
+                id=m.id, source=draft.src_entities[m.id].text, target=target,
+                context=m.context.strip() or None,
+            )  # fmt: skip
+            if text.count(target) == 1 or said.pinned(text) is None:
+                # one occurrence needs no context; one that does not pin it is no help
+                said = said.model_copy(update={"context": None})
+            found[m.id] = said
         old = {m.id: m for m in draft.mention_translations}
+        if all(old.get(i) == m for i, m in found.items()):
+            return draft
         mentions = tuple(
-            MentionTranslation(id=i, source=src.text, target=found[i]) if i in found else old[i]
-            for i, src in enumerate(draft.src_entities)
-            if i in found or i in old
+            found.get(i) or old[i] for i in range(len(draft.src_entities)) if i in found or i in old
         )
         return draft.model_copy(update={"mention_translations": mentions})
 
@@ -394,9 +403,9 @@ async def _in_translation(climb: _Climb, downstream: tuple[Stage, ...], ctx: Con
         candidate, usage, asked = await climb.measure(work)
         detail = ""
         if rung == "evidence" and candidate is not None:
-            old = {m.id: m.target for m in base.mention_translations}
+            old = {m.id: m for m in base.mention_translations}
             detail = ",".join(
-                str(m.id) for m in candidate.mention_translations if old.get(m.id) != m.target
+                str(m.id) for m in candidate.mention_translations if old.get(m.id) != m
             )
         climb.keep(rung, candidate, usage, asked, detail)
 

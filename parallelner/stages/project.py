@@ -32,8 +32,13 @@ class Project(Stage):
         inst = draft.source_instance()
         text = draft.tgt_text or ""
         mentions = {m.id: m.target for m in draft.mention_translations}
+        pins = {
+            m.id: span
+            for m in draft.mention_translations
+            if m.context and (span := m.pinned(text)) is not None
+        }
         projection = project_spans(
-            inst, text, draft.tgt_lang, mentions, threshold=ps.fuzzy_threshold
+            inst, text, draft.tgt_lang, mentions, threshold=ps.fuzzy_threshold, pins=pins
         )
         steps: tuple[str, ...] = ()
         if projection.unprojected and ps.repair:

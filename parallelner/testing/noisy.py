@@ -86,7 +86,7 @@ from typing import Any
 
 from parallelner.languages import convert_variant, zh_variant
 from parallelner.records import Entity, Instance, ParallelRecord
-from parallelner.testing.samples import read_projection_drafts
+from parallelner.testing.samples import GLOSS_GAP, read_projection_drafts, read_projection_pairs
 
 __all__ = [
     "MISTAKES",
@@ -119,6 +119,21 @@ _CJK = re.compile(rf"[{_HAN}]")
 _WORD = re.compile(r"[^\W_]")
 
 
+def _context(text: str, start: int, end: int) -> str:
+    """The words around ``text[start:end]``, one more on each side until they occur once
+    (characters for Chinese), as a model copies them to say which occurrence it means."""
+    cjk = _is_cjk(text[start:end])
+    s, e = start, end
+    while text.count(text[s:e]) > 1 and (s > 0 or e < len(text)):
+        if cjk:
+            s, e = max(0, s - 1), min(len(text), e + 1)
+            continue
+        left = text.rfind(" ", 0, max(0, s - 1))
+        right = text.find(" ", min(len(text), e + 1))
+        s, e = left + 1, len(text) if right == -1 else right
+    return text[s:e]
+
+
 def _is_cjk(text: str) -> bool:
     return bool(_CJK.search(text))
 
@@ -128,8 +143,11 @@ class GoldPair:
     """One projection-dev pair: the source instance, the human translation, gold spans.
 
     ``mapping`` gives each source entity index the index of its gold target entity
-    (matched by label, in order, as ``testing.samples`` does); ``one_to_one`` is true
-    when every source entity maps to the gold entity of the same position.
+    (``testing.samples.match_gold``: a name written alike first, then by label in
+    order); ``gold`` holds the matched spans only (a span of a name the source lacks is
+    left out); ``glossed``: a bracketed gloss of a name was matched to a source entity of
+    its own (the gloss did not write the source name alike, so ``match_gold`` could not
+    tell it from a second name).
     """
 
     id: str
@@ -140,19 +158,17 @@ class GoldPair:
     tgt_text: str
     gold: tuple[tuple[int, int, str], ...]  # sorted by start
     mapping: Mapping[int, int]
+    glossed: bool = False
 
     @property
     def one_to_one(self) -> bool:
-        """Same count, same labels in the same order, and no gold entity that is only a
-        bracketed gloss of the one before it (``米爾德里德（Mildred）`` annotated twice
-        is one entity in the sentence, not two)."""
+        """Every source entity has one gold span of its label, and no gloss annotated as
+        a second entity (``米爾德里德（Mildred）`` is one entity in the sentence, not
+        two)."""
         return (
-            len(self.src_spans) == len(self.gold)
-            and all(self.mapping.get(i) == i for i in range(len(self.src_spans)))
-            and not any(
-                re.fullmatch(r"\s*[（(]\s*", self.tgt_text[a[1] : b[0]])
-                for a, b in zip(self.gold, self.gold[1:], strict=False)
-            )
+            not self.glossed
+            and len(self.src_spans) == len(self.gold)
+            and sorted(self.mapping) == sorted(self.mapping.values()) == list(range(len(self.gold)))
         )
 
     def src_mention(self, i: int) -> str:
@@ -177,7 +193,7 @@ class GoldPair:
         )
 
     @classmethod
-    def from_draft(cls, d: ParallelRecord) -> GoldPair:
+    def from_draft(cls, d: ParallelRecord, glossed: bool = False) -> GoldPair:
         order = sorted(range(len(d.src_entities)), key=lambda i: d.src_entities[i].start)
         rank = {old: new for new, old in enumerate(order)}
         gold = sorted(d.tgt_entities, key=lambda e: (e.start, e.end))
@@ -193,12 +209,27 @@ class GoldPair:
             tgt_text=d.tgt_text or "",
             gold=tuple((e.start, e.end, e.label) for e in gold),
             mapping={rank[e.source_index]: k for k, e in enumerate(gold)},
+            glossed=glossed,
         )
 
 
 def load_gold_pairs(paths: Iterable[Path | str]) -> list[GoldPair]:
     """Gold pairs from projection-dev JSONL files (``data/projection-dev/*.jsonl``)."""
-    return [GoldPair.from_draft(d) for p in paths for d in read_projection_drafts(Path(p))]
+    out = []
+    for path in paths:
+        for (_, pair), d in zip(
+            read_projection_pairs(Path(path)), read_projection_drafts(Path(path)), strict=True
+        ):
+            gold = sorted(pair.get("gold", ()), key=lambda g: (g["start"], g["end"]))
+            matched = {(e.start, e.end) for e in d.tgt_entities}
+            glossed = any(
+                a["label"] == b["label"]
+                and (b["start"], b["end"]) in matched
+                and GLOSS_GAP.fullmatch(d.tgt_text[a["end"] : b["start"]])
+                for a, b in zip(gold, gold[1:], strict=False)
+            )
+            out.append(GoldPair.from_draft(d, glossed=bool(glossed)))
+    return out
 
 
 @dataclass(frozen=True)
@@ -714,7 +745,7 @@ class NoisyTranslator:
         for d in payload.get("doubts") or []:
             if not isinstance(d, dict) or not isinstance(d.get("id"), int):
                 continue
-            answer = ""
+            answer, context = "", ""
             if view is not None:
                 p = view.pair
                 i, said = d["id"], str(d.get("source_mention", ""))
@@ -723,7 +754,9 @@ class NoisyTranslator:
                 for ts, te, _, _, j in view.anchors:
                     if j == i >= 0:
                         answer = view.text[ts:te]
-            out.append({"id": d["id"], "target": answer})
+                        if view.text.count(answer) > 1:
+                            context = _context(view.text, ts, te)
+            out.append({"id": d["id"], "target": answer, "context": context})
         return json.dumps({"mentions": out}, ensure_ascii=False)
 
     def _locate(self, text: str) -> str:

@@ -2,7 +2,8 @@
 for tests, benchmarks, demos and the training smoke run, with no LLM and no store.
 
 One reader of those files (``read_projection_pairs``, ``file:line`` errors) and one rule
-that ties a gold target span to its source entity (``match_gold``: by label, in order).
+that ties a gold target span to its source entity (``match_gold``: a name written alike
+first, then by label, in order).
 Two views of a pair:
 
 - ``draft_from_projection_pair``: a stage-3 *draft* (``review``): the human target sentence
@@ -16,6 +17,8 @@ Two views of a pair:
 from __future__ import annotations
 
 import json
+import re
+import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -66,22 +69,78 @@ def read_projection_pairs(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 raise InputError(str(path), number, Reason.INVALID_JSON, exc.msg) from None
 
 
+def _same_name(a: str, b: str) -> bool:
+    """The same name written alike: case, spaces and NFKC aside ("Mohammed al - Jadaan" and
+    "Mohammedal-Jadaan", "Cox" and "Cox")."""
+    fold = lambda t: "".join(unicodedata.normalize("NFKC", t).casefold().split())  # noqa: E731
+    return fold(a) == fold(b) != ""
+
+
+# between a name and the gold span of its gloss: the bracket opened right after the name
+# (``薩勒曼（KingSalaman）``: "（King")
+GLOSS_GAP = re.compile(r"\s*[（(][^（()）]*")
+
+
 def match_gold(
-    src_entities: tuple[Entity, ...], gold: list[dict[str, Any]]
+    src_entities: tuple[Entity, ...], gold: list[dict[str, Any]], tgt_text: str = ""
 ) -> list[tuple[dict[str, Any], int | None]]:
-    """Each gold span with the index of its source entity: the first source entity of
-    the same label not matched yet, in order (None when there is none)."""
-    used: set[int] = set()
-    out = []
-    for g in gold:
-        index = next(
-            (i for i, e in enumerate(src_entities) if i not in used and e.label == g["label"]),
+    """Each gold span (sorted by start) with the index of its source entity, or None.
+
+    1. A gold span that writes a source mention of the same label alike is that entity's
+       (``Texas`` is Texas even when the translation names "Vereinigten Staaten" first,
+       and ``Cox`` is Cox when it comes second). When that span is a bracketed gloss
+       right after another gold span of the label (``大京都大廈（MahaNakhon）``), the span
+       before the brackets is the entity's: the name of the sentence; the gloss is
+       nobody's.
+    2. The rest by label, in order: the first source entity of the same label not
+       matched yet.
+
+    ``tgt_text`` (the target sentence) is needed to see glosses; without it none is seen.
+    """
+
+    def gloss_of(k: int) -> int | None:
+        """The gold span ``k`` is a bracketed gloss of (the one before it), if any."""
+        j = k - 1
+        if not tgt_text or j < 0 or gold[j]["label"] != gold[k]["label"]:
+            return None
+        gap = tgt_text[gold[j]["end"] : gold[k]["start"]]
+        return j if GLOSS_GAP.fullmatch(gap) else None
+
+    index: dict[int, int] = {}
+    glosses: set[int] = set()
+    for k, g in enumerate(gold):
+        i = next(
+            (
+                i
+                for i, e in enumerate(src_entities)
+                if i not in index.values()
+                and e.label == g["label"]
+                and _same_name(e.text, g["text"])
+            ),
             None,
         )
-        if index is not None:
-            used.add(index)
-        out.append((g, index))
-    return out
+        if i is None:
+            continue
+        host = gloss_of(k)
+        if host is not None and host not in index:
+            index[host] = i
+            glosses.add(k)
+        else:
+            index[k] = i
+    for k, g in enumerate(gold):
+        if k in index or k in glosses:
+            continue
+        i = next(
+            (
+                i
+                for i, e in enumerate(src_entities)
+                if i not in index.values() and e.label == g["label"]
+            ),
+            None,
+        )
+        if i is not None:
+            index[k] = i
+    return [(g, index.get(k)) for k, g in enumerate(gold)]
 
 
 def draft_from_projection_pair(
@@ -91,7 +150,8 @@ def draft_from_projection_pair(
     src, tgt = pair["source"], pair["target"]
     src_entities = tuple(Entity(**e) for e in src.get("entities", ()))
     projected = []
-    for g, index in match_gold(src_entities, list(pair.get("gold", ()))):
+    gold = sorted(pair.get("gold", ()), key=lambda g: (g["start"], g["end"]))
+    for g, index in match_gold(src_entities, gold, tgt["text"]):
         if index is None:
             continue
         projected.append(
@@ -157,7 +217,7 @@ def records_from_projection_gold(
             src, tgt = row["source"], row["target"]
             src_entities = sort_entities(Entity(**e) for e in src.get("entities", []))
             gold = sorted(row.get("gold", []), key=lambda e: (e["start"], e["end"]))
-            matched = match_gold(tuple(src_entities), gold)
+            matched = match_gold(tuple(src_entities), gold, tgt["text"])
             out.append(
                 ParallelRecord(
                     record_id=f"{run_id}-{row['id']}",

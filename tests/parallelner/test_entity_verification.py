@@ -452,3 +452,91 @@ def test_back_translation_is_truthful_about_the_gold_translation():
         assert [m["translation"] for m in reply["mentions"]] == [
             p.src_mention(i) for *_, i in view.anchors
         ]
+
+
+def _one_entity_draft(src_text, src_span, tgt_text, tgt_span, read_back, label="ORG", **kw):
+    from parallelner.records import Entity, MentionTranslation, ProjectedEntity
+
+    s, e = src_span
+    ts, te = tgt_span
+    return ParallelRecord(
+        record_id="r", instance_id="i", run_id="t", source_dataset="t", src_lang="en",
+        tgt_lang=kw.get("tgt_lang", "it"), src_text=src_text,
+        src_entities=(Entity(start=s, end=e, label=label, text=src_text[s:e]),),
+        tgt_text=tgt_text,
+        tgt_entities=(
+            ProjectedEntity(start=ts, end=te, label=label, text=tgt_text[ts:te], source_index=0,
+                            method="source_copy", score=1.0, back_translation=read_back),
+        ),
+        mention_translations=tuple(
+            MentionTranslation(id=0, source=src_text[s:e], target=tgt_text[ts:te], context=c)
+            for c in [kw.get("context")] if c is not None
+        ),
+        status=Status.REVIEW, pipeline_version="t", prompt_version="t", model="t",
+        config_hash="t",
+    )  # fmt: skip
+
+
+def test_a_name_kept_verbatim_is_not_doubted_for_how_it_is_read_back():
+    # a read-back that expands a (French) acronym: the span writes the mention itself
+    d = _one_entity_draft(
+        "delays of the CEN .", (14, 17), "ritardi nei lavori del CEN .", (23, 26),
+        "European Committee for Standardization",
+    )  # fmt: skip
+    (e,) = verify_entities(d, Q).tgt_entities
+    assert e.checks == () and e.roundtrip_score == 1.0
+    # a span that is not the mention itself still answers to its read-back
+    d = _one_entity_draft(
+        "delays of the CEN .", (14, 17), "ritardi nei lavori del Comitato .", (23, 31),
+        "Committee",
+    )  # fmt: skip
+    assert Reason.ENTITY_ROUNDTRIP in verify_entities(d, Q).tgt_entities[0].checks
+    # the name left only in brackets (the gloss of a name the translation dropped)
+    d = _one_entity_draft(
+        "1200 volunteers , González Anaya says .", (18, 32),
+        "志願者就有1200名，（GonzálezAnaya）說道。", (11, 24), "parade", label="PER",
+        tgt_lang="zh",
+    )  # fmt: skip
+    assert Reason.ENTITY_ROUNDTRIP in verify_entities(d, Q).tgt_entities[0].checks
+
+
+def test_a_repeated_mention_is_ambiguous_unless_pinned_by_the_words_around_it():
+    src = "it voted to approve the whole Commission ."
+    tgt = "als die neue Kommission im Amt war , für die Kommission insgesamt ."
+    at = tgt.rindex("Kommission")
+    span = (at, at + len("Kommission"))
+    plain = _one_entity_draft(src, (29, 39), tgt, span, "Commission", tgt_lang="de")
+    assert verify_entities(plain, Q).tgt_entities[0].checks == (Reason.ENTITY_AMBIGUOUS,)
+    pinned = _one_entity_draft(
+        src, (29, 39), tgt, span, "Commission", tgt_lang="de",
+        context="die Kommission insgesamt",
+    )  # fmt: skip
+    assert pinned.mention_translations[0].pinned(tgt) == span
+    assert verify_entities(pinned, Q).tgt_entities[0].checks == ()
+    # words around the *other* occurrence do not pin this span
+    other = _one_entity_draft(
+        src, (29, 39), tgt, span, "Commission", tgt_lang="de", context="neue Kommission im"
+    )
+    assert verify_entities(other, Q).tgt_entities[0].checks == (Reason.ENTITY_AMBIGUOUS,)
+    # a context that occurs twice, or holds the mention twice, pins nothing
+    for context in ("Kommission", tgt):
+        d = _one_entity_draft(src, (29, 39), tgt, span, "Commission", tgt_lang="de",
+                              context=context)  # fmt: skip
+        assert d.mention_translations[0].pinned(tgt) is None
+
+
+def test_projection_places_a_pinned_mention_on_its_occurrence():
+    from parallelner.align import project_spans
+    from parallelner.records import Entity, Instance
+
+    inst = Instance(
+        id="i", lang="en", text="the whole Commission .",
+        entities=(Entity(start=10, end=20, label="ORG", text="Commission"),),
+    )  # fmt: skip
+    tgt = "die neue Kommission , die Kommission insgesamt ."
+    first = tgt.index("Kommission")
+    loose = project_spans(inst, tgt, "de", {0: "Kommission"})
+    assert loose.ambiguous == (0,)
+    pinned = project_spans(inst, tgt, "de", {0: "Kommission"}, pins={0: (first, first + 10)})
+    assert (pinned.entities[0].start, pinned.entities[0].end) == (first, first + 10)
+    assert pinned.ambiguous == ()

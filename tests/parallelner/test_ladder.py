@@ -216,3 +216,65 @@ def test_with_the_ladder_off_doubts_go_straight_to_review(tmp_path):
     assert not _steps(recs)
     assert sum(r.status is Status.REVIEW for r in recs) >= 0.8 * len(pairs)
     assert any(Reason.ENTITY_ROUNDTRIP in r.reasons for r in recs)
+
+
+def _by_id(fname: str, *ids: str) -> list[GoldPair]:
+    pairs = {p.id: p for p in load_gold_pairs([DATA / fname])}
+    return [pairs[i] for i in ids]
+
+
+@pytest.mark.parametrize(
+    "fname,pair_id,tgt",
+    [
+        # "Kommission" twice where the source says "Commission" once; the gold is the second
+        ("europarl-en-de.jsonl", "europarl-00057-de", "de"),
+        # "日本" twice for one "Japan"; the gold is the first, against the source's order
+        ("pud-en-zh.jsonl", "pud-00362-zh", "zh-Hant"),
+    ],
+)
+def test_a_repeated_mention_is_pinned_by_the_words_around_it(fname, pair_id, tgt, tmp_path):
+    (p,) = _by_id(fname, pair_id)
+    tr = NoisyTranslator([p], mistake_rate=0.0)
+    recs, _ = _run([p], tgt, tr, tmp_path)
+    (r,) = recs
+    assert r.status is Status.ACCEPTED, (r.reasons, r.repair_steps)
+    assert _right(r, tr, p, tgt)
+    assert any(s.startswith("ladder:evidence:fixed:") for s in r.repair_steps)
+    pinned = [m for m in r.mention_translations if m.context]
+    assert len(pinned) == 1 and r.tgt_text.count(pinned[0].context) == 1
+
+
+class _WrongContext:
+    """Answers the evidence question with the right words but a context a model gets
+    wrong: reworded (not a copy of the translation) or too long (the whole sentence, which
+    holds the mention twice)."""
+
+    def __init__(self, tr: NoisyTranslator, how: str):
+        self.tr, self.how = tr, how
+        self.asked = 0
+
+    def __call__(self, body: dict[str, Any], chat: bool, text: str):
+        name = body.get("response_format", {}).get("json_schema", {}).get("name", "")
+        if name != "RelocateReply":
+            return self.tr(body, chat, text)
+        self.asked += 1
+        reply, _ = self.tr(body, chat, text)
+        payload = json.loads(text[text.index("{") :])
+        out = json.loads(reply)
+        for m in out["mentions"]:
+            if self.how == "reworded":
+                m["context"] = f"die gesamte {m['target']}"
+            else:
+                m["context"] = payload["translation"]
+        return json.dumps(out, ensure_ascii=False), "stop"
+
+
+@pytest.mark.parametrize("how", ["reworded", "whole_sentence"])
+def test_a_context_that_pins_nothing_leaves_the_doubt_to_review(how, tmp_path):
+    (p,) = _by_id("europarl-en-de.jsonl", "europarl-00057-de")
+    wrong = _WrongContext(NoisyTranslator([p], mistake_rate=0.0), how)
+    (r,), _ = _run([p], "de", wrong, tmp_path)
+    assert wrong.asked > 0
+    assert r.status is Status.REVIEW and Reason.ENTITY_AMBIGUOUS in r.reasons
+    assert "ladder:review" in r.repair_steps
+    assert not any(m.context for m in r.mention_translations)
