@@ -117,6 +117,7 @@ def script_of(lang: str) -> str:
     return SCRIPT_OF.get(lang.split("-")[0].lower(), "LATIN")
 
 
+@functools.lru_cache(maxsize=1 << 16)  # one entry per distinct character seen
 def char_script(ch: str) -> str:
     """The script of one character: ``CJK`` (Han), ``KANA``, ``LATIN``, ``CYRILLIC``..."""
     code = ord(ch)
@@ -141,7 +142,7 @@ def script_counts(text: str, unit: Unit = "letter") -> Counter[str]:
     ``strip_urls``.
     """
     if unit == "letter":
-        return Counter(char_script(ch) for ch in text if ch.isalpha())
+        return Counter(map(char_script, filter(str.isalpha, text)))
     counts: Counter[str] = Counter()
     for han, kana, run in _TOKEN.findall(strip_urls(text)):
         # a run of letters takes the script of its first letter

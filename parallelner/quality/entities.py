@@ -127,6 +127,7 @@ _TITLES_ZH = ("先生", "女士", "夫人", "小姐", "總統", "总统", "主�
               "總理", "总理", "首相", "部長", "部长", "委員", "委员", "教授")  # fmt: skip
 
 
+@functools.lru_cache(maxsize=1 << 16)  # words and names recur (Zipf): fold each once
 def _fold(text: str) -> str:
     """NFKC, case-folded, accents removed."""
     decomposed = unicodedata.normalize("NFKD", unicodedata.normalize("NFKC", text).casefold())

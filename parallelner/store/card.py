@@ -153,7 +153,7 @@ COLUMNS: dict[str, str] = {
     "src_text": "source sentence",
     "src_entities": "gold source entities: `start`, `end` (code points, end exclusive), `label`, `text`",
     "tgt_text": "LLM translation (null when the row failed)",
-    "mention_translations": "the LLM's translation of each source mention (`id` = source entity index)",
+    "mention_translations": "the LLM's translation of each source mention (`id` = source entity index; `context`: the words around a repeated mention that pin its occurrence)",
     "tgt_entities": "projected target entities: span, `label`, `text`, `source_index`, "
     "`method` (exact, fuzzy, repair...), `score` (0..1), and entity verification: "
     "`back_translation`, `roundtrip_score`, `checks` (null: not verified)",
