@@ -19,6 +19,7 @@ __all__ = [
     "UnfinishedRun",
     "NoSpaceError",
     "RunStopped",
+    "Pending",
     "is_no_space",
 ]
 
@@ -111,3 +112,12 @@ def is_no_space(exc: BaseException | None) -> bool:
         exc = exc.__cause__ or exc.__context__
         seen += 1
     return False
+
+
+class Pending(BaseException):  # noqa: N818 (not an error: the instance waits for a round)
+    """A batch round (``parallelner.batchrun``): an instance asked a question no batch job
+    has answered yet, and its chain stops here until the next round.
+
+    A ``BaseException``, so that no stage's or client's ``except Exception`` takes it for
+    a failure.
+    """

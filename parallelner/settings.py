@@ -11,7 +11,7 @@ import contextvars
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -25,6 +25,7 @@ __all__ = [
     "TranslateSettings",
     "ProjectSettings",
     "LadderSettings",
+    "BatchSettings",
     "QualitySettings",
     "URL_FIELDS",
     "load_settings",
@@ -63,6 +64,21 @@ class LadderSettings(_Section):
     # questions one pair may ask in all, the first pass included (about 2); a rung that
     # would not fit is skipped
     max_requests_per_pair: int = Field(default=16, ge=1)
+
+
+class BatchSettings(_Section):
+    """Whole runs through a batch API (``parallelner run --batch``): rounds of questions,
+    each one batch job (``parallelner.batchrun``)."""
+
+    # openai: the Files + Batches API at llm_base_url (OpenAI, or any server that has
+    # them); vllm: ``vllm run-batch`` on a local file, one process per round
+    backend: Literal["openai", "vllm"] = "openai"
+    poll_s: float = Field(default=30.0, gt=0)  # seconds between two looks at a job
+    completion_window: str = "24h"
+    # a question whose line failed is asked again in the next round, this many rounds at
+    # most (then its instance fails, transient: the next run asks again)
+    max_rounds: int = Field(default=12, ge=1)
+    vllm_command: str = "vllm run-batch"  # + -i IN -o OUT --model MODEL
 
 
 class QualitySettings(_Section):
@@ -154,6 +170,7 @@ class Settings(BaseSettings):
     translate: TranslateSettings = Field(default_factory=TranslateSettings)
     project: ProjectSettings = Field(default_factory=ProjectSettings)
     ladder: LadderSettings = Field(default_factory=LadderSettings)
+    batch: BatchSettings = Field(default_factory=BatchSettings)
     quality: QualitySettings = Field(default_factory=QualitySettings)
 
     _yaml_data: dict[str, Any] = {}

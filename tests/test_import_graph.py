@@ -36,7 +36,7 @@ FLOORS = [
     {"llm"},
     {"align", "quality"},
     {"stages"},
-    {"jobs", "pipeline", "testing"},
+    {"jobs", "pipeline", "batchrun", "testing"},
 ]
 
 

@@ -21,7 +21,15 @@ from parallelner.llm.ask import Question, chat_body
 from parallelner.reasons import Reason
 from parallelner.writers.atomic import AtomicTextWriter
 
-__all__ = ["BatchResult", "batch_line", "write_batch", "read_batch_results"]
+__all__ = [
+    "BatchResult",
+    "batch_line",
+    "write_batch",
+    "read_batch_results",
+    "JobStatus",
+    "OpenAIBatches",
+    "VLLMRunBatch",
+]
 
 CHAT_URL = "/v1/chat/completions"
 
@@ -85,3 +93,162 @@ def read_batch_results(path: Path) -> dict[str, BatchResult]:
             content = choice.get("text", "")
         out[cid] = BatchResult(cid, content or "", choice.get("finish_reason"), None)
     return out
+
+
+# -- batch jobs: the OpenAI Batch API and ``vllm run-batch`` ---------------------------
+
+DONE = frozenset({"completed", "expired", "cancelled", "failed"})
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """Where a batch job stands: ``status`` as the API says it, and its line counts."""
+
+    status: str
+    total: int = 0
+    completed: int = 0
+    failed: int = 0
+
+    @property
+    def done(self) -> bool:
+        return self.status in DONE
+
+
+class OpenAIBatches:
+    """Batch jobs through the OpenAI Files and Batches API (the openai SDK).
+
+    ``submit`` is idempotent on its ``key``: a batch created earlier with that key in its
+    metadata (a run killed between creating it and recording it) is found and returned,
+    never created twice.
+    """
+
+    name = "openai"
+
+    def __init__(self, base_url: str, api_key: str | None, completion_window: str = "24h"):
+        import openai
+
+        self._client = openai.OpenAI(base_url=base_url, api_key=api_key or "none", max_retries=5)
+        self.window = completion_window
+
+    def find(self, key: str) -> str | None:
+        """The id of a batch created with ``key`` (not one that failed validation)."""
+        for b in self._client.batches.list(limit=100):
+            if (b.metadata or {}).get("parallelner") == key and b.status != "failed":
+                return b.id
+        return None
+
+    def submit(self, path: Path, key: str) -> str:
+        found = self.find(key)
+        if found is not None:
+            return found
+        with open(path, "rb") as fh:
+            upload = self._client.files.create(file=(path.name, fh), purpose="batch")
+        batch = self._client.batches.create(
+            input_file_id=upload.id,
+            endpoint=CHAT_URL,
+            completion_window=self.window,  # type: ignore[arg-type]
+            metadata={"parallelner": key},
+        )
+        return batch.id
+
+    def status(self, job: str) -> JobStatus:
+        b = self._client.batches.retrieve(job)
+        c = b.request_counts
+        return JobStatus(b.status, c.total if c else 0, c.completed if c else 0,
+                         c.failed if c else 0)  # fmt: skip
+
+    def fetch(self, job: str, into: Path) -> int:
+        """Write the job's output and error lines to ``into`` (atomically); their count."""
+        b = self._client.batches.retrieve(job)
+        n = 0
+        with AtomicTextWriter(into) as out:
+            for fid in (b.output_file_id, b.error_file_id):
+                if not fid:
+                    continue
+                for line in self._client.files.content(fid).text.splitlines():
+                    if line.strip():
+                        out.write_line(line)
+                        n += 1
+        return n
+
+
+class VLLMRunBatch:
+    """Batch jobs as ``vllm run-batch`` processes on local files (one per round).
+
+    The process writes ``<input>.part`` and renames it to ``<input>.out`` when it has
+    finished (a shell wrapper), so an output file is whole or absent; a killed run that
+    starts again finds the process by its pid file, or its finished output.
+    """
+
+    name = "vllm"
+
+    def __init__(self, model: str, command: str = "vllm run-batch"):
+        self.model = model
+        self.command = command
+
+    @staticmethod
+    def _paths(path: Path) -> tuple[Path, Path, Path]:
+        return path.with_suffix(".out"), path.with_suffix(".part"), path.with_suffix(".pid")
+
+    def submit(self, path: Path, key: str) -> str:
+        import shlex
+        import subprocess
+
+        out, part, pid = self._paths(path)
+        if out.exists() or self._alive(pid):
+            return str(path)
+        cmd = (
+            f"{self.command} -i {shlex.quote(str(path))} -o {shlex.quote(str(part))} "
+            f"--model {shlex.quote(self.model)} && mv {shlex.quote(str(part))} "
+            f"{shlex.quote(str(out))}"
+        )
+        log = open(path.with_suffix(".log"), "ab")  # noqa: SIM115 (the child keeps it)
+        proc = subprocess.Popen(
+            ["sh", "-c", cmd], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        log.close()
+        pid.write_text(str(proc.pid))
+        return str(path)
+
+    @staticmethod
+    def _alive(pid_file: Path) -> bool:
+        import os
+
+        try:
+            pid = int(pid_file.read_text())
+        except (OSError, ValueError):
+            return False
+        try:
+            waited, _ = os.waitpid(pid, os.WNOHANG)  # our child: reap it when it is done
+            if waited:
+                return False
+        except ChildProcessError:  # not ours (a run before this one started it)
+            pass
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def status(self, job: str) -> JobStatus:
+        out, _, pid = self._paths(Path(job))
+        if out.exists():
+            return JobStatus("completed")
+        if self._alive(pid):
+            return JobStatus("in_progress")
+        return JobStatus("failed")  # ended without an output: every line asked again
+
+    def fetch(self, job: str, into: Path) -> int:
+        out, _, _ = self._paths(Path(job))
+        if not out.exists():
+            with AtomicTextWriter(into):
+                return 0
+        n = 0
+        with AtomicTextWriter(into) as w:
+            for line in out.read_text(encoding="utf-8").splitlines():
+                if line.strip():
+                    w.write_line(line)
+                    n += 1
+        return n

@@ -16,6 +16,7 @@ import asyncio
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
+from parallelner.errors import Pending
 from parallelner.reasons import Status
 from parallelner.records import Instance, ParallelRecord
 from parallelner.settings import Settings
@@ -115,22 +116,31 @@ async def synthesize_instances(
     Instances overlap (their requests share the client's in-flight bound); at most four
     times that bound are pulled ahead, so a huge iterable is never held twice over.
     Duplicates are marked per run by the caller (``run.finalize_run``), since they cross
-    shard boundaries.
+    shard boundaries. In a batch round (``parallelner.batchrun``) an instance that asks
+    what no batch answered yet stops; when every instance has ended or stopped,
+    ``Pending`` is raised and nothing is returned.
     """
     instances = list(instances)
     out: list[ParallelRecord | None] = [None] * len(instances)
     window = asyncio.Semaphore(max(4, 4 * client.max_in_flight))
+    waiting: list[Pending] = []
 
     async def one(i: int, inst: Instance) -> None:
         async with window:
-            rec = await synthesize_one(
-                client, inst, tgt_lang, run_id, config_hash, settings, signature, stats
-            )
+            try:
+                rec = await synthesize_one(
+                    client, inst, tgt_lang, run_id, config_hash, settings, signature, stats
+                )
+            except Pending as exc:  # a batch round: this instance waits for the next one
+                waiting.append(exc)
+                return
         out[i] = rec
         if on_record is not None:
             on_record(rec)
 
     await asyncio.gather(*(one(i, inst) for i, inst in enumerate(instances)))
+    if waiting:  # every other instance went as far as it could: the round's questions
+        raise Pending(f"{len(waiting)} of {len(instances)} instances wait for a batch")
     missing = [instances[i].id for i, r in enumerate(out) if r is None]
     if missing:  # a programming error, never a user's: fail loudly rather than lose rows
         raise RuntimeError(f"no record for instances {missing[:5]}")
