@@ -40,14 +40,46 @@ def cache_key(request: dict[str, Any], prompt_version: str) -> str:
 
     ``request`` is the JSON body sent to the server (model, messages or prompt, sampling
     parameters, response_format, stop...). Keys are sorted so dict order never matters.
+
+    The bytes hashed are exactly ``json.dumps({"request": request, "prompt_version":
+    prompt_version}, sort_keys=True, ensure_ascii=False, separators=(",", ":"))``; only the
+    request's values are encoded one by one, so that a ``response_format`` (the same
+    JSON schema in most requests, and most of a body's bytes) is encoded once per schema
+    (``_encoded_format``): 7% of the event loop's CPU at 800 requests/s was this encoding.
     """
-    blob = json.dumps(
-        {"request": request, "prompt_version": prompt_version},
-        sort_keys=True,
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
+    parts = []
+    for name in sorted(request):
+        value = request[name]
+        text = _encoded_format(value) if name == "response_format" else None
+        parts.append(f"{_dumps(name)}:{text if text is not None else _dumps(value)}")
+    blob = f'{{"prompt_version":{_dumps(prompt_version)},"request":{{{",".join(parts)}}}}}'
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+_dumps = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode
+# id of a JSON schema dict -> (that dict, its name, the encoded response_format)
+_FORMATS: dict[int, tuple[Any, str, str]] = {}
+
+
+def _encoded_format(value: Any) -> str | None:
+    """The encoding of a ``{"type": "json_schema", "json_schema": {"name", "schema"}}``
+    value whose schema dict was encoded before (the same object: the schemas are made once
+    per reply model and never changed), else None (encode it the usual way)."""
+    if type(value) is not dict or value.keys() != {"type", "json_schema"}:
+        return None
+    inner = value["json_schema"]
+    if type(inner) is not dict or inner.keys() != {"name", "schema"}:
+        return None
+    if value["type"] != "json_schema" or type(inner["name"]) is not str:
+        return None
+    schema = inner["schema"]
+    known = _FORMATS.get(id(schema))
+    if known is not None and known[0] is schema and known[1] == inner["name"]:
+        return known[2]
+    text = _dumps(value)
+    if len(_FORMATS) < 1024:  # the schema is kept alive by this entry: its id stays its own
+        _FORMATS[id(schema)] = (schema, inner["name"], text)
+    return text
 
 
 @dataclass(frozen=True)
