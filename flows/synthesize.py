@@ -348,9 +348,10 @@ def synthesize(
             result = fut.result()
             shard = plan.shards[i - 1]
             cached = fut.state.name == "Cached"
-            if cached and pipeline.shard_rows_unusable(settings, plan.config_hash, shard):
-                # the earlier run's result points at a rows file deleted or damaged since:
-                # processed again here (a damaged file is set aside with a warning)
+            if cached and not pipeline.shard_done(settings, plan.config_hash, shard):
+                # the store says the shard is not done (its rows deleted or damaged since
+                # the earlier run's result): processed again here (a damaged file is set
+                # aside with a warning)
                 with sharing(pool):
                     result = _process_shard(shard, plan, settings)
             elif cached:  # finished by an earlier run: it asked nothing now

@@ -357,12 +357,7 @@ def _nothing_usable(
 
 
 def _shard_rows_path(settings: Settings, plan_config_hash: str, shard: Shard) -> storage.Location:
-    root = storage.storage_root(settings)
-    return storage.join(root, "rows", plan_config_hash, f"{shard.id}.parquet")
-
-
-def _unfinished_marker(rows_path: storage.Location) -> storage.Location:
-    return storage.with_suffix(rows_path, ".unfinished")
+    return storage.ShardStore.of(settings).rows_path(plan_config_hash, shard.id)
 
 
 def shard_unfinished(settings: Settings, config_hash: str, shard: Shard) -> str | None:
@@ -372,30 +367,26 @@ def shard_unfinished(settings: Settings, config_hash: str, shard: Shard) -> str 
     from the reply cache, and only the requests that failed are sent again. The token
     changes with each attempt, so a task cache keyed on it never returns an old attempt.
     """
-    marker = _unfinished_marker(_shard_rows_path(settings, config_hash, shard))
-    try:
-        return json.loads(storage.read_text(marker))["token"]
-    except (OSError, ValueError, KeyError):
-        return None
+    store = storage.ShardStore.of(settings)
+    marker = store.marker(store.rows_path(config_hash, shard.id))
+    return None if marker is None else str(marker.get("token"))
+
+
+def shard_done(settings: Settings, config_hash: str, shard: Shard) -> bool:
+    """True when the shard is done under ``config_hash`` (``storage.ShardStore.state``):
+    its rows file holds one row per instance and no unfinished marker is beside it."""
+    return storage.ShardStore.of(settings).state(config_hash, shard.id, shard.size).done
 
 
 def shard_rows_unusable(settings: Settings, config_hash: str, shard: Shard) -> bool:
-    """True when the shard's rows file is missing or is not a readable Parquet file.
+    """True when the shard is not done: its rows file is missing, not a readable Parquet
+    file, holds another number of rows, or has an unfinished marker beside it.
 
     A task cache keyed on the shard alone would hand back an earlier attempt's result
     that points at that file; this says the shard must be processed again (only its
     Parquet footer is read: no row is decoded).
     """
-    import pyarrow.parquet as pq
-
-    path = _shard_rows_path(settings, config_hash, shard)
-    try:
-        if storage.is_remote(path):
-            return not storage.exists(path)
-        pq.read_metadata(path)
-    except (OSError, pa.ArrowException):
-        return True
-    return False
+    return not shard_done(settings, config_hash, shard)
 
 
 def _read_finished_rows(path: storage.Location, instances: int) -> list[ParallelRecord] | None:
@@ -443,11 +434,15 @@ def process_shard(
     A shard whose rows file already exists (same content, same configuration) is not
     processed again. Otherwise its LLM replies come from the reply cache where present.
     """
-    path = _shard_rows_path(settings, plan.config_hash, shard)
-    marker = _unfinished_marker(path)
-    finished = None
-    if storage.exists(path) and not storage.exists(marker):
-        finished = _read_finished_rows(path, shard.size)
+    store = storage.ShardStore.of(settings)
+    state = store.state(plan.config_hash, shard.id, shard.size)
+    path = state.rows
+    if state.damaged:
+        storage.set_aside(
+            path, state.damaged,
+            "the shard is processed again (paid replies come from the reply cache)",
+        )  # fmt: skip
+    finished = _read_finished_rows(path, shard.size) if state.done else None
     if finished is not None:
         counts, reasons = _summarize(finished)
         notify("record", len(finished))
@@ -486,14 +481,7 @@ def process_shard(
     )
     if len(records) != len(instances):  # every instance ends in exactly one record
         raise RuntimeError(f"shard {shard.id}: {len(instances)} instances, {len(records)} records")
-    if usage.transient_failures:  # the marker first: a crash in between redoes the shard
-        token = os.urandom(8).hex()
-        marker_line = json.dumps({"token": token, "transient": usage.transient_failures})
-        storage.write_lines(marker, [marker_line])
-        storage.write_table(records_to_table(records), path)
-    else:
-        storage.write_table(records_to_table(records), path)
-        storage.remove(marker)
+    store.write_rows(path, records_to_table(records), usage.transient_failures)
     counts, reasons = _summarize(records)
     notify("shard", 1)
     counters = {k: v for k, v in usage.as_dict().items() if type(v) is int}
@@ -501,11 +489,6 @@ def process_shard(
         shard.id, shard.index, str(path), counts, reasons, counters, retried,
         ladder=ladder.as_dict(),
     )  # fmt: skip
-
-
-def _location(path: str) -> storage.Location:
-    """A ShardResult's rows path as a location: a URL stays a string, a path is a Path."""
-    return path if storage.is_remote(path) else Path(path)
 
 
 def mark_duplicates(
@@ -654,10 +637,10 @@ def finalize_run(
         # one shard's records as objects at a time: at 257k rows, holding every record
         # as a pydantic object would take several GB
         for r in ordered:
-            rows = storage.read_table(_location(r.path))
+            rows = storage.read_table(r.path)
             if rows.num_rows != sizes.get(r.index, rows.num_rows):  # changed since it finished
                 where = storage.set_aside(
-                    _location(r.path),
+                    r.path,
                     f"rows file holds {rows.num_rows} rows for a shard of "
                     f"{sizes[r.index]} instances",
                     "nothing was committed; the same command redoes that shard",
@@ -679,17 +662,15 @@ def finalize_run(
             reasons.update(rs)
             if r.retried:
                 retried.append(table)
-            marker = _unfinished_marker(_location(r.path))
-            if storage.exists(marker):  # the rows file is the truth, not a (cached) ShardResult
+            marker = storage.ShardStore.marker(r.path)
+            if marker is not None:  # the rows file is the truth, not a (cached) ShardResult
                 unfinished["shards"] += 1
                 unfinished["rows"] += sum(
                     rec.status == Status.FAILED and bool(set(rec.reasons) & TRANSIENT_REASONS)
                     for rec in records
                 )
-                with contextlib.suppress(OSError, ValueError, KeyError):
-                    unfinished["requests"] += int(
-                        json.loads(storage.read_text(marker))["transient"]
-                    )
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    unfinished["requests"] += int(marker["transient"])
             yield from records
 
     asked = LadderStats()

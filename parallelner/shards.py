@@ -13,7 +13,6 @@ import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 from parallelner import storage
 from parallelner.records import Instance
@@ -41,8 +40,6 @@ def make_shards(
     instances: Iterable[Instance], directory: Location, size: int = 1000
 ) -> Iterator[Shard]:
     """Group ``instances`` into shards of ``size``, write each once, yield them in order."""
-    if not storage.is_remote(directory):
-        Path(directory).mkdir(parents=True, exist_ok=True)
     batch: list[str] = []
     index = 0
 

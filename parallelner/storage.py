@@ -6,19 +6,28 @@ Dask worker can reach: a path on a shared file system, or an object store URL su
 ``s3://bucket/prefix`` (read through fsspec; S3 credentials and endpoint come from the
 same AWS variables as an ``s3://`` warehouse, see ``store.catalog``).
 
-A location is a ``Path`` (local) or a ``str`` URL. Writes are atomic either way: a local
-file is written under a temporary name and renamed (``writers.atomic``); an object store
-put is atomic per object. Credentials never appear in a message (``redact``).
+A location is a ``Path`` or a ``str`` (a path or a URL); every operation goes through the
+fsspec file system of the location (``_files``, the one place where a local folder and an
+object store differ: how a file is written atomically). A local file is written under a
+temporary name and renamed (``writers.atomic``); an object store put is atomic per
+object. Credentials never appear in a message (``redact``).
+
+``ShardStore`` owns a run's rows files and unfinished markers, and says whether a shard
+is done: the one check both runners (``pipeline.process_shard``, the Prefect flow's
+shard tasks) use.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import posixpath
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from parallelner.redaction import redact_url
 from parallelner.settings import Settings
@@ -27,12 +36,12 @@ from parallelner.writers.atomic import write_table as write_local_table
 
 if TYPE_CHECKING:
     import pyarrow as pa
+    from fsspec import AbstractFileSystem
 
 __all__ = [
     "Location",
     "storage_root",
     "join",
-    "is_remote",
     "exists",
     "read_text",
     "write_lines",
@@ -44,6 +53,8 @@ __all__ = [
     "s3_options",
     "redact",
     "redact_url",
+    "ShardStore",
+    "ShardState",
 ]
 
 Location = Path | str
@@ -60,25 +71,16 @@ def storage_root(settings: Settings) -> Location:
     return url if "://" in url else Path(url)
 
 
-def is_remote(loc: Location) -> bool:
-    """True for a URL that fsspec opens (``s3://...``), False for a local path."""
-    return isinstance(loc, str) and "://" in loc
-
-
 def join(root: Location, *parts: str) -> Location:
-    """``root`` / ``parts``: a Path under a local root, a URL under a remote one."""
-    if is_remote(root):
-        return "/".join([str(root).rstrip("/"), *parts])
-    return Path(root, *parts)
+    """``root`` / ``parts``, of ``root``'s type (a Path, or a URL string)."""
+    return type(root)(posixpath.join(str(root).rstrip("/") or "/", *parts))
 
 
 def with_suffix(loc: Location, suffix: str) -> Location:
     """``loc`` with its file suffix replaced (as ``Path.with_suffix``)."""
-    if not is_remote(loc):
-        return Path(loc).with_suffix(suffix)
-    head, _, name = str(loc).rpartition("/")
+    head, sep, name = str(loc).rpartition("/")
     stem = name.rsplit(".", 1)[0] if "." in name else name
-    return f"{head}/{stem}{suffix}"
+    return type(loc)(f"{head}{sep}{stem}{suffix}")
 
 
 def s3_options(env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -104,79 +106,119 @@ def s3_options(env: dict[str, str] | None = None) -> dict[str, Any]:
     return opts
 
 
-def _fs(url: str):
-    """The fsspec file system of ``url`` and the path inside it."""
-    from fsspec.core import url_to_fs
+class _Files(Protocol):
+    """A file system as the store uses it: fsspec's, plus an atomic write."""
 
+    fs: AbstractFileSystem
+
+    def put_lines(self, path: str, lines: Iterable[str]) -> None: ...
+
+    def put_table(self, table: pa.Table, path: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class _LocalFiles:
+    """A local or mounted folder: written under a temporary name, then renamed."""
+
+    fs: AbstractFileSystem
+
+    def put_lines(self, path: str, lines: Iterable[str]) -> None:
+        with AtomicTextWriter(path) as writer:
+            for line in lines:
+                writer.write_line(line)
+
+    def put_table(self, table: pa.Table, path: str) -> None:
+        write_local_table(table, path)
+
+
+@dataclass(frozen=True)
+class _ObjectFiles:
+    """An object store: one put per file (the object appears whole or not at all)."""
+
+    fs: AbstractFileSystem
+
+    def put_lines(self, path: str, lines: Iterable[str]) -> None:
+        self.fs.pipe_file(path, "".join(f"{line}\n" for line in lines).encode("utf-8"))
+
+    def put_table(self, table: pa.Table, path: str) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink)
+        self.fs.pipe_file(path, sink.getvalue().to_pybytes())
+
+
+def _files(loc: Location) -> tuple[_Files, str]:
+    """The file system of ``loc`` and the path inside it (the backend factory).
+
+    fsspec picks the file system from the URL (a plain path: the local one); S3 takes its
+    options from the AWS variables. Only how a whole file is written differs: a local
+    file system renames a temporary file into place, an object store puts once.
+    """
+    from fsspec.core import url_to_fs
+    from fsspec.implementations.local import LocalFileSystem
+
+    url = str(loc)
     options = s3_options() if url.startswith(("s3://", "s3a://")) else {}
-    return url_to_fs(url, **options)
+    fs, path = url_to_fs(url, **options)
+    files = _LocalFiles(fs) if isinstance(fs, LocalFileSystem) else _ObjectFiles(fs)
+    return files, path
 
 
 def redact(loc: Location) -> str:
     """``loc`` safe for a message: a ``user:password@`` part becomes ``***@``."""
-    return redact_url(str(loc)) if is_remote(loc) else str(loc)
+    return redact_url(str(loc)) if "@" in str(loc) else str(loc)
 
 
 def exists(loc: Location) -> bool:
     """True when a file is at ``loc``."""
-    if not is_remote(loc):
-        return Path(loc).exists()
-    fs, path = _fs(str(loc))
-    return fs.exists(path)
+    files, path = _files(loc)
+    return files.fs.exists(path)
 
 
 def read_text(loc: Location) -> str:
     """The UTF-8 text at ``loc``; FileNotFoundError when there is none."""
-    if not is_remote(loc):
-        return Path(loc).read_text(encoding="utf-8")
-    fs, path = _fs(str(loc))
-    return fs.cat_file(path).decode("utf-8")
+    files, path = _files(loc)
+    return files.fs.cat_file(path).decode("utf-8")
 
 
 def write_lines(loc: Location, lines: Iterable[str]) -> None:
     """Write ``lines`` (a newline after each) to ``loc`` atomically."""
-    if not is_remote(loc):
-        with AtomicTextWriter(loc) as writer:
-            for line in lines:
-                writer.write_line(line)
-        return
-    fs, path = _fs(str(loc))
-    fs.pipe_file(path, "".join(f"{line}\n" for line in lines).encode("utf-8"))
+    files, path = _files(loc)
+    files.put_lines(path, lines)
 
 
 def read_table(loc: Location) -> pa.Table:
     """The Parquet file at ``loc`` as an Arrow table."""
     import pyarrow.parquet as pq
 
-    if not is_remote(loc):
-        return pq.read_table(loc)
-    fs, path = _fs(str(loc))
-    with fs.open(path, "rb") as fh:
+    files, path = _files(loc)
+    with files.fs.open(path, "rb") as fh:
         return pq.read_table(fh)
+
+
+def table_rows(loc: Location) -> int:
+    """The number of rows the Parquet file at ``loc`` says it holds (its footer only)."""
+    import pyarrow.parquet as pq
+
+    files, path = _files(loc)
+    with files.fs.open(path, "rb") as fh:
+        return pq.read_metadata(fh).num_rows
 
 
 def write_table(table: pa.Table, loc: Location) -> Location:
     """Write ``table`` as one Parquet file at ``loc`` atomically; returns ``loc``."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    if not is_remote(loc):
-        return write_local_table(table, loc)
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink)
-    fs, path = _fs(str(loc))
-    fs.pipe_file(path, sink.getvalue().to_pybytes())  # one put: the object appears whole
+    files, path = _files(loc)
+    files.put_table(table, path)
     return loc
 
 
 def remove(loc: Location) -> None:
     """Remove the file at ``loc``, if any."""
-    if not is_remote(loc):
-        Path(loc).unlink(missing_ok=True)
-        return
-    fs, path = _fs(str(loc))
-    if fs.exists(path):
-        fs.rm_file(path)
+    files, path = _files(loc)
+    if files.fs.exists(path):
+        files.fs.rm_file(path)
 
 
 def set_aside(loc: Location, problem: str, redo: str) -> Location:
@@ -187,19 +229,94 @@ def set_aside(loc: Location, problem: str, redo: str) -> Location:
     free and writes a whole file there. Returns where the file went.
     """
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    target: Location
-    if is_remote(loc):
-        target = f"{loc}.damaged-{stamp}"
-        fs, path = _fs(str(loc))
-        _, new_path = _fs(target)
-        fs.mv(path, new_path)
-    else:
-        target = Path(f"{loc}.damaged-{stamp}")
-        n = 1
-        while target.exists():  # set aside twice in one second: keep both
-            n += 1
-            target = Path(f"{loc}.damaged-{stamp}-{n}")
-        os.replace(loc, target)
+    files, path = _files(loc)
+    target: Location = type(loc)(f"{loc}.damaged-{stamp}")
+    n = 1
+    while exists(target):  # set aside twice in one second: keep both
+        n += 1
+        target = type(loc)(f"{loc}.damaged-{stamp}-{n}")
+    files.fs.mv(path, _files(target)[1])
     shown = target.name if isinstance(target, Path) else redact(target)
     log.warning("%s: %s; set aside as %s, %s", redact(loc), problem, shown, redo)
     return target
+
+
+@dataclass(frozen=True)
+class ShardState:
+    """What the store knows of one shard's rows under one configuration."""
+
+    done: bool  # rows whole (the shard's number of rows) and no unfinished marker
+    rows: Location  # where its rows file is (or will be)
+    token: str | None = None  # the unfinished marker's token (rows with transient failures)
+    damaged: str | None = None  # why the rows file there is not this shard's rows
+
+
+class ShardStore:
+    """A run's rows files and unfinished markers under the storage root; which shards
+    are done.
+
+    Rows of shard ``S`` under configuration ``C``: ``<root>/rows/C/S.parquet``. Rows that
+    hold transient LLM failures get a marker beside them (``S.unfinished``, with a token
+    that changes with each attempt and the number of failed requests): such a shard is
+    not done, and the next run processes it again. A shard is done when its rows file
+    says it holds one row per instance and no marker is there: ``state`` is that one
+    check, for both runners (and for the flow's task cache).
+    """
+
+    def __init__(self, root: Location):
+        self.root = root
+
+    @classmethod
+    def of(cls, settings: Settings) -> ShardStore:
+        """The store under ``settings``' storage root."""
+        return cls(storage_root(settings))
+
+    def rows_path(self, config_hash: str, shard_id: str) -> Location:
+        """Where the rows of shard ``shard_id`` under ``config_hash`` are written."""
+        return join(self.root, "rows", config_hash, f"{shard_id}.parquet")
+
+    @staticmethod
+    def marker_path(rows: Location) -> Location:
+        """The unfinished marker beside the rows file ``rows``."""
+        return with_suffix(rows, ".unfinished")
+
+    @classmethod
+    def marker(cls, rows: Location) -> dict[str, Any] | None:
+        """The unfinished marker of the rows file ``rows`` (None: there is none)."""
+        try:
+            data = json.loads(read_text(cls.marker_path(rows)))
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def state(self, config_hash: str, shard_id: str, size: int) -> ShardState:
+        """Whether the shard (``size`` instances) is done; its marker's token if any."""
+        import pyarrow as pa
+
+        rows = self.rows_path(config_hash, shard_id)
+        marker = self.marker(rows)
+        if marker is not None:
+            return ShardState(False, rows, str(marker.get("token")))
+        try:
+            n = table_rows(rows)
+        except FileNotFoundError:
+            return ShardState(False, rows)  # new
+        except (OSError, pa.ArrowException) as exc:
+            why = f"rows file damaged: not a readable Parquet file ({type(exc).__name__})"
+            return ShardState(False, rows, damaged=why)
+        if n != size:  # a whole Parquet file, but not this shard's rows
+            why = f"rows file holds {n} rows for a shard of {size} instances"
+            return ShardState(False, rows, damaged=why)
+        return ShardState(True, rows)
+
+    def write_rows(self, rows: Location, table: pa.Table, transient_failures: int) -> None:
+        """Write a shard's rows; with transient failures, the marker first (a crash in
+        between redoes the shard), else the rows first and then the marker removed."""
+        marker = self.marker_path(rows)
+        if transient_failures:
+            token = os.urandom(8).hex()
+            write_lines(marker, [json.dumps({"token": token, "transient": transient_failures})])
+            write_table(table, rows)
+        else:
+            write_table(table, rows)
+            remove(marker)

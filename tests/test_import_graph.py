@@ -181,3 +181,16 @@ def test_no_import_cycle_between_packages(depth):
             if a != b:
                 nodes[a].add(b)
     assert _cycles(nodes) == []
+
+
+def test_no_import_cycle_inside_the_llm_layer():
+    """The modules of ``parallelner.llm`` import each other in one direction only (every
+    import counts, those under ``TYPE_CHECKING`` and inside functions too)."""
+    nodes: dict[str, set[str]] = defaultdict(set)
+    for module, edges in _graph().items():
+        if not module.startswith("parallelner.llm."):
+            continue
+        for name, _ in edges:
+            if name.startswith("parallelner.llm.") and name != module:
+                nodes[module].add(name)
+    assert _cycles(nodes) == []

@@ -20,17 +20,14 @@ never exceptions.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel
 
-from parallelner.llm.client import ChatOutcome, Check, json_chat_body
+from parallelner.llm.outcomes import ChatOutcome, Check, json_chat_body
 from parallelner.prompts import load_prompt
-
-if TYPE_CHECKING:
-    from parallelner.llm.client import LLMClient
 
 __all__ = ["LLM", "Question", "Backend", "ChatBackend", "chat_messages", "chat_body"]
 
@@ -93,10 +90,27 @@ def chat_body(question: Question, *, model: str) -> dict[str, Any]:
     )
 
 
+class _ChatClient(Protocol):
+    """What ``ChatBackend`` needs of a client (``LLMClient.chat_json``)."""
+
+    async def chat_json(
+        self,
+        messages: Sequence[dict[str, str]],
+        response_model: type[M],
+        *,
+        model: str | None = None,
+        prompt_version: str,
+        max_tokens: int = 1024,
+        temperature: float = 0.0,
+        check: Check | None = None,
+        max_reasks: int = 0,
+    ) -> ChatOutcome[M]: ...
+
+
 class ChatBackend:
     """An instruction-tuned chat server: one JSON request, validated and re-asked."""
 
-    def __init__(self, client: LLMClient):
+    def __init__(self, client: _ChatClient):
         self.client = client
 
     async def ask(self, question: Question[M], *, model: str | None = None) -> ChatOutcome[M]:

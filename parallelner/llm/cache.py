@@ -10,150 +10,21 @@ Only complete HTTP replies are stored; transport failures are never cached.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import hashlib
-import json
-import queue
 import sqlite3
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from parallelner.errors import NoSpaceError, is_no_space
+from parallelner.llm.cache_rows import _INSERT, _SCHEMA, CachedReply, GroupCommitCache, cache_key
 
 if TYPE_CHECKING:
     from parallelner.llm.cache_pg import PostgresReplyCache
     from parallelner.settings import Settings
 
 __all__ = ["CachedReply", "ReplyCache", "cache_key", "cache_location", "open_reply_cache"]
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS replies (
-    key TEXT PRIMARY KEY,
-    model TEXT NOT NULL,
-    prompt_version TEXT NOT NULL,
-    content TEXT NOT NULL,
-    finish_reason TEXT,
-    prompt_tokens INTEGER NOT NULL DEFAULT 0,
-    completion_tokens INTEGER NOT NULL DEFAULT 0,
-    created_at REAL NOT NULL
-)
-"""
-
-
-_INSERT = "INSERT OR REPLACE INTO replies VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-
-
-def cache_key(request: dict[str, Any], prompt_version: str) -> str:
-    """sha256 over the request body that decides the reply, plus the prompt version.
-
-    ``request`` is the JSON body sent to the server (model, messages or prompt, sampling
-    parameters, response_format, stop...). Keys are sorted so dict order never matters.
-    """
-    blob = json.dumps(
-        {"request": request, "prompt_version": prompt_version},
-        sort_keys=True,
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
-
-
-@dataclass(frozen=True)
-class CachedReply:
-    """A stored reply: the text the model produced and why it stopped."""
-
-    content: str
-    finish_reason: str | None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-
-class GroupCommitCache:
-    """What every reply cache shares: ``put``, and ``aput`` through one writer thread.
-
-    A subclass provides ``_write(rows)`` (commit the rows, or raise) and calls
-    ``_start_writer()`` at the end of its ``__init__`` and ``_stop_writer()`` first in its
-    ``close``. The writer thread commits whatever has queued up in one transaction (group
-    commit), so an event loop calling ``aput`` never blocks on the disk or the network and
-    ``aput`` returns only once its row is committed.
-    """
-
-    def _write(self, rows: list[tuple]) -> None:
-        raise NotImplementedError
-
-    @staticmethod
-    def _row(key: str, model: str, prompt_version: str, reply: CachedReply) -> tuple:
-        return (
-            key,
-            model,
-            prompt_version,
-            reply.content,
-            reply.finish_reason,
-            reply.prompt_tokens,
-            reply.completion_tokens,
-            time.time(),
-        )
-
-    def get(self, key: str) -> CachedReply | None:
-        raise NotImplementedError
-
-    async def aget(self, key: str) -> CachedReply | None:
-        """``get`` from async code. A local lookup (tens of microseconds) runs in place;
-        a cache across the network overrides this to keep its round trip off the loop."""
-        return self.get(key)
-
-    def put(self, key: str, model: str, prompt_version: str, reply: CachedReply) -> None:
-        """Store one reply now (committed before returning)."""
-        self._write([self._row(key, model, prompt_version, reply)])
-
-    async def aput(self, key: str, model: str, prompt_version: str, reply: CachedReply) -> None:
-        """Store one reply from async code without blocking the loop; returns once committed."""
-        loop = asyncio.get_running_loop()
-        fut = loop.create_future()
-        self._queue.put((self._row(key, model, prompt_version, reply), loop, fut))
-        await fut
-
-    def _start_writer(self) -> None:
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._writer = threading.Thread(target=self._write_loop, name="reply-cache", daemon=True)
-        self._writer.start()
-        self._closed = False
-
-    def _stop_writer(self) -> bool:
-        """Flush the queue and stop the writer; False when it was stopped already."""
-        if self._closed:
-            return False
-        self._closed = True
-        self._queue.put(None)
-        self._writer.join()
-        return True
-
-    def _write_loop(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            batch = [item]
-            while True:  # group commit: everything that queued up meanwhile
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    self._queue.put(None)
-                    break
-                batch.append(nxt)
-            error: BaseException | None = None
-            try:
-                self._write([row for row, _, _ in batch])
-            except BaseException as exc:  # noqa: BLE001 - handed to the waiting callers
-                error = exc
-            for _, loop, fut in batch:
-                loop.call_soon_threadsafe(_settle, fut, error)
 
 
 class ReplyCache(GroupCommitCache):
@@ -283,15 +154,6 @@ def _truncated(path: Path) -> str | None:
     if pages and changes == valid_for and pages * page > size:
         return f"truncated: {size} of {pages * page} bytes"
     return None
-
-
-def _settle(fut: asyncio.Future, error: BaseException | None) -> None:
-    if fut.done():
-        return
-    if error is None:
-        fut.set_result(None)
-    else:
-        fut.set_exception(error)
 
 
 @dataclass(frozen=True)

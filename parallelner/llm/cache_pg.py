@@ -32,9 +32,9 @@ import psycopg2
 import psycopg2.extras
 
 from parallelner.errors import ConfigError
-from parallelner.llm.cache import _INSERT as _SQLITE_INSERT
-from parallelner.llm.cache import _SCHEMA as _SQLITE_SCHEMA
-from parallelner.llm.cache import CachedReply, GroupCommitCache
+from parallelner.llm.cache_rows import _INSERT as _SQLITE_INSERT
+from parallelner.llm.cache_rows import _SCHEMA as _SQLITE_SCHEMA
+from parallelner.llm.cache_rows import CachedReply, GroupCommitCache
 
 __all__ = ["PostgresReplyCache", "redact_cache_url"]
 

@@ -19,15 +19,15 @@ Stage code never sees the difference: it asks ``client.ask(question)``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from string import Template
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from pydantic import BaseModel
 
 from parallelner.errors import LLMError
 from parallelner.languages import lang_name, zh_variant
-from parallelner.llm.client import ChatOutcome, RequestFailed
+from parallelner.llm.outcomes import ChatOutcome, CompletionOutcome, RequestFailed
 from parallelner.llm.requests import (
     BackTranslateRequest,
     MentionTranslateRequest,
@@ -39,11 +39,41 @@ from parallelner.reasons import Reason
 
 if TYPE_CHECKING:
     from parallelner.llm.ask import Question
-    from parallelner.llm.client import LLMClient
+    from parallelner.llm.usage import Usage
 
 __all__ = ["FewShotBackend", "LOCAL_PROMPT_VERSION", "example_block"]
 
 M = TypeVar("M", bound=BaseModel)
+
+
+class CompletionClient(Protocol):
+    """What the few-shot recipes use of a client (``parallelner.llm.client.LLMClient``)."""
+
+    model: str
+    usage: Usage
+
+    async def complete_outcome(
+        self,
+        prompt: str,
+        *,
+        stop: Sequence[str] | None = None,
+        max_tokens: int = 256,
+        model: str | None = None,
+        prompt_version: str,
+        temperature: float = 0.0,
+    ) -> CompletionOutcome: ...
+
+    async def complete(
+        self,
+        prompt: str,
+        *,
+        stop: Sequence[str] | None = None,
+        max_tokens: int = 256,
+        model: str | None = None,
+        prompt_version: str,
+        temperature: float = 0.0,
+    ) -> str: ...
+
 
 LOCAL_PROMPT_VERSION = "translate-local.v1"
 _BACK_SENTENCE_PROMPT = "backtranslate.v1"  # the sentence step of an entity read-back
@@ -85,7 +115,7 @@ def _answer(value: BaseModel, model: str, version: str) -> ChatOutcome:
     return ChatOutcome(value, None, "", value.model_dump_json(), model, prompt_version=version)
 
 
-async def _translate(client: LLMClient, q: Question[M], model: str) -> ChatOutcome[M]:
+async def _translate(client: CompletionClient, q: Question[M], model: str) -> ChatOutcome[M]:
     """Sentence, then mentions in context; re-asked (sampling) while ``q.check`` objects."""
     req = request_of(q.data, TranslateRequest)
     src, tgt = req.source_language, req.target_language
@@ -147,7 +177,7 @@ async def _translate(client: LLMClient, q: Question[M], model: str) -> ChatOutco
 
 
 async def _back_sentence(
-    client: LLMClient, q: Question, model: str | None, version: str
+    client: CompletionClient, q: Question, model: str | None, version: str
 ) -> str | None:
     """The back-translated sentence, or None (failed, empty or cut off)."""
     req = request_of(q.data, BackTranslateRequest)
@@ -168,14 +198,16 @@ async def _back_sentence(
     return result if result and out.finish_reason != "length" else None
 
 
-async def _backtranslate(client: LLMClient, q: Question[M], model: str) -> ChatOutcome[M]:
+async def _backtranslate(client: CompletionClient, q: Question[M], model: str) -> ChatOutcome[M]:
     sentence = await _back_sentence(client, q, model, q.prompt)
     if sentence is None:
         return _failed(Reason.REPLY_EMPTY, "no usable back-translation", None, model, q.prompt)
     return _answer(q.reply_model.model_validate({"translation": sentence}), model, q.prompt)
 
 
-async def _backtranslate_entities(client: LLMClient, q: Question[M], model: str) -> ChatOutcome[M]:
+async def _backtranslate_entities(
+    client: CompletionClient, q: Question[M], model: str
+) -> ChatOutcome[M]:
     """The sentence, then one short completion per mention (sequentially)."""
     sentence = await _back_sentence(client, q, model, _BACK_SENTENCE_PROMPT)
     if sentence is None:
@@ -205,7 +237,9 @@ async def _backtranslate_entities(client: LLMClient, q: Question[M], model: str)
     return _answer(value, model, q.prompt)
 
 
-async def _mention_translate(client: LLMClient, q: Question[M], model: str) -> ChatOutcome[M]:
+async def _mention_translate(
+    client: CompletionClient, q: Question[M], model: str
+) -> ChatOutcome[M]:
     """One completion per mention, after a one-shot example for the language pair."""
     prompt = load_prompt(q.prompt)
     req = request_of(q.data, MentionTranslateRequest)
@@ -232,7 +266,7 @@ async def _mention_translate(client: LLMClient, q: Question[M], model: str) -> C
     return _answer(q.reply_model.model_validate({"mentions": found}), model, q.prompt)
 
 
-async def _completion(client: LLMClient, q: Question[M], model: str) -> ChatOutcome[M]:
+async def _completion(client: CompletionClient, q: Question[M], model: str) -> ChatOutcome[M]:
     """The prompt file's ``### completion`` section; the text fills the reply's one field."""
     (name,) = q.reply_model.model_fields
     try:
@@ -251,7 +285,7 @@ async def _completion(client: LLMClient, q: Question[M], model: str) -> ChatOutc
     return _answer(q.reply_model.model_validate({name: text.strip()}), model, q.prompt)
 
 
-async def _not_asked(client: LLMClient, q: Question[M], model: str) -> ChatOutcome[M]:
+async def _not_asked(client: CompletionClient, q: Question[M], model: str) -> ChatOutcome[M]:
     """Questions a 270M base model cannot answer usefully (the repair ladder's evidence
     re-ask, a fresh translation after a rejected one): no request, no answer."""
     return _failed(Reason.REPLY_EMPTY, f"{q.family} is not asked of the local base model",
@@ -271,7 +305,7 @@ _RECIPES: dict[str, Callable[[Any, Any, str], Awaitable[ChatOutcome]]] = {
 class FewShotBackend:
     """Answers ``Question``s with few-shot completions on the embedded local model."""
 
-    def __init__(self, client: LLMClient):
+    def __init__(self, client: CompletionClient):
         self.client = client
 
     async def ask(self, question: Question[M], *, model: str | None = None) -> ChatOutcome[M]:

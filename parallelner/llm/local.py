@@ -8,6 +8,7 @@ runs anywhere on a CPU, not for quality; real runs point ``llm_base_url`` at vLL
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import json
 import os
@@ -153,6 +154,14 @@ class LocalServer:
             self._log.close()
             self._log = None
         atexit.unregister(self.stop)
+
+    async def open(self) -> str:
+        """``start`` from async code (off the loop: it waits for the model to load)."""
+        return await asyncio.to_thread(self.start)
+
+    async def aclose(self) -> None:
+        """``stop`` from async code."""
+        await asyncio.to_thread(self.stop)
 
     def __enter__(self) -> LocalServer:
         self.start()

@@ -30,6 +30,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+from yarl import URL
 
 from parallelner.llm.endpoints import display_url
 
@@ -141,11 +142,15 @@ class HTTPClient:
         self._headers = {
             "User-Agent": _USER_AGENT,
             "Accept": "application/json",
+            # on every request (a GET has no body to describe: servers ignore it), so
+            # aiohttp merges no per-request headers
+            "Content-Type": "application/json",
             **({"Authorization": f"Bearer {api_key}"} if api_key else {}),
             **(headers or {}),
         }
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
+        self._urls: dict[str, URL] = {}  # path -> parsed URL, built once
 
     # -- public --------------------------------------------------------------------------
 
@@ -175,6 +180,9 @@ class HTTPClient:
                 headers=self._headers,
                 timeout=aiohttp.ClientTimeout(total=None),  # ours: ``timeout`` below
                 auto_decompress=True,
+                # an API of JSON replies sets no cookie we would send back; the jar's
+                # filtering and update cost CPU on every request
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
         return self._session
 
@@ -185,7 +193,8 @@ class HTTPClient:
         else:
             async with asyncio.timeout(self.timeout):
                 status, headers, body = await self._exchange(session, method, path, data)
-        if status >= 400:
+        if status >= 400:  # the headers as a plain dict only here (Retry-After)
+            headers = {k.lower(): v for k, v in headers.items()}
             raise StatusError(status, _error_message(status, body), headers)
         try:
             return orjson.loads(body)
@@ -194,14 +203,13 @@ class HTTPClient:
 
     async def _exchange(
         self, session: aiohttp.ClientSession, method: str, path: str, data: bytes | None
-    ) -> tuple[int, dict[str, str], bytes]:
-        extra = {"Content-Type": "application/json"} if data is not None else None
+    ) -> tuple[int, Any, bytes]:
+        url = self._urls.get(path)
+        if url is None:
+            url = self._urls[path] = URL(self.base_url + path)
         try:
-            async with session.request(
-                method, self.base_url + path, data=data, headers=extra, proxy=self.proxy
-            ) as resp:
-                headers = {k.lower(): v for k, v in resp.headers.items()}
-                return resp.status, headers, await resp.read()
+            async with session.request(method, url, data=data, proxy=self.proxy) as resp:
+                return resp.status, resp.headers, await resp.read()
         except (aiohttp.ConnectionTimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise ConnectFailed("ConnectTimeout", type(exc).__name__) from None
         except aiohttp.ClientHttpProxyError as exc:  # the proxy refused the tunnel
