@@ -35,10 +35,19 @@ from typing import Any
 
 from parallelner.errors import Pending
 from parallelner.llm.batch import CHAT_URL, JobStatus, OpenAIBatches, VLLMRunBatch
+from parallelner.progress import muted
 from parallelner.settings import Settings
 from parallelner.writers.atomic import AtomicTextWriter
 
-__all__ = ["Pending", "BatchAnswers", "BatchJournal", "batch_jobs"]
+__all__ = [
+    "Pending",
+    "BatchAnswers",
+    "BatchJournal",
+    "RoundResult",
+    "batch_jobs",
+    "run_round",
+    "run_batch",
+]
 
 _PATHS = {"chat": CHAT_URL, "completion": "/v1/completions"}
 
@@ -255,26 +264,34 @@ def run_round(
     settings: Settings,
     round_no: int,
     jobs: OpenAIBatches | VLLMRunBatch,
-    process: Callable[[Any, BatchAnswers], Any],
     on_status: Callable[[JobStatus, float], None] | None = None,
 ) -> tuple[RoundResult, list[Any] | None]:
     """Replay every shard with the answers so far; send what they still need as round
     ``round_no``'s job and wait for it.
 
-    ``process(shard, answers)`` is ``pipeline.process_shard`` with a client in batch mode
-    (``Pending`` when a shard has an instance waiting). Returns the round, and the shard
-    results when every shard is finished (then no job was sent).
+    Each shard goes through ``pipeline.process_shard`` with a client in batch mode: a
+    shard with an instance still waiting raises ``Pending`` and writes nothing; a shard
+    whose instances all ended is written as an online run writes it. Returns the round,
+    and the shard results when every shard is finished (then no job was sent).
     """
+    from parallelner import pipeline
+    from parallelner.llm.runtime import LLMRuntime
+
     t0 = time.monotonic()
     journal = journal_for(settings, plan.run_id)
     answers = load_answers(settings, journal)
     results: list[Any] = []
     waiting = 0
-    for shard in plan.shards:
-        try:
-            results.append(process(shard, answers))
-        except Pending:
-            waiting += 1
+    runtime = LLMRuntime(settings, batch=answers)
+    try:
+        with muted():  # replayed instances were counted when they first ended
+            for shard in plan.shards:
+                try:
+                    results.append(pipeline.process_shard(shard, plan, settings, runtime))
+                except Pending:
+                    waiting += 1
+    finally:
+        runtime.close()
     lines = answers.take_needed()
     rr = RoundResult(round_no, len(results), waiting, len(lines))
     if not waiting:
@@ -290,3 +307,28 @@ def run_round(
     rr.answered, rr.failed = status.completed, status.failed
     rr.seconds = time.monotonic() - t0
     return rr, None
+
+
+def run_batch(
+    plan: Any,
+    settings: Settings,
+    jobs: OpenAIBatches | VLLMRunBatch | None = None,
+    on_round: Callable[[RoundResult], None] | None = None,
+    on_status: Callable[[JobStatus, float], None] | None = None,
+) -> tuple[list[Any], list[RoundResult]]:
+    """Rounds until every shard is finished: the shard results (for ``finalize_run``)
+    and the rounds run now. A job a killed run left is waited for and read first."""
+    jobs = jobs or batch_jobs(settings)
+    journal = journal_for(settings, plan.run_id)
+    left = unread_round(journal)
+    if left is not None:
+        finish_job(settings, journal, jobs, left, on_status)
+    rounds: list[RoundResult] = []
+    while True:
+        round_no = max(journal.rounds(), default=0) + 1
+        rr, results = run_round(plan, settings, round_no, jobs, on_status)
+        rounds.append(rr)
+        if on_round is not None:
+            on_round(rr)
+        if results is not None:
+            return results, rounds

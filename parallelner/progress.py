@@ -33,6 +33,17 @@ def listening(fn: Listener) -> Iterator[None]:
         _CURRENT.reset(token)
 
 
+@contextlib.contextmanager
+def muted() -> Iterator[None]:
+    """No listener hears the events reported inside the block (a batch round replays
+    instances that the progress display has counted already)."""
+    token = _CURRENT.set(())
+    try:
+        yield
+    finally:
+        _CURRENT.reset(token)
+
+
 def listeners() -> tuple[Listener, ...]:
     """The listeners of the current context (to hand to a thread that does not inherit it)."""
     return _CURRENT.get()

@@ -51,6 +51,7 @@ _CHAT = BackendChoice("chat", local=False)
 _FEW_SHOT = BackendChoice("few-shot", local=True)
 
 
-def choose_backend(base_url: str | None) -> BackendChoice:
-    """The backend for ``base_url``: chat on a server, few-shot on the embedded model."""
-    return _FEW_SHOT if base_url is None else _CHAT
+def choose_backend(base_url: str | None, batch: bool = False) -> BackendChoice:
+    """The backend for ``base_url``: chat on a server, few-shot on the embedded model;
+    chat requests for a batch job (``batch``: they go into a file, whoever answers)."""
+    return _FEW_SHOT if base_url is None and not batch else _CHAT

@@ -11,10 +11,10 @@ re-asks offline: a bad reply is a failure with its reason, and it can be re-run 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from parallelner.errors import InputError
 from parallelner.llm.ask import Question, chat_body
@@ -22,6 +22,7 @@ from parallelner.reasons import Reason
 from parallelner.writers.atomic import AtomicTextWriter
 
 __all__ = [
+    "BatchAnswerSource",
     "BatchResult",
     "batch_line",
     "write_batch",
@@ -32,6 +33,20 @@ __all__ = [
 ]
 
 CHAT_URL = "/v1/chat/completions"
+
+
+class BatchAnswerSource(Protocol):
+    """What an ``LLMClient`` in a batch round asks (``parallelner.batchrun.BatchAnswers``):
+    the response body a job gave for a question key, whether the key's line failed too
+    often, and ``need`` to put the question into the round's job."""
+
+    failed: Mapping[str, int]
+
+    def answer(self, key: str) -> dict[str, Any] | None: ...
+
+    def gave_up(self, key: str) -> bool: ...
+
+    def need(self, key: str, kind: str, body: dict[str, Any]) -> None: ...
 
 
 @dataclass(frozen=True)

@@ -39,9 +39,10 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from parallelner.errors import LLMError
+from parallelner.errors import LLMError, Pending
 from parallelner.llm.ask import Backend, Question
 from parallelner.llm.backends import choose_backend
+from parallelner.llm.batch import BatchAnswerSource
 from parallelner.llm.cache import (
     CachedReply,
     GroupCommitCache,
@@ -112,10 +113,14 @@ class LLMClient:
         outage_wait_s: float = 0.0,
         min_timeout_s: float | None = None,
         first_timeout_s: float | None = None,
+        batch: BatchAnswerSource | None = None,
     ):
         self.base_url = base_url
         self.model = model
-        self._choice = choose_backend(base_url)
+        # a batch round (``parallelner.batchrun``): replies come from batch jobs' output,
+        # a question none answered stops the instance (``Pending``); nothing is sent
+        self.batch = batch
+        self._choice = choose_backend(base_url, batch=batch is not None)
         self.is_local = self._choice.local
         self.max_in_flight = self._choice.max_in_flight(max_in_flight)
         self.cache_path = cache_path
@@ -141,7 +146,12 @@ class LLMClient:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, cache: bool = True, wait_out_outages: bool = False
+        cls,
+        settings: Settings,
+        *,
+        cache: bool = True,
+        wait_out_outages: bool = False,
+        batch: BatchAnswerSource | None = None,
     ) -> LLMClient:
         """A client configured by settings (cache under ``settings.home``).
 
@@ -160,6 +170,7 @@ class LLMClient:
             outage_wait_s=settings.llm_outage_wait_s if wait_out_outages else 0.0,
             min_timeout_s=settings.llm_timeout_min_s,
             first_timeout_s=settings.llm_first_timeout_s,
+            batch=batch,
         )
 
     # -- the policy's settings and state, as before the split ---------------------------
@@ -178,7 +189,7 @@ class LLMClient:
         self._server = self._choice.server(self.model)
         if self._server is not None:
             self._endpoints.endpoints[0].url = await self._server.open()
-        for ep in self._endpoints.endpoints:
+        for ep in self._endpoints.endpoints if self.batch is None else ():
             # no timeout of its own: the policy's deadline (at most ``timeout_s``) bounds
             # each try, hedges included
             ep.client = HTTPClient(ep.url, api_key=self._api_key or "EMPTY", timeout=None)
@@ -193,7 +204,7 @@ class LLMClient:
     async def aclose(self) -> None:
         """Close the HTTP client and the cache; stop the local model server."""
         if self._open:
-            for ep in self._endpoints.endpoints:
+            for ep in self._endpoints.endpoints if self.batch is None else ():
                 await ep.client.aclose()
                 ep.client = None
             self._open = False
@@ -376,6 +387,8 @@ class LLMClient:
             if hit is not None:
                 self._count("cache_hits")
                 return Reply(hit.content, hit.finish_reason, cached=True)
+        if self.batch is not None:
+            return await self._from_batch(kind, key, body, prompt_version)
         tries = Tries()
         endpoints = self._endpoints
         policy = self.policy
@@ -424,6 +437,46 @@ class LLMClient:
             f"{failure.detail} (after {tries.attempt} retries in {waited:.0f} s)",
             failure.transient,
         )
+
+    async def _from_batch(
+        self, kind: str, key: str, body: dict[str, Any], prompt_version: str
+    ) -> Reply | Failure:
+        """The reply a batch job gave for this question (kept in the reply cache as an
+        online reply is), or ``Pending``: it joins the round's questions."""
+        assert self.batch is not None
+        resp = self.batch.answer(key)
+        if resp is None:
+            if self.batch.gave_up(key):  # failed in every round it was asked: transient
+                self._count("failures")
+                self._count("transient_failures")
+                return Failure(
+                    Reason.LLM_HTTP_ERROR,
+                    f"the batch line failed in {self.batch.failed[key]} rounds",
+                    transient=True,
+                )
+            self.batch.need(key, kind, body)
+            raise Pending(key)
+        try:
+            choice = resp["choices"][0]
+            content = choice["message"]["content"] if kind == "chat" else choice["text"]
+            if not isinstance(content, str | None):
+                raise TypeError("content is not text")
+        except (IndexError, KeyError, TypeError):
+            self._count("failures")
+            return Failure(Reason.LLM_HTTP_ERROR, "the batch line is not a completion")
+        self._count("requests")
+        u = resp.get("usage")
+        u = u if isinstance(u, dict) else {}
+        reply = CachedReply(
+            content or "",
+            choice.get("finish_reason"),
+            _tokens(u.get("prompt_tokens")),
+            _tokens(u.get("completion_tokens")),
+        )
+        self._meter.answered(0.0, reply.prompt_tokens, reply.completion_tokens)
+        if self._cache is not None:
+            await self._cache.aput(key, str(body["model"]), prompt_version, reply)
+        return Reply(reply.content, reply.finish_reason, cached=False)
 
     async def _try(
         self, ep: Endpoint, kind: str, body: dict[str, Any], tries: Tries

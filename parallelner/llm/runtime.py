@@ -157,7 +157,7 @@ class LLMRuntime:
     endpoints taken out now (0 when all are in use).
     """
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, batch: Any = None):
         from parallelner.llm.client import LLMClient
 
         self._loop = asyncio.new_event_loop()
@@ -166,7 +166,8 @@ class LLMRuntime:
         )
         self._thread.start()
         self._closing = False
-        self._cm = LLMClient.from_settings(settings, wait_out_outages=True)
+        # ``batch``: a batch round's answers (``parallelner.batchrun``), nothing is sent
+        self._cm = LLMClient.from_settings(settings, wait_out_outages=True, batch=batch)
         try:
             self.client = self.run(self._cm.__aenter__())
         except BaseException:  # e.g. the reply cache cannot be opened: no loop left behind
