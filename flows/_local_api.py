@@ -167,3 +167,11 @@ class LocalAPI(SubprocessASGIServer):
                 self.stop()
             raise
         self._up.set()
+
+    def stop(self) -> None:
+        """Stop the server; what it writes while it shuts down (a traceback of the work it
+        cancels, after the run's own last line) is not forwarded."""
+        up = getattr(self, "_up", None)
+        if up is not None:
+            up.clear()
+        super().stop()
