@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from parallelner.errors import PrefectStartError
+from parallelner.errors import ConfigError, NoSpaceError, PrefectStartError, is_no_space
 
 __all__ = [
     "configure_run_logging",
@@ -23,6 +23,8 @@ __all__ = [
     "start_local_api",
     "api_for_workers",
     "stop_local_api",
+    "prefect_disk_full",
+    "prefect_home_full",
 ]
 
 # the servers this process started (stopped by ``stop_local_api``)
@@ -60,31 +62,100 @@ def start_local_api() -> str | None:
     Prefect's database, and two migrations of one fresh database at once fail
     (``index ... already exists``). A lock file under PREFECT_HOME serialises the start;
     the runs share the database afterwards (SQLite in WAL mode, Prefect's busy timeout).
-    A start that fails is one line (``PrefectStartError``), not a traceback.
+    A start that fails is one line (``PrefectStartError``), not a traceback, as soon as
+    the server process exits (``flows._local_api``); a full disk under PREFECT_HOME is
+    ``NoSpaceError`` naming it (checked first with a small write, then from the server's
+    own report).
     """
     from prefect.server.api.server import SubprocessASGIServer
     from prefect.settings import PREFECT_HOME, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS
 
+    from flows._local_api import LocalAPI, ServerExited
+
     if configured_api_url():
         return None
     home = Path(PREFECT_HOME.value()).expanduser()
-    home.mkdir(parents=True, exist_ok=True)
+    _check_prefect_home(home)
     timeout = PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()
+    before = SubprocessASGIServer._instances.get(None)
+    if before is not None and not isinstance(before, LocalAPI) and not before.running:
+        del SubprocessASGIServer._instances[None]  # made, never started: ours instead
     with (home / "parallelner-start.lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
         try:
-            server = SubprocessASGIServer()
+            server = LocalAPI()
             server.start(timeout=timeout)
         except Exception as exc:  # RuntimeError on a timeout; anything else it raises
-            raise PrefectStartError(
-                f"the local Prefect API did not start ({exc}); Prefect's first start on a "
-                f"machine migrates its database under {home}, which can take minutes on a "
-                f"busy machine: run the command again, raise "
+            if prefect_disk_full() or is_no_space(exc):
+                raise prefect_home_full(home) from None
+            why = (
+                f"the local Prefect API did not start ({exc}); "
+                if isinstance(exc, ServerExited)
+                else f"the local Prefect API did not start ({exc}); Prefect's first start "
+                f"on a machine migrates its database under {home}, which can take minutes "
+                f"on a busy machine: run the command again, raise "
                 f"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS (now {timeout} s), or "
-                f"point PREFECT_API_URL at a running Prefect server"
+            )
+            raise PrefectStartError(
+                f"{why}point PREFECT_API_URL at a running Prefect server"
             ) from None
     _STARTED.append(server)
     return server.api_url
+
+
+def prefect_home_full(home: Path | None = None) -> NoSpaceError:
+    """The one-line error for a full disk under PREFECT_HOME."""
+    if home is None:
+        from prefect.settings import PREFECT_HOME
+
+        home = Path(PREFECT_HOME.value()).expanduser()
+    return NoSpaceError(
+        home,
+        setting="PREFECT_HOME",
+        what="Prefect keeps its database, results and logs there (PREFECT_HOME)",
+    )
+
+
+def prefect_disk_full() -> bool:
+    """Whether the local API started here reported a full disk (its database cannot grow)."""
+    import sys
+
+    if "flows._local_api" not in sys.modules:  # never started here
+        return False
+    from flows._local_api import disk_full_reported
+
+    return disk_full_reported()
+
+
+def _check_prefect_home(home: Path) -> None:
+    """Write (and remove) 64 KiB under PREFECT_HOME: a full or read-only disk is one line
+    before the server starts."""
+    import errno
+    import tempfile
+
+    probe = None
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-check-", dir=home)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(b"\0" * 65536)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as exc:
+        if is_no_space(exc):
+            raise prefect_home_full(home) from None
+        why = {errno.EROFS: "on a read-only file system", errno.EACCES: "not writable by "
+               "this user", errno.EPERM: "not writable by this user"}.get(
+                   exc.errno or 0, exc.strerror or type(exc).__name__)  # fmt: skip
+        raise ConfigError(
+            f"{home}: Prefect's home folder cannot be written ({why}): Prefect keeps its "
+            "database, results and logs there; set PREFECT_HOME to a folder you can write "
+            "(or PREFECT_API_URL to a running Prefect server); nothing was run"
+        ) from None
+    finally:
+        if probe is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(probe)
 
 
 @contextlib.contextmanager

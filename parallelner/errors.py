@@ -77,12 +77,14 @@ class NoSpaceError(ParallelNERError):
     same command resumes once there is room.
     """
 
-    def __init__(self, path: object):
+    def __init__(self, path: object, setting: str = "PARALLELNER_HOME", what: str = ""):
         self.path = str(path)
+        self.setting = setting
         super().__init__(
-            f"{self.path}: no space left on the device (disk or quota full); free space "
-            "there (or set PARALLELNER_HOME to a disk with room) and run the same command "
-            "again: finished shards are kept and replies received are in the cache"
+            f"{self.path}: no space left on the device (disk or quota full)"
+            + (f"; {what}" if what else "")
+            + f"; free space there (or set {setting} to a disk with room) and run the same "
+            "command again: finished shards are kept and replies received are in the cache"
         )
 
 

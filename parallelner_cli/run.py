@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -351,12 +352,37 @@ def _run_stoppable(call: Callable[[], Any], settings: Any, before_exit: Callable
             worker.start()
             while worker.is_alive():
                 worker.join(0.2)
+                if _prefect_disk_full() and not stopping.is_set():
+                    # Prefect's API cannot write its database: the flow would fail (or
+                    # wait) on its next API call; stop now, as on a signal, in one line
+                    stopping.set()
+                    before_exit()
+                    error = _prefect_home_full()
+                    console_err.print(
+                        f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True
+                    )
+                    _stop_now(settings)
+                    os._exit(error.exit_code)
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
     if "error" in outcome:
+        if _prefect_disk_full():  # the flow failed on Prefect's API first
+            raise _prefect_home_full() from None
         raise outcome["error"]
     return outcome.get("value")
+
+
+def _prefect_disk_full() -> bool:
+    from flows.server import prefect_disk_full
+
+    return prefect_disk_full()
+
+
+def _prefect_home_full() -> Exception:
+    from flows.server import prefect_home_full
+
+    return prefect_home_full()
 
 
 def _stop_now(settings: Any) -> None:
@@ -380,11 +406,17 @@ class _UserErrorFilter(logging.Filter):
     """Drop Prefect's logs (with tracebacks) of a user's error: main() prints it as one line."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        from parallelner.errors import ParallelNERError
+        from parallelner.errors import ParallelNERError, is_no_space
 
         exc = record.exc_info[1] if record.exc_info else None
         if isinstance(exc, ParallelNERError):
             return False
+        if record.levelno >= logging.WARNING and (
+            is_no_space(exc) or is_no_space(RuntimeError(record.getMessage()))
+        ):
+            return False  # "Failed to write result: [Errno 28]": the run ends in one line
+        if record.levelno >= logging.WARNING and _prefect_disk_full():
+            return False  # Prefect's API failing on its full disk: the run's one line says it
         if record.levelno >= logging.ERROR:
             msg = record.getMessage()
             names = {c.__name__ for c in (ParallelNERError, *ParallelNERError.__subclasses__())}

@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from parallelner.errors import NoSpaceError, is_no_space
-from parallelner.llm.cache_rows import _INSERT, _SCHEMA, CachedReply, GroupCommitCache, cache_key
+from parallelner.llm.cache_rows import (
+    _INSERT,
+    _SCHEMA,
+    CachedReply,
+    GroupCommitCache,
+    _truncated,
+    cache_key,
+)
 
 if TYPE_CHECKING:
     from parallelner.llm.cache_pg import PostgresReplyCache
@@ -125,35 +132,6 @@ class ReplyCache(GroupCommitCache):
         with self._write_lock, self._read_lock:
             self._reader.close()
             self._db.close()
-
-
-def _truncated(path: Path) -> str | None:
-    """Why the SQLite file at ``path`` is shorter than its header says (None: it is not).
-
-    The header's page count times its page size is the database's size; a file cut short
-    by a copy reads as zeros past its end, and SQLite would find that out only at the
-    first read there. With a WAL file beside it the file may be short for a while (a
-    checkpoint cut off midway writes page 1 first): SQLite completes it from the WAL,
-    so only a database without one is judged.
-    """
-    wal = Path(f"{path}-wal")
-    if wal.exists() and wal.stat().st_size > 0:
-        return None
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(100)
-        size = path.stat().st_size
-    except OSError:
-        return None  # no file yet, or unreadable: sqlite3 says so itself
-    if len(head) < 100 or head[:16] != b"SQLite format 3\x00":
-        return None if not head else "not an SQLite database"
-    page = int.from_bytes(head[16:18], "big")
-    page = 65536 if page == 1 else page
-    pages = int.from_bytes(head[28:32], "big")
-    changes, valid_for = head[24:28], head[92:96]
-    if pages and changes == valid_for and pages * page > size:
-        return f"truncated: {size} of {pages * page} bytes"
-    return None
 
 
 @dataclass(frozen=True)

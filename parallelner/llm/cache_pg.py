@@ -34,7 +34,7 @@ import psycopg2.extras
 from parallelner.errors import ConfigError
 from parallelner.llm.cache_rows import _INSERT as _SQLITE_INSERT
 from parallelner.llm.cache_rows import _SCHEMA as _SQLITE_SCHEMA
-from parallelner.llm.cache_rows import CachedReply, GroupCommitCache
+from parallelner.llm.cache_rows import CachedReply, GroupCommitCache, _truncated
 
 __all__ = ["PostgresReplyCache", "redact_cache_url"]
 
@@ -119,9 +119,8 @@ class PostgresReplyCache(GroupCommitCache):
                 f"reply cache {self.location}: cannot connect ({self._scrub(exc)})"
             ) from None
         if self.spill_path is not None and self.spill_path.exists():
-            self._open_spill()
             with self._write_lock:
-                self._drain_spill()
+                self._recover_spill()
         # lookups from the event loop run here: a round trip to the server never blocks it
         self._lookups = ThreadPoolExecutor(1, thread_name_prefix="reply-cache-lookup")
         self._start_writer()
@@ -289,6 +288,48 @@ class PostgresReplyCache(GroupCommitCache):
                 db.execute(_SQLITE_SCHEMA)
                 self._spill = db
 
+    def _recover_spill(self) -> None:
+        """Copy the replies of a spill file left by an earlier process to the server.
+
+        A damaged file (cut short, not SQLite, unreadable pages, or rows that are not
+        replies: Postgres would refuse them and the copy would fail at every open) is not
+        a traceback: the replies that read back whole are kept (copied to the server, or
+        to a fresh spill file while it is down), the file is renamed
+        ``<name>.damaged-<UTC time>`` with one warning that names it, the rows left out
+        (by rowid) and what is lost (those requests are asked again).
+        """
+        problem = _truncated(self.spill_path)
+        good, bad, unread = _salvage(self.spill_path)
+        if problem is None and not bad and unread is None:
+            self._open_spill()
+            self._drain_spill()
+            return
+        from parallelner.storage import set_aside
+
+        faults = [problem] if problem else []
+        if unread and not (problem and unread.startswith(problem)):
+            faults.append(unread)
+        if bad:
+            shown = ", ".join(str(r) for r in bad[:10]) + (", ..." if len(bad) > 10 else "")
+            faults.append(f"{len(bad)} rows that are not replies (rowid {shown})")
+        kept = f"{len(good)} replies read from it were kept"
+        moved = set_aside(
+            self.spill_path,
+            "reply cache spill file damaged: " + "; ".join(faults),
+            f"{kept}; requests whose replies were not are asked again",
+        )
+        for suffix in ("-wal", "-shm"):
+            side = Path(f"{self.spill_path}{suffix}")
+            if side.exists():
+                side.replace(Path(f"{moved}{suffix}"))
+        if good:
+            try:
+                self._insert(good)
+            except _DOWN as exc:
+                self._drop(self._db)
+                self._db = None
+                self._to_spill(good, exc)
+
     def _to_spill(self, rows: list[tuple], exc: BaseException | None) -> None:
         if self.spill_path is None:
             raise ConfigError(
@@ -358,6 +399,93 @@ class PostgresReplyCache(GroupCommitCache):
             self._drop(self._db)
             self._drop(self._reader)
             self._db = self._reader = None
+
+
+def _is_reply_row(row: tuple) -> bool:
+    """Whether ``row`` (a spill file's ``replies`` row) is a reply Postgres will take.
+
+    SQLite keeps any value in any column (a NULL key, text in a token count); Postgres
+    refuses those and any text holding a NUL character.
+    """
+    if len(row) != 8:
+        return False
+    key, model, prompt_version, content, finish, p_tokens, c_tokens, created = row
+    texts = (key, model, prompt_version, content) + ((finish,) if finish is not None else ())
+    return (
+        all(isinstance(t, str) and "\x00" not in t for t in texts)
+        and bool(key)
+        and all(type(n) is int and 0 <= n < 2**31 for n in (p_tokens, c_tokens))
+        and type(created) in (int, float)
+    )
+
+
+def _salvage(path: Path) -> tuple[list[tuple], list[int], str | None]:
+    """The reply rows of the SQLite file at ``path`` that read back whole.
+
+    Returns ``(rows, rowids of rows that are not replies, why some could not be read)``;
+    the last is None when every page was read. The file is read in a copy (it is never
+    written): a copy cut short is padded with zeros to the size its header gives, since
+    SQLite refuses a file shorter than that outright; the pages that are gone then read
+    as damaged ones, and past an unreadable page the rows after it are looked for by rowid
+    (a few jumps), so a bad page loses only its own rows.
+    """
+    import shutil
+    import tempfile
+
+    rows: list[tuple] = []
+    bad: list[int] = []
+    with tempfile.TemporaryDirectory(prefix="parallelner-spill-") as tmp:
+        copy = Path(tmp) / "spill.sqlite"
+        try:
+            shutil.copyfile(path, copy)
+            wal = Path(f"{path}-wal")
+            if wal.exists():
+                shutil.copyfile(wal, f"{copy}-wal")
+            head = copy.read_bytes()[:100]
+            if len(head) == 100 and head[:16] == b"SQLite format 3\x00":
+                page = int.from_bytes(head[16:18], "big")
+                size = (65536 if page == 1 else page) * int.from_bytes(head[28:32], "big")
+                if size > copy.stat().st_size:
+                    with copy.open("r+b") as fh:
+                        fh.truncate(size)
+            db = sqlite3.connect(copy)
+        except (OSError, sqlite3.Error) as exc:
+            return rows, bad, f"not readable ({exc})"
+        unread: str | None = None
+        try:
+            try:
+                check = db.execute("PRAGMA quick_check").fetchone()
+                if check and check[0] != "ok":
+                    lines = [ln for ln in check[0].splitlines() if not ln.startswith("***")]
+                    unread = f"damaged ({(lines or ['quick_check failed'])[0]})"
+            except sqlite3.DatabaseError as exc:
+                if "not a database" in str(exc):  # SQLITE_NOTADB: nothing in it to read
+                    return rows, bad, f"not an SQLite database ({exc})"
+                unread = f"damaged ({exc})"  # a damaged page: read what the others hold
+            last, jumps, step = 0, 0, 1
+            while True:
+                try:
+                    cur = db.execute(
+                        "SELECT rowid, * FROM replies WHERE rowid >= ? ORDER BY rowid", (last,)
+                    )
+                    for rowid, *row in cur:
+                        last = rowid + 1
+                        step = 1
+                        if _is_reply_row(tuple(row)):
+                            rows.append(tuple(row))
+                        else:
+                            bad.append(rowid)
+                    break
+                except sqlite3.DatabaseError as exc:
+                    unread = unread or f"unreadable ({exc})"
+                    jumps += 1
+                    if jumps > 24:  # the rest is gone: what was read is kept
+                        break
+                    last += step
+                    step *= 2
+        finally:
+            db.close()
+    return rows, bad, unread
 
 
 def _libpq_url(url: str) -> str:

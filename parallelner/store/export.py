@@ -16,7 +16,9 @@ pseudonymised and ``raw_reply`` left out by default. ``read_export`` turns them 
 into record rows.
 
 The export is written to a temporary sibling directory, checked, then renamed into
-place: an interrupted export leaves nothing half-written under the target name.
+place: an interrupted export leaves nothing half-written under the target name. An empty
+mount point as the target (which cannot be renamed over) gets the temporary directory
+inside it, and its files are renamed into place one by one once checked.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ from parallelner.store.read import parse_statuses, scan_snapshot
 from parallelner.store.table import reading, resolve_snapshot
 from parallelner.store.tags import read_release_note, snapshot_stats
 from parallelner.version import PIPELINE_VERSION
-from parallelner.writers.atomic import atomic_path
+from parallelner.writers.atomic import atomic_path, file_in_the_way
 
 __all__ = ["export_snapshot", "verify_export", "read_export", "CHECKSUMS", "FORMATS"]
 
@@ -68,10 +70,18 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _check_target(out: Path) -> None:
-    if out.exists() and not out.is_dir():
+def _check_target(out: Path, building: Path | None = None) -> None:
+    """Refuse a target that is a file, is below one, or is a folder with something in it
+    (other than ``building``, the export's temporary folder when it is made inside)."""
+    blocker = file_in_the_way(out)
+    if blocker == out:
         raise StoreError(f"{out}: exists and is not a directory; export into a new directory")
-    if out.is_dir() and any(out.iterdir()):
+    if blocker is not None:
+        raise StoreError(
+            f"{out}: cannot export here: {blocker} is a file, not a folder; choose a path "
+            "below a folder (or remove or rename that file)"
+        )
+    if out.is_dir() and any(p != building for p in out.iterdir()):
         raise StoreError(f"{out}: directory is not empty; export into a new or empty directory")
 
 
@@ -187,7 +197,7 @@ def export_snapshot(
         verify_export(tmp)
         if read_export(tmp, verify=False).num_rows != rows.num_rows:
             raise StoreError(f"{out}: export read back a different number of rows")
-        _check_target(out)  # still new or empty: nobody wrote there meanwhile
+        _check_target(out, tmp)  # still new or empty: nobody wrote there meanwhile
         tmp.chmod(0o755)  # mkdtemp made it private; an export is meant to be shared
     return meta
 

@@ -10,6 +10,7 @@ never see a partial one.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
@@ -28,6 +29,7 @@ __all__ = [
     "AtomicTextWriter",
     "write_table",
     "open_temp_beside",
+    "file_in_the_way",
     "remove_temporaries",
 ]
 
@@ -54,6 +56,32 @@ def remove_temporaries() -> int:
     return len(pending)
 
 
+def file_in_the_way(path: Path) -> Path | None:
+    """The first component of ``path`` that exists but is not a folder (None: there is none).
+
+    ``mkdir(parents=True)`` below a regular file says only "File exists" or "Not a
+    directory"; this names the component that stands in the way.
+    """
+    for part in [*reversed(Path(path).parents), Path(path)][1:]:
+        try:
+            if not part.is_dir():
+                return part if part.exists() or part.is_symlink() else None
+        except OSError:  # unreadable: not ours to judge
+            return None
+    return None
+
+
+def _cannot_write(path: Path, exc: OSError, what: str) -> str:
+    """``path: cannot write WHAT here: why`` (which component is a file, when one is)."""
+    blocker = file_in_the_way(path)
+    if blocker is not None and blocker != path:
+        kind = "a regular file" if blocker.is_file() else "not a folder"
+        why = f"{blocker} is {kind}, not a folder (remove or rename it, or choose another path)"
+    else:
+        why = exc.strerror or str(exc)
+    return f"{path}: cannot write {what} here: {why}"
+
+
 def open_temp_beside(path: Path) -> tuple[int, Path]:
     """Create ``path``'s folder and a temporary file next to it; returns ``(fd, temp path)``.
 
@@ -68,18 +96,28 @@ def open_temp_beside(path: Path) -> tuple[int, Path]:
     except OSError as exc:
         if is_no_space(exc):
             raise NoSpaceError(path) from None
-        raise ConfigError(f"{path}: cannot write: {exc.strerror or exc}") from None
+        raise ConfigError(_cannot_write(path, exc, "the file")) from None
     return fd, Path(tmp)
 
 
-def _temp_dir_beside(path: Path, error: type[Exception], what: str) -> Path:
+def _temp_dir_for(path: Path, error: type[Exception], what: str, inside: bool) -> Path:
+    """A private temporary folder beside ``path`` (or, ``inside``, in it)."""
     try:
+        if inside:
+            return Path(tempfile.mkdtemp(dir=path, prefix=".tmp-"))
         path.parent.mkdir(parents=True, exist_ok=True)
         return Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
     except OSError as exc:
         if is_no_space(exc):
             raise NoSpaceError(path) from None
-        raise error(f"{path}: cannot write {what} here ({exc.strerror or exc})") from None
+        raise error(_cannot_write(path, exc, what)) from None
+
+
+def _move_contents(tmp: Path, path: Path) -> None:
+    """Rename every entry of ``tmp`` into ``path`` (same file system), then drop ``tmp``."""
+    for entry in sorted(tmp.iterdir()):
+        os.replace(entry, path / entry.name)
+    tmp.rmdir()
 
 
 @contextlib.contextmanager
@@ -93,13 +131,19 @@ def atomic_path(
     """Yield a temporary path beside ``path``; move it onto ``path`` when the block ends.
 
     With ``directory=True`` the temporary path is an empty folder (private, as
-    ``mkdtemp`` makes it) and an empty folder at ``path`` is replaced. On an exception
-    the temporary file or folder is removed. ``error`` is raised (with the path and the
-    cause) when the temporary path cannot be made or moved into place.
+    ``mkdtemp`` makes it) and an empty folder at ``path`` is replaced. An empty folder
+    that is a mount point cannot be replaced (``rmdir`` fails with EBUSY, and a rename
+    across file systems with EXDEV): the temporary folder is then made inside it and its
+    entries are renamed into it one by one at the end (each whole; a crash midway leaves
+    some of them, which the caller's own check, such as an export's checksums, tells).
+    On an exception the temporary file or folder is removed. ``error`` is raised (with
+    the path and the cause) when the temporary path cannot be made or moved into place;
+    a component of ``path`` that is a file is named.
     """
     path = Path(path)
+    inside = directory and path.is_dir() and os.path.ismount(path)
     if directory:
-        tmp = _temp_dir_beside(path, error, what)
+        tmp = _temp_dir_for(path, error, what, inside)
     else:
         fd, tmp = open_temp_beside(path)
         os.close(fd)
@@ -107,11 +151,19 @@ def atomic_path(
         _IN_PROGRESS.add(tmp)
     try:
         yield tmp
-        if directory and path.is_dir():
-            path.rmdir()  # an empty folder stands in the way; a full one raises
         try:
-            os.replace(tmp, path)
+            if inside:
+                _move_contents(tmp, path)
+            else:
+                if directory and path.is_dir():
+                    path.rmdir()  # an empty folder stands in the way; a full one raises
+                os.replace(tmp, path)
         except OSError as exc:  # e.g. a directory appeared at ``path`` meanwhile
+            if exc.errno in (errno.EBUSY, errno.EXDEV):
+                raise error(
+                    f"{path}: cannot write {what} here: it is in use or on another file "
+                    f"system than its folder ({exc.strerror})"
+                ) from None
             raise error(f"{path}: cannot write: {exc.strerror or exc}") from None
     except BaseException as exc:
         if directory:

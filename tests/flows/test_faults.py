@@ -321,3 +321,69 @@ def test_a_full_disk_under_the_home_stops_the_run_in_one_line_and_it_resumes(tmp
         assert load_snapshot("main", settings=load_settings(home=home)).num_rows == 46
     finally:
         subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+def test_a_full_disk_under_prefect_home_stops_the_run_in_one_line_and_it_resumes(tmp_path):
+    """Issue 25 case 8, second half: PREFECT_HOME (Prefect's database, results, logs) on a
+    real tmpfs (mounting needs root: skipped otherwise). At 200 KiB Prefect's first start
+    cannot create its database: the run sat silent for the whole start-up timeout, then
+    printed the server's traceback; filled up in the middle of a run, the server printed
+    thousands of traceback lines and the run ended "unexpected failure in Prefect". Now
+    both end in one line naming PREFECT_HOME, within seconds, and with room again the same
+    command finishes the run."""
+    import os
+    import subprocess
+    import time
+
+    import pytest
+
+    from parallelner.settings import load_settings
+    from parallelner.store import load_snapshot
+    from tests.flows.helpers import WIKINEURAL
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(disk)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+
+    def stopped_in_one_line(res: subprocess.CompletedProcess, took: float) -> None:
+        assert res.returncode == 2, res.stderr[-3000:]
+        assert "Traceback" not in res.stderr + res.stdout, res.stderr[-3000:]
+        errors = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
+        assert len(errors) == 1 and "no space left on the device" in errors[0], res.stderr
+        assert f"{prefect_home}:" in errors[0] and "PREFECT_HOME" in errors[0]
+        assert "run the same command again" in errors[0]
+        assert len(res.stderr.splitlines()) <= 3, res.stderr[-3000:]  # a progress line at most
+        assert took < 90  # not hung
+
+    try:
+        prefect_home = disk / "prefect-home"
+        home = tmp_path / "home"
+        args = [str(WIKINEURAL), "--to", "zh", "--shard-size", "2"]
+        with OpenAIServer(model="test-model") as srv:
+            env = run_env(home, srv, PREFECT_HOME=str(prefect_home))
+            # 1. no room for Prefect's database: its first start fails
+            started = time.monotonic()
+            at_start = run_cli(*args, env=env, timeout=120)
+            stopped_in_one_line(at_start, time.monotonic() - started)
+            # 2. room again: the same command runs (a slice of it here)
+            subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)
+            assert run_cli(*args, "--limit", "10", env=env, timeout=240).returncode == 0
+            # 3. the disk fills up with 160 KiB left: the run stops in its middle
+            free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+            (disk / "filler").write_bytes(b"\0" * (free - 160 * 1024))
+            started = time.monotonic()
+            midway = run_cli(*args, env=env, timeout=120)
+            stopped_in_one_line(midway, time.monotonic() - started)
+            assert "instances -> zh" in midway.stderr  # it was past Prefect's start
+            # 4. room again: the same command finishes the run
+            (disk / "filler").unlink()
+            again = run_cli(*args, "--json", env=env, timeout=240)
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert json.loads(again.stdout)["instances"] == 46
+        assert load_snapshot("main", settings=load_settings(home=home)).num_rows == 46
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)

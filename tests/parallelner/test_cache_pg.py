@@ -375,6 +375,78 @@ def test_a_server_that_comes_back_gets_the_spilled_rows_on_the_next_write(own_se
     cache.close()
 
 
+def _spilled(server: _Server, spill: Path, n: int) -> None:
+    """``n`` replies of about 2 KB each written while ``server`` is down: all in ``spill``."""
+    cache = PostgresReplyCache(server.url(), spill, retry_s=0.2)
+    server.stop()
+    for i in range(n):
+        cache.put(f"k{i}", "m", "t", _long_reply(i))
+    cache.close()  # still down: the spill file stays for the next open
+    assert spill.exists()
+
+
+def _long_reply(i: int) -> CachedReply:
+    return CachedReply(f"答复 {i} " + f"— reply {i} " * 200, "stop", i, 2 * i)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "random_bytes", "rows_not_replies"])
+def test_a_damaged_spill_file_keeps_its_good_replies_and_sets_itself_aside(
+    own_server, tmp_path, caplog, damage
+):
+    """Issue 25: a spill file (replies written while Postgres was down) that is damaged
+    made every later open of the cache a traceback (``file is not a database``, ``database
+    disk image is malformed``, or Postgres refusing a row that is not a reply), and no run
+    could start. Now the replies that read back whole are copied to the server, the file
+    is set aside with one warning naming it and what was left out, and the cache opens."""
+    spill = tmp_path / "pending.sqlite"
+    _spilled(own_server, spill, 300)
+    if damage == "truncated":  # a copy cut short: the last pages are gone
+        data = spill.read_bytes()
+        spill.write_bytes(data[: len(data) * 6 // 10])
+    elif damage == "random_bytes":
+        spill.write_bytes(os.urandom(64 * 1024))
+    else:  # SQLite keeps any value in any column: rows Postgres refuses
+        import sqlite3
+
+        db = sqlite3.connect(spill)
+        db.execute("INSERT INTO replies VALUES (NULL, 'm', 't', 'x', 'stop', 1, 2, 0)")
+        row = ("nul", "m", "t", "a\x00b", "stop", 1, 2, 0)  # Postgres refuses NUL in text
+        db.execute("INSERT INTO replies VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
+        db.execute("INSERT INTO replies VALUES ('tok', 'm', 't', 'x', 'stop', 'abc', 2, 0)")
+        db.commit()
+        db.close()
+    own_server.start()
+    caplog.set_level(logging.WARNING)
+    cache = PostgresReplyCache(own_server.url(), spill)  # no traceback: it opens
+    cache.put("after", "m", "t", _reply(1))  # and works
+    cache.close()
+    warnings = [r.getMessage() for r in caplog.records if "spill file damaged" in r.getMessage()]
+    assert len(warnings) == 1, caplog.text
+    moved = [
+        p
+        for p in tmp_path.iterdir()
+        if p.name.startswith("pending.sqlite.damaged-") and not p.name.endswith(("-wal", "-shm"))
+    ]
+    assert len(moved) == 1 and f"set aside as {moved[0].name}" in warnings[0]
+    assert str(spill) in warnings[0] and "asked again" in warnings[0]
+    assert not spill.exists()  # copied, nothing left pending
+    other = PostgresReplyCache(own_server.url(), None)
+    kept = {i for i in range(300) if other.get(f"k{i}") is not None}
+    # whatever came back is exactly the reply written; nothing else was invented
+    assert all(other.get(f"k{i}") == _long_reply(i) for i in kept)
+    assert other.get("after") == _reply(1)
+    if damage == "truncated":
+        assert "truncated" in warnings[0] and 50 <= len(kept) < 300
+        assert f"{len(kept)} replies read from it were kept" in warnings[0]
+    elif damage == "random_bytes":
+        assert "not an SQLite database" in warnings[0] and not kept
+    else:
+        assert kept == set(range(300)) and len(other) == 301  # the good rows all kept
+        assert "3 rows that are not replies (rowid 301, 302, 303)" in warnings[0]
+    other.close()
+    assert PASSWORD not in caplog.text
+
+
 # -- the password ---------------------------------------------------------------------------
 
 

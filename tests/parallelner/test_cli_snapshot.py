@@ -180,6 +180,44 @@ def test_export_into_non_empty_directory(home, tmp_path):
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
 
+@pytest.mark.parametrize("below", ["out", "a/b/out"])
+def test_export_below_a_regular_file_names_the_file(home, tmp_path, below):
+    """Issue 25: export below a regular file said "File exists" (or "Not a directory")
+    without saying which part of the path is a file; now one line names it."""
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("mine")
+    out = blocker / below
+    res = cli("export", "main", str(out), home=home)
+    fails_cleanly(res, f"{out}: cannot export here: {blocker} is a file, not a folder")
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert blocker.read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "notes.txt"]
+
+
+def test_export_into_an_empty_mount_point_writes_into_it(home, tmp_path):
+    """Issue 25: an empty mount point as the target failed with EBUSY (the finished export
+    is renamed over the target, and a mount point cannot be removed or renamed over).
+    The export is built inside it and moved into place there. A real tmpfs: needs root."""
+    out = tmp_path / "mnt"
+    out.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(out)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        res = cli("export", "main", str(out), "--json", home=home)
+        assert res.returncode == 0, res.stderr
+        assert os.path.ismount(out)
+        assert sorted(p.name for p in out.iterdir()) == [
+            "README.md", "SHA256SUMS", "data", "metadata.json"
+        ]  # fmt: skip
+        assert store.read_export(out).num_rows == 25  # verified against its checksums
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "mnt"]  # no temp left
+    finally:
+        subprocess.run(["umount", "-l", str(out)], capture_output=True)
+
+
 def test_catalog_that_is_not_a_catalog(tmp_path):
     (tmp_path / "catalog.db").write_text("not sqlite")
     fails_cleanly(cli("list", home=tmp_path), "catalog.db: not a catalog")
