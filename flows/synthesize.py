@@ -225,6 +225,75 @@ def _summary_rows(summary: pipeline.RunSummary, seconds: float) -> list[dict[str
     return rows
 
 
+@task(name="batch-job", task_run_name="round {round_no}: wait for the job a run left")
+def batch_resume_task(plan: pipeline.RunPlan, settings: Settings, round_no: int) -> str:
+    """A job a killed run submitted and never read: wait for it, read it (never again
+    submitted)."""
+    from parallelner import batchrun
+
+    jobs = batchrun.batch_jobs(settings)
+    journal = batchrun.journal_for(settings, plan.run_id)
+    job, status, lines = batchrun.finish_job(
+        settings, journal, jobs, round_no, _status_logger(round_no)
+    )
+    _run_logger().info("round %d: job %s %s, %d lines read", round_no, job, status.status, lines)
+    return status.status
+
+
+@task(name="batch-round", task_run_name="round {round_no}")
+def batch_round_task(plan: pipeline.RunPlan, settings: Settings, round_no: int) -> tuple:
+    """One round: replay the shards, send what they still need as one job, wait, read."""
+    from parallelner import batchrun
+
+    jobs = batchrun.batch_jobs(settings)
+    return batchrun.run_round(plan, settings, round_no, jobs, _status_logger(round_no))
+
+
+def _status_logger(round_no: int):
+    logger = _run_logger()
+    said: dict[str, Any] = {"status": None, "at": -1e9}
+
+    def on_status(st: Any, elapsed: float) -> None:
+        # a line when the status changes, and once a minute while it waits
+        if st.status != said["status"] or elapsed - said["at"] >= 60:
+            logger.info(
+                "round %d: job %s, %d/%d lines done, %.0f s",
+                round_no, st.status, st.completed + st.failed, st.total, elapsed,
+            )  # fmt: skip
+            said.update(status=st.status, at=elapsed)
+
+    return on_status
+
+
+def _batch_rounds(plan: pipeline.RunPlan, settings: Settings, progress: Any, rounds: list) -> list:
+    """Rounds until every shard is finished; the shard results (``rounds`` gets each
+    round's figures)."""
+    from parallelner import batchrun
+
+    logger = _run_logger()
+    journal = batchrun.journal_for(settings, plan.run_id)
+    left = batchrun.unread_round(journal)
+    if left is not None:
+        batch_resume_task(plan, settings, left)
+    while True:
+        round_no = max(journal.rounds(), default=0) + 1
+        rr, results = batch_round_task(plan, settings, round_no)
+        rounds.append(rr.as_dict())
+        if results is not None:
+            logger.info(
+                "round %d: every shard finished (%d), no job sent", round_no, rr.shards_finished
+            )
+            notify("record", sum(sum(r.counts.values()) for r in results))
+            return results
+        logger.info(
+            "round %d: %d questions from %d shards -> job %s %s (%d answered, %d failed) "
+            "in %.0f s",
+            round_no, rr.questions, rr.shards_waiting, rr.job, rr.status, rr.answered,
+            rr.failed, rr.seconds,
+        )  # fmt: skip
+        update_progress_artifact(progress, progress=min(95.0, 10.0 * round_no))
+
+
 def run_labels(plan: pipeline.RunPlan, settings: Settings) -> tuple[str, list[str]]:
     """The flow run's name (``run-<id> en→zh``) and tags: direction, model, source datasets."""
     langs, datasets = shard_origins(plan.shards)
@@ -292,6 +361,7 @@ def synthesize(
     dataset: str | None = None,
     limit: int | None = None,
     config_file: str | None = None,
+    batch: bool = False,
 ) -> dict[str, Any]:
     """Translate, project and filter NER instances; commit one dataset snapshot.
 
@@ -302,7 +372,8 @@ def synthesize(
     the environment (``PARALLELNER_*``) or the YAML file ``config_file`` (a path: the
     file is read by the flow, its contents never become a parameter). ``dataset`` names
     the label set of sources that do not name theirs; ``limit`` takes only the first N
-    usable instances.
+    usable instances. ``batch``: every question goes through a batch API, in rounds (a
+    task per round; ``parallelner.batchrun``).
     """
     logger = get_run_logger()
     overrides = dict(config or {})
@@ -338,10 +409,18 @@ def synthesize(
             address,
             redact(settings.storage_url or ""),
         )
+    rounds: list[dict[str, Any]] = []
+    if batch:
+        results = _batch_rounds(plan, settings, progress, rounds)
+        futures = []
     pool = RuntimePool()  # the shards' LLM runtime, closed when they are done
     with sharing(pool):
-        futures = [runner_task.submit(shard, plan, settings) for shard in plan.shards]
-    results = []
+        futures = (
+            futures
+            if batch
+            else [runner_task.submit(shard, plan, settings) for shard in plan.shards]
+        )
+    results = results if batch else []
     latency: dict[str, float] = {}
     try:
         for i, fut in enumerate(futures, 1):
@@ -373,6 +452,12 @@ def synthesize(
         pool.close()
     summary = finalize_task(plan, results, settings, output_dir)
     summary.usage.update(latency)
+    if batch:  # what the jobs answered, each reply once (replays read them from the cache)
+        for k in ("requests", "prompt_tokens", "completion_tokens"):
+            summary.usage[k] = sum(r["usage"].get(k, 0) for r in rounds)
+        summary.usage["cache_hits"] = 0
+        summary.usage["batch_rounds"] = len(rounds)
+        summary.usage["batch_questions"] = sum(r["questions"] for r in rounds)
     seconds = time.perf_counter() - started
     create_table_artifact(
         key="synthesize-summary",
@@ -395,4 +480,7 @@ def synthesize(
             summary.unfinished.get("rows", 0),
             summary.unfinished.get("shards", 0),
         )
-    return {**summary.as_dict(), **flow_run}
+    out = {**summary.as_dict(), **flow_run}
+    if batch:
+        out["batch"] = {"rounds": rounds}
+    return out

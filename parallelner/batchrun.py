@@ -211,6 +211,9 @@ class RoundResult:
     answered: int = 0
     failed: int = 0
     seconds: float = 0.0
+    # the replies this round's replay used for the first time (the earlier ones come from
+    # the reply cache): summed over the rounds, the run's requests and tokens
+    usage: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -290,10 +293,12 @@ def run_round(
                     results.append(pipeline.process_shard(shard, plan, settings, runtime))
                 except Pending:
                     waiting += 1
+        used = runtime.client.usage.as_dict()
     finally:
         runtime.close()
     lines = answers.take_needed()
     rr = RoundResult(round_no, len(results), waiting, len(lines))
+    rr.usage = {k: int(used.get(k, 0)) for k in ("requests", "prompt_tokens", "completion_tokens")}
     if not waiting:
         rr.seconds = time.monotonic() - t0
         return rr, results

@@ -109,6 +109,17 @@ def run(
         int | None,
         typer.Option("--shard-size", help="Instances per shard \\[default 1000].", min=1),
     ] = None,
+    batch: Annotated[
+        bool,
+        typer.Option(
+            "--batch",
+            help="Through a batch API, in rounds: every question the instances still need "
+            "goes out as one job per round (the OpenAI Batch API at --llm-base-url, or "
+            "`vllm run-batch` with batch.backend: vllm); half the price, hours not "
+            "minutes. Killed and started again, it waits for the same job (never pays "
+            "twice).",
+        ),
+    ] = False,
     config: ConfigOption = None,
     home: HomeOption = None,
     llm_base_url: LLMBaseURLOption = None,
@@ -146,8 +157,13 @@ def run(
         from parallelner.readers.base import label_set
 
         label_set(dataset)  # an unknown dataset: one line now, not one per input line
-    for warning in check_endpoint(settings):  # several endpoints, some unreachable
-        console_err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    if batch:
+        from parallelner.batchrun import batch_jobs
+
+        batch_jobs(settings)  # the backend the settings name can be used (one line if not)
+    if not (batch and settings.batch.backend == "vllm"):  # vllm run-batch: no server
+        for warning in check_endpoint(settings):  # several endpoints, some unreachable
+            console_err.print(f"[yellow]warning:[/] {warning}", highlight=False)
     address = settings.dask_address if runner == "dask" else None
     if address:
         check_scheduler(address)
@@ -232,6 +248,7 @@ def run(
                         config=_config_dict(config, overrides),
                         config_file=str(config.absolute()) if config else None,
                         output_dir=str(output.absolute()) if output else None,
+                        batch=batch,
                     )
 
             summary = _run_stoppable(run_flow, settings, lambda: progress.stop())

@@ -10,6 +10,7 @@ It answers what the openai SDK's ``client.files`` and ``client.batches`` send:
 ``GET /v1/batches``                    every batch, newest first (one page)
 ``GET /v1/batches/{id}``               the batch, advanced as time passes
 ``POST /v1/batches/{id}/cancel``       cancelled, with what was done so far
+``GET /v1/models``                     the chat server's model (the CLI checks it)
 ``GET /stats``                         files, batches and lines submitted
 =====================================  ==============================================
 
@@ -158,6 +159,7 @@ class BatchServer:
         app.router.add_get("/v1/batches/{id}", self._retrieve)
         app.router.add_post("/v1/batches/{id}/cancel", self._cancel)
         app.router.add_get("/stats", self._stats)
+        app.router.add_get("/v1/models", self._models)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
@@ -258,6 +260,11 @@ class BatchServer:
         if b.status in ("validating", "in_progress"):
             self._finish(b, "cancelled")
         return web.json_response(b.as_dict())
+
+    async def _models(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {"object": "list", "data": [{"id": self.chat.model, "object": "model"}]}
+        )
 
     async def _stats(self, request: web.Request) -> web.Response:
         return web.json_response(self.stats())
