@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import gc
 import logging
 import threading
 import time
@@ -140,6 +141,24 @@ def _check_one(settings: Settings, url: str, shown: str, timeout_s: float) -> No
             )
 
 
+# The cyclic garbage collector's first generation is collected after this many container
+# allocations (CPython's default: 700). A run keeps hundreds of thousands of objects alive
+# (records, instances, the stages' state) while every request allocates a few hundred
+# short-lived ones (aiohttp's request and response objects, JSON, pydantic): at 700 the
+# collector ran so often that it cost ~0.25 ms of CPU per request, a fifth of the client's
+# (benchmarks/bench_throughput.py: 0.90 ms per request with the collector off against 1.23
+# ms on). Almost nothing here is freed by the collector (reference counting frees it), so
+# a larger first generation costs no memory worth counting.
+_GC_GEN0 = 20_000
+
+
+def _fewer_collections() -> None:
+    """Raise the collector's first threshold to ``_GC_GEN0`` (never lower it)."""
+    first, *rest = gc.get_threshold()
+    if 0 < first < _GC_GEN0:
+        gc.set_threshold(_GC_GEN0, *rest)
+
+
 _STOPPED = (
     "the run is stopping (another shard failed: its error is the one the run reports); "
     "this shard's requests in flight were cancelled"
@@ -160,6 +179,7 @@ class LLMRuntime:
     def __init__(self, settings: Settings, batch: Any = None):
         from parallelner.llm.client import LLMClient
 
+        _fewer_collections()  # for the whole process: a run's (see ``_GC_GEN0``)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="llm-runtime", daemon=True
