@@ -254,6 +254,9 @@ def _status_logger(round_no: int):
     said: dict[str, Any] = {"status": None, "at": -1e9}
 
     def on_status(st: Any, elapsed: float) -> None:
+        notify("batch_total_lines", st.total)
+        notify("batch_done_lines", st.completed + st.failed)
+        notify("batch_wait_s", int(elapsed))
         # a line when the status changes, and once a minute while it waits
         if st.status != said["status"] or elapsed - said["at"] >= 60:
             logger.info(
@@ -277,9 +280,17 @@ def _batch_rounds(plan: pipeline.RunPlan, settings: Settings, progress: Any, rou
         batch_resume_task(plan, settings, left)
     while True:
         round_no = max(journal.rounds(), default=0) + 1
+        notify("batch_round", round_no)
+        notify("batch_questions", 0)
         rr, results = batch_round_task(plan, settings, round_no)
         rounds.append(rr.as_dict())
-        if results is not None:
+        if results is not None and rr.online:
+            logger.info(
+                "round %d: %d questions left (below batch.online_below): asked online, "
+                "%d requests",
+                round_no, rr.questions, rr.usage.get("requests", 0),
+            )  # fmt: skip
+        elif results is not None:
             logger.info(
                 "round %d: every shard finished (%d), no job sent", round_no, rr.shards_finished
             )
@@ -457,7 +468,10 @@ def synthesize(
             summary.usage[k] = sum(r["usage"].get(k, 0) for r in rounds)
         summary.usage["cache_hits"] = 0
         summary.usage["batch_rounds"] = len(rounds)
-        summary.usage["batch_questions"] = sum(r["questions"] for r in rounds)
+        summary.usage["batch_questions"] = sum(r["questions"] for r in rounds if not r["online"])
+        summary.usage["batch_online_requests"] = sum(
+            r["usage"].get("requests", 0) for r in rounds if r["online"]
+        )
     seconds = time.perf_counter() - started
     create_table_artifact(
         key="synthesize-summary",

@@ -35,7 +35,7 @@ from typing import Any
 
 from parallelner.errors import Pending
 from parallelner.llm.batch import CHAT_URL, JobStatus, OpenAIBatches, VLLMRunBatch
-from parallelner.progress import muted
+from parallelner.progress import muted, notify
 from parallelner.settings import Settings
 from parallelner.writers.atomic import AtomicTextWriter
 
@@ -211,6 +211,7 @@ class RoundResult:
     answered: int = 0
     failed: int = 0
     seconds: float = 0.0
+    online: bool = False  # the tail asked online (``batch.online_below``), no job
     # the replies this round's replay used for the first time (the earlier ones come from
     # the reply cache): summed over the rounds, the run's requests and tokens
     usage: dict[str, int] = field(default_factory=dict)
@@ -297,6 +298,7 @@ def run_round(
     finally:
         runtime.close()
     lines = answers.take_needed()
+    notify("batch_questions", len(lines))
     rr = RoundResult(round_no, len(results), waiting, len(lines))
     rr.usage = {k: int(used.get(k, 0)) for k in ("requests", "prompt_tokens", "completion_tokens")}
     if not waiting:
@@ -304,6 +306,22 @@ def run_round(
         return rr, results
     if not lines:  # a shard waits on nothing: a programming error, never a user's
         raise RuntimeError(f"batch round {round_no}: {waiting} shards wait, no question")
+    if len(lines) < settings.batch.online_below and settings.llm_base_url:
+        # the tail online: every shard once more, asking the server what is left (the
+        # reply cache has every batch reply, so only the tail's questions go out)
+        rr.online = True
+        runtime = LLMRuntime(settings)
+        try:
+            with muted():
+                results = [pipeline.process_shard(s, plan, settings, runtime) for s in plan.shards]
+            used = runtime.client.usage.as_dict()
+        finally:
+            runtime.close()
+        rr.usage = {
+            k: int(used.get(k, 0)) for k in ("requests", "prompt_tokens", "completion_tokens")
+        }
+        rr.seconds = time.monotonic() - t0
+        return rr, results
     journal.write_input(round_no, lines)
     journal.record(event="submitting", round=round_no, key=f"{plan.run_id}:r{round_no}",
                    questions=len(lines))  # fmt: skip

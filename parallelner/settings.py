@@ -79,6 +79,10 @@ class BatchSettings(_Section):
     # most (then its instance fails, transient: the next run asks again)
     max_rounds: int = Field(default=12, ge=1)
     vllm_command: str = "vllm run-batch"  # + -i IN -o OUT --model MODEL
+    # a round with fewer questions than this goes online instead (the server at
+    # llm_base_url, full price), and so does the rest of the run: the repair loop's tail
+    # of small rounds then costs minutes, not a batch window each; 0: every round a job
+    online_below: int = Field(default=0, ge=0)
 
 
 class QualitySettings(_Section):

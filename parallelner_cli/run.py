@@ -210,6 +210,8 @@ def run(
 
         waiting = {"llm_outage": 0, "llm_stalled": 0, "llm_endpoints_down": 0}
 
+        batch_state: dict[str, int] = {}
+
         def on_event(event: str, n: int) -> None:
             if event == "reading":
                 progress.update(
@@ -220,6 +222,15 @@ def run(
                 progress.update(bar, total=n, description=f"instances -> {to}")
             elif event == "record":
                 progress.advance(bar, n)
+            elif event.startswith("batch_"):  # a batch run: the round, its job, the wait
+                batch_state[event] = n
+                b = batch_state
+                what = f"round {b.get('batch_round', 0)}: {b.get('batch_questions', 0):,} questions"
+                if b.get("batch_done_lines") is not None and b.get("batch_total_lines"):
+                    what += f", {b['batch_done_lines']:,}/{b['batch_total_lines']:,} answered"
+                if b.get("batch_wait_s"):
+                    what += f", waiting {b['batch_wait_s']} s"
+                progress.update(bar, description=f"instances -> {to} ({what})")
             elif event in waiting:  # what the run waits for, in the bar's own line
                 waiting[event] = n
                 note = ""

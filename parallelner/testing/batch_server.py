@@ -11,6 +11,7 @@ It answers what the openai SDK's ``client.files`` and ``client.batches`` send:
 ``GET /v1/batches/{id}``               the batch, advanced as time passes
 ``POST /v1/batches/{id}/cancel``       cancelled, with what was done so far
 ``GET /v1/models``                     the chat server's model (the CLI checks it)
+``POST /v1/chat/completions``          online, as the real API also answers (the tail)
 ``GET /stats``                         files, batches and lines submitted
 =====================================  ==============================================
 
@@ -160,6 +161,8 @@ class BatchServer:
         app.router.add_post("/v1/batches/{id}/cancel", self._cancel)
         app.router.add_get("/stats", self._stats)
         app.router.add_get("/v1/models", self._models)
+        app.router.add_post("/v1/chat/completions", self._online)
+        app.router.add_post("/v1/completions", self._online)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
@@ -261,6 +264,12 @@ class BatchServer:
             self._finish(b, "cancelled")
         return web.json_response(b.as_dict())
 
+    async def _online(self, request: web.Request) -> web.Response:
+        """A request sent online, as the real API also takes them (full price)."""
+        body = await request.json()
+        status, reply = self._answer({"url": request.path, "body": body}, batch=False)
+        return web.json_response(reply, status=status)
+
     async def _models(self, request: web.Request) -> web.Response:
         return web.json_response(
             {"object": "list", "data": [{"id": self.chat.model, "object": "model"}]}
@@ -300,7 +309,7 @@ class BatchServer:
             ]
         b.status, b.ended_at = status, time.time()
 
-    def _answer(self, line: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    def _answer(self, line: dict[str, Any], batch: bool = True) -> tuple[int, dict[str, Any]]:
         """What the chat server answers for this line's body, as a Batch API response."""
         body = line.get("body") or {}
         chat = str(line.get("url", "")).endswith("chat/completions")
@@ -310,7 +319,7 @@ class BatchServer:
         fault = step if isinstance(step, str) else step.get("fault", "content")
         srv.requests.append({"path": line.get("url"), "body": body, "text": text,
                              "fault": fault, "time": time.time(), "answered": True,
-                             "batch": True})  # fmt: skip
+                             "batch": batch})  # fmt: skip
         if fault in ("429", "500", "401", "reset", "hang", "html_200", "non_utf8", "huge"):
             code = {"429": 429, "401": 401}.get(fault, 500)
             return code, {"error": {"message": f"stand-in fault {fault}", "type": "server_error"}}

@@ -221,3 +221,21 @@ def test_vllm_run_batch_files(tmp_path, source, pairs):
         _, batch = _table(plan, results, s)
     assert batch == online
     assert len(rounds) >= 3
+
+
+def test_the_tail_of_small_rounds_goes_online_when_asked(tmp_path, source, pairs):
+    with OpenAIServer(responder=_translator(pairs)) as srv:
+        _, online = _online(source, tmp_path / "online", srv)
+    with OpenAIServer(responder=_translator(pairs)) as srv, BatchServer(chat=srv) as bs:
+        s = _settings(tmp_path / "batch", bs.base_url, batch={"online_below": 10})
+        plan = pipeline.plan_run([source], "de", s, dataset="conll")
+        results, rounds = batchrun.run_batch(plan, s)
+        _, batch = _table(plan, results, s)
+        submitted = bs.stats()["lines_submitted"]
+        # the online requests went to the chat server directly, not through a job
+        direct = [r for r in srv.requests if not r.get("batch")]
+    assert batch == online
+    assert rounds[-1].online and 0 < rounds[-1].questions < 10
+    assert all(r.questions >= 10 for r in rounds[:-1])
+    assert len(direct) == rounds[-1].usage["requests"] > 0
+    assert submitted == sum(r.questions for r in rounds[:-1])
