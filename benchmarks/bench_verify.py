@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from parallelner.llm.client import LLMClient
-from parallelner.quality.decide import is_audit_sample
+from parallelner.quality.decide import apply_audit, audit_draw
 from parallelner.records import ParallelRecord
 from parallelner.settings import LadderSettings, QualitySettings, Settings
 from parallelner.stages import LadderStats, synthesize_instances
@@ -125,6 +125,10 @@ def run_one(
         )
         records, usage = asyncio.run(_synthesize(settings, pairs, tgt, stats))
         server_requests = srv.stats()["requests"]
+    # the run's audit sample, as finalize_run draws it: a fixed share of its accepted pairs
+    every_accepted = [r.record_id for r in records if r.status.value == "accepted"]
+    audited = audit_draw(every_accepted, settings.quality)
+    records = [apply_audit(r, audited) for r in records]
     by_id = {p.id: p for p in pairs}
     table: dict[str, Counter[str]] = defaultdict(Counter)
     acc = acc_right = clean = clean_right = scored = review = 0
@@ -159,17 +163,18 @@ def run_one(
         if kind_name == "none":
             clean += 1
             clean_right += status == "accepted" and right
-    # The audit draw is a pure function of (seed, record id) on pairs that are otherwise
-    # accepted (an audited pair is not climbed), so the review share with the default
-    # sample on, for any audit seed, follows from the run with it off.
-    audited = [
-        review + sum(is_audit_sample(i, QualitySettings(seed=s)) for i in accepted_ids)
+    # The audit draw depends only on the run's accepted ids and the seed, and an audited
+    # pair is not climbed: the review share with the default sample on, for any audit
+    # seed, follows from this run (with the sample off)
+    scored_accepted = set(accepted_ids)
+    with_audit = [
+        review + len(audit_draw(every_accepted, QualitySettings(seed=s)) & scored_accepted)
         for s in range(AUDIT_SEEDS)
     ]
     return {
         "pair": name,
         "config": config,
-        "review_with_audit": [a / scored for a in audited] if scored else None,
+        "review_with_audit": [a / scored for a in with_audit] if scored else None,
         "pairs": len(pairs),
         "scored": scored,
         "accepted": acc,
@@ -227,8 +232,8 @@ def render(results: list[dict[str, Any]], rate: float, seed: int, paraphrase: fl
             "",
             f"Review with the default 2% audit sample on, over {AUDIT_SEEDS} audit seeds "
             "(`quality.seed` 0-19; config `ladder+audit` above has the default, 13): the "
-            "draw is per record id, so on ~150 pairs a seed's share scatters around 2% plus "
-            "what the checks leave.",
+            "draw is a fixed 2% of the run's accepted pairs (all of the file's, one-to-one "
+            "or not), so the share scatters only by where the drawn pairs fall.",
             "",
             "| pair | review, audit off | with audit: mean | median | min – max | seeds ≤ 3% |",
             "|---|---:|---:|---:|---:|---:|",

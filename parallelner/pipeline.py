@@ -18,7 +18,7 @@ import hashlib
 import json
 import os
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -593,6 +593,17 @@ def _commit_staged(
     return snapshot_id, True, 0
 
 
+def _accepted_ids(results: Sequence[ShardResult]) -> Iterator[str]:
+    """Record ids of the accepted rows of the shards (two columns read, not the rows)."""
+    for r in results:
+        try:
+            cols = storage.read_table(r.path, columns=["record_id", "status"])
+        except Exception:  # a damaged file: the pass below sets it aside and says so
+            continue
+        ids, statuses = cols.column("record_id").to_pylist(), cols.column("status").to_pylist()
+        yield from (i for i, s in zip(ids, statuses, strict=True) if s == Status.ACCEPTED.value)
+
+
 def finalize_run(
     plan: RunPlan,
     results: Sequence[ShardResult],
@@ -614,6 +625,7 @@ def finalize_run(
 
     import pyarrow.parquet as pq
 
+    from parallelner.quality import apply_audit, audit_draw
     from parallelner.quality.report import write_report
     from parallelner.records import arrow_schema
     from parallelner.stages.ladder import LadderStats
@@ -632,6 +644,9 @@ def finalize_run(
     files: list[str] = []
 
     sizes = {s.index: s.size for s in plan.shards}
+    # the audit sample: a fixed share of the run's accepted pairs (``quality.audit_draw``),
+    # drawn from the rows files' ids and statuses before the pass below
+    audited = audit_draw(_accepted_ids(ordered), settings.quality)
 
     def marked(output: pq.ParquetWriter | None) -> Iterable[ParallelRecord]:
         # one shard's records as objects at a time: at 257k rows, holding every record
@@ -652,6 +667,7 @@ def finalize_run(
                     "command again to redo that shard"
                 )
             records = mark_duplicates(table_to_records(rows), settings, seen)
+            records = [apply_audit(rec, audited) for rec in records]
             table = records_to_table(records)
             staged.append(staging / f"{r.index:05d}.parquet")
             pq.write_table(table, staged[-1])

@@ -189,13 +189,13 @@ def write_lines(loc: Location, lines: Iterable[str]) -> None:
     files.put_lines(path, lines)
 
 
-def read_table(loc: Location) -> pa.Table:
-    """The Parquet file at ``loc`` as an Arrow table."""
+def read_table(loc: Location, columns: list[str] | None = None) -> pa.Table:
+    """The Parquet file at ``loc`` as an Arrow table (only ``columns``, when given)."""
     import pyarrow.parquet as pq
 
     files, path = _files(loc)
     with files.fs.open(path, "rb") as fh:
-        return pq.read_table(fh)
+        return pq.read_table(fh, columns=columns)
 
 
 def table_rows(loc: Location) -> int:

@@ -7,8 +7,10 @@
 
 from parallelner.quality.checks import Finding, duplicate_key
 from parallelner.quality.decide import (
+    apply_audit,
     assess_record,
     assess_stream,
+    audit_draw,
     decide,
     is_audit_sample,
     mark_duplicate,
@@ -21,5 +23,7 @@ __all__ = [
     "mark_duplicate",
     "assess_stream",
     "decide",
+    "audit_draw",
+    "apply_audit",
     "is_audit_sample",
 ]

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from parallelner.quality import assess_record, assess_stream, is_audit_sample
+from parallelner.quality import assess_record, assess_stream, audit_draw
 from parallelner.reasons import Reason, Status
 from parallelner.records import ParallelRecord, ProjectedEntity
 from parallelner.settings import QualitySettings, Settings
@@ -120,27 +120,36 @@ def test_repair_ladder_unfinished_goes_to_review():
     assert Reason.REPAIR_UNFINISHED in out.reasons
 
 
-def test_audit_sample_is_about_2_percent_and_deterministic_per_record_id():
+def test_the_audit_sample_is_exactly_2_percent_of_a_run_and_deterministic():
     ids = [f"wikineural-en-val-{i:05d}@zh" for i in range(20_000)]
-    picked = [i for i in ids if is_audit_sample(i, Q)]
-    assert 0.017 < len(picked) / len(ids) < 0.023
-    assert picked == [i for i in reversed(ids) if is_audit_sample(i, Q)][::-1]
+    picked = audit_draw(ids, Q)
+    assert len(picked) == 400  # 2% of the accepted pairs, not 2% give or take
+    assert audit_draw(reversed(ids), Q) == picked  # whatever the order or sharding
     other_seed = Q.model_copy(update={"seed": Q.seed + 1})
-    assert picked != [i for i in ids if is_audit_sample(i, other_seed)]
+    assert audit_draw(ids, other_seed) != picked
+    # on a dev-set-sized run the count is fixed too: 150 accepted -> 3
+    assert len(audit_draw(ids[:150], Q)) == 3 and len(audit_draw(ids[:10], Q)) == 0
+    # a run that grows keeps most of its draw (the smallest keys stay the smallest)
+    assert len(audit_draw(ids[:10_000], Q) & picked) >= 150
 
 
 def test_audit_sample_sends_accepted_pairs_to_review():
     records = [r.model_copy(update={"back_translation": r.src_text}) for r in drafts()]
-    all_audited = Q.model_copy(update={"audit_rate": 1.0})
-    seen: set[str] = set()
-    out = [assess_record(r, all_audited, seen) for r in records]
+    settings = Settings(quality=Q.model_copy(update={"audit_rate": 1.0}))
+    out = list(assess_stream(records, settings))
     assert not any(r.status == Status.ACCEPTED for r in out)
     audited = [r for r in out if Reason.AUDIT_SAMPLE in r.reasons]
     assert audited and all(r.reasons == (Reason.AUDIT_SAMPLE,) for r in audited)
+    # one record alone is never audited on its own (the draw is a run's)
+    assert Reason.AUDIT_SAMPLE not in assess_record(records[0], settings.quality, set()).reasons
     # rerun in another order: the same records are drawn
-    default = [assess_record(r, Q, set()) for r in records]
-    again = [assess_record(r, Q, set()) for r in reversed(records)][::-1]
+    settings = Settings(quality=Q)
+    default = list(assess_stream(records, settings))
+    again = list(assess_stream(list(reversed(records)), settings))[::-1]
     assert [r.status for r in default] == [r.status for r in again]
+    accepted = sum(r.status is Status.ACCEPTED for r in default)
+    drawn = sum(Reason.AUDIT_SAMPLE in r.reasons for r in default)
+    assert drawn == int(0.02 * (accepted + drawn) + 0.5)
 
 
 _BASE = first("pud-en-zh.jsonl")
