@@ -15,7 +15,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from parallelner.errors import ConfigError, NoSpaceError, PrefectStartError, is_no_space
+from parallelner.errors import (
+    ConfigError,
+    NoSpaceError,
+    PrefectStartError,
+    is_no_space,
+    why_not_writable,
+)
 
 __all__ = [
     "configure_run_logging",
@@ -130,7 +136,6 @@ def prefect_disk_full() -> bool:
 def _check_prefect_home(home: Path) -> None:
     """Write (and remove) 64 KiB under PREFECT_HOME: a full or read-only disk is one line
     before the server starts."""
-    import errno
     import tempfile
 
     probe = None
@@ -144,9 +149,7 @@ def _check_prefect_home(home: Path) -> None:
     except OSError as exc:
         if is_no_space(exc):
             raise prefect_home_full(home) from None
-        why = {errno.EROFS: "on a read-only file system", errno.EACCES: "not writable by "
-               "this user", errno.EPERM: "not writable by this user"}.get(
-                   exc.errno or 0, exc.strerror or type(exc).__name__)  # fmt: skip
+        why = why_not_writable(exc)
         raise ConfigError(
             f"{home}: Prefect's home folder cannot be written ({why}): Prefect keeps its "
             "database, results and logs there; set PREFECT_HOME to a folder you can write "

@@ -21,6 +21,7 @@ __all__ = [
     "RunStopped",
     "Pending",
     "is_no_space",
+    "why_not_writable",
 ]
 
 
@@ -94,6 +95,18 @@ class RunStopped(ParallelNERError):
 
 _NO_SPACE_ERRNOS = {28, 122}  # ENOSPC, EDQUOT (Linux)
 _NO_SPACE_TEXT = ("database or disk is full", "no space left on device", "[errno 28]")
+
+
+def why_not_writable(exc: OSError) -> str:
+    """Why a folder could not be written, in words: "on a read-only file system", "not
+    writable by this user", or the system's own message."""
+    import errno
+
+    return {
+        errno.EROFS: "on a read-only file system",
+        errno.EACCES: "not writable by this user",
+        errno.EPERM: "not writable by this user",
+    }.get(exc.errno or 0, exc.strerror or type(exc).__name__)
 
 
 def is_no_space(exc: BaseException | None) -> bool:

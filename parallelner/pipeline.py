@@ -26,7 +26,7 @@ from typing import Any
 import pyarrow as pa
 
 from parallelner import storage
-from parallelner.errors import ConfigError, InputError, StoreError
+from parallelner.errors import ConfigError, InputError, StoreError, why_not_writable
 from parallelner.languages import LANGUAGES, unknown_language
 from parallelner.llm.runtime import LLMRuntime, check_endpoint
 from parallelner.progress import notify
@@ -137,7 +137,6 @@ def check_home(home: Path) -> None:
     A read-only home (a read-only mount, another user's folder) failed deep inside the
     run as "unexpected failure: OperationalError" from SQLite; one line names it first.
     """
-    import errno
     import tempfile
 
     home = Path(home)
@@ -147,9 +146,7 @@ def check_home(home: Path) -> None:
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        why = {errno.EROFS: "on a read-only file system", errno.EACCES: "not writable by "
-               "this user", errno.EPERM: "not writable by this user"}.get(
-                   exc.errno or 0, exc.strerror or type(exc).__name__)  # fmt: skip
+        why = why_not_writable(exc)
         raise ConfigError(
             f"{home}: the home folder is read-only ({why}): the run keeps its shards, rows, "
             "reply cache and catalog there; set --home or PARALLELNER_HOME to a folder "
