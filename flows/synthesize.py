@@ -421,17 +421,14 @@ def synthesize(
             redact(settings.storage_url or ""),
         )
     rounds: list[dict[str, Any]] = []
-    if batch:
-        results = _batch_rounds(plan, settings, progress, rounds)
-        futures = []
     pool = RuntimePool()  # the shards' LLM runtime, closed when they are done
-    with sharing(pool):
-        futures = (
-            futures
-            if batch
-            else [runner_task.submit(shard, plan, settings) for shard in plan.shards]
-        )
-    results = results if batch else []
+    futures = []
+    if batch:  # the rounds write every shard; nothing is left to submit
+        results = _batch_rounds(plan, settings, progress, rounds)
+    else:
+        results = []
+        with sharing(pool):
+            futures = [runner_task.submit(shard, plan, settings) for shard in plan.shards]
     latency: dict[str, float] = {}
     try:
         for i, fut in enumerate(futures, 1):

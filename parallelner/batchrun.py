@@ -60,7 +60,6 @@ class BatchAnswers:
     answers: dict[str, dict[str, Any]] = field(default_factory=dict)
     failed: Counter[str] = field(default_factory=Counter)
     needed: dict[str, dict[str, Any]] = field(default_factory=dict)
-    consumed: set[str] = field(default_factory=set)
 
     def add_output(self, path: Path, asked: Path | None = None) -> tuple[int, int]:
         """Read one job's output (answers and error lines); (answered, failed) lines.

@@ -97,6 +97,23 @@ def _tokens(value: Any) -> int:
     return value if type(value) is int else 0
 
 
+def _completion_reply(resp: Any, kind: str) -> CachedReply:
+    """The reply a completion response holds (a live one, or a batch job's line); raises
+    IndexError, KeyError or TypeError for a body that is not a completion."""
+    choice = resp["choices"][0]
+    content = choice["message"]["content"] if kind == "chat" else choice["text"]
+    if not isinstance(content, str | None):
+        raise TypeError("content is not text")
+    u = resp.get("usage")
+    u = u if isinstance(u, dict) else {}
+    return CachedReply(
+        content or "",
+        choice.get("finish_reason"),
+        _tokens(u.get("prompt_tokens")),
+        _tokens(u.get("completion_tokens")),
+    )
+
+
 class LLMClient:
     """The project's LLM client. Use as ``async with LLMClient.from_settings(s) as c:``."""
 
@@ -457,22 +474,11 @@ class LLMClient:
             self.batch.need(key, kind, body)
             raise Pending(key)
         try:
-            choice = resp["choices"][0]
-            content = choice["message"]["content"] if kind == "chat" else choice["text"]
-            if not isinstance(content, str | None):
-                raise TypeError("content is not text")
+            reply = _completion_reply(resp, kind)
         except (IndexError, KeyError, TypeError):
             self._count("failures")
             return Failure(Reason.LLM_HTTP_ERROR, "the batch line is not a completion")
         self._count("requests")
-        u = resp.get("usage")
-        u = u if isinstance(u, dict) else {}
-        reply = CachedReply(
-            content or "",
-            choice.get("finish_reason"),
-            _tokens(u.get("prompt_tokens")),
-            _tokens(u.get("completion_tokens")),
-        )
         self._meter.answered(0.0, reply.prompt_tokens, reply.completion_tokens)
         if self._cache is not None:
             await self._cache.aput(key, str(body["model"]), prompt_version, reply)
@@ -496,12 +502,7 @@ class LLMClient:
                 self._sem,
                 self._hedged,
             )
-            choice = resp["choices"][0]
-            content = choice["message"]["content"] if kind == "chat" else choice["text"]
-            if not isinstance(content, str | None):
-                raise TypeError("content is not text")
-            content = content or ""
-            finish_reason = choice.get("finish_reason")
+            reply = _completion_reply(resp, kind)
         except StatusError as exc:
             status = exc.status
             detail = self._redact(f"HTTP {status} from the LLM server: {exc.message}")
@@ -550,14 +551,6 @@ class LLMClient:
             self._in_flight.pop(rid, None)
         self.policy.answered(latency)
         endpoints.answered(ep, latency)
-        u = resp.get("usage")
-        u = u if isinstance(u, dict) else {}
-        reply = CachedReply(
-            content,
-            finish_reason,
-            _tokens(u.get("prompt_tokens")),
-            _tokens(u.get("completion_tokens")),
-        )
         self._meter.answered(latency, reply.prompt_tokens, reply.completion_tokens)
         return reply, None, False
 

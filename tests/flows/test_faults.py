@@ -10,6 +10,7 @@ from pathlib import Path
 from flows.synthesize import make_task_runner, synthesize
 from parallelner.testing.openai_server import OpenAIServer
 from tests.flows.helpers import WIKINEURAL_SAMPLE, free_port, run_cli, run_env
+from tests.processes import mount_tmpfs
 
 # the stand-in server's fault mix of the issue, without hangs (those have their own test)
 FAULTS = {"500": 0.10, "429": 0.03, "malformed_json": 0.05, "reset": 0.02}
@@ -288,19 +289,13 @@ def test_a_full_disk_under_the_home_stops_the_run_in_one_line_and_it_resumes(tmp
     import subprocess
     import time
 
-    import pytest
-
     from parallelner.settings import load_settings
     from parallelner.store import load_snapshot
     from tests.flows.helpers import WIKINEURAL
 
     disk = tmp_path / "disk"
     disk.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(disk)], capture_output=True
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    mount_tmpfs(disk, "200k")
     try:
         home = disk / "home"
         args = [str(WIKINEURAL), "--to", "zh", "--shard-size", "2", "--json"]
@@ -335,19 +330,13 @@ def test_a_full_disk_under_prefect_home_stops_the_run_in_one_line_and_it_resumes
     import subprocess
     import time
 
-    import pytest
-
     from parallelner.settings import load_settings
     from parallelner.store import load_snapshot
     from tests.flows.helpers import WIKINEURAL
 
     disk = tmp_path / "disk"
     disk.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(disk)], capture_output=True
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    mount_tmpfs(disk, "200k")
 
     def stopped_in_one_line(res: subprocess.CompletedProcess, took: float) -> None:
         assert res.returncode == 2, res.stderr[-3000:]

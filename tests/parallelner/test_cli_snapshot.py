@@ -14,6 +14,7 @@ from test_store import real_records, reviewed
 from parallelner import errors as store_errors
 from parallelner import store
 from parallelner.settings import load_settings
+from tests.processes import mount_tmpfs
 
 CLI = str(Path(sys.executable).parent / "parallelner")
 
@@ -200,11 +201,7 @@ def test_export_into_an_empty_mount_point_writes_into_it(home, tmp_path):
     The export is built inside it and moved into place there. A real tmpfs: needs root."""
     out = tmp_path / "mnt"
     out.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(out)], capture_output=True
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    mount_tmpfs(out, "16m")
     try:
         res = cli("export", "main", str(out), "--json", home=home)
         assert res.returncode == 0, res.stderr
