@@ -34,13 +34,15 @@ from prefect.context import FlowRunContext, TaskRunContext
 from prefect.exceptions import MissingContextError
 from prefect.utilities.urls import url_for
 
-from parallelner import pipeline
+from parallelner import pipeline, shardprocs
 from parallelner.errors import ParallelNERError
 from parallelner.llm.endpoints import endpoint_line
 from parallelner.llm.runtime import RuntimePool, shared_runtime, sharing
+from parallelner.llm.usage import Usage
 from parallelner.progress import notify
 from parallelner.quality.report import inline_images
 from parallelner.settings import Settings, load_settings
+from parallelner.shardprocs import ShardProcesses, auto_processes
 from parallelner.shards import Shard, shard_origins
 from parallelner.stages.ladder import ladder_line
 from parallelner.storage import redact
@@ -86,7 +88,11 @@ def _process_shard(
 ) -> pipeline.ShardResult:
     logger = _run_logger()
     logger.info("%s started (%d instances)", _shard_name(shard, plan), shard.size)
-    result = pipeline.process_shard(shard, plan, settings, shared_runtime(settings))
+    procs = shardprocs.current()
+    if procs is not None:  # in a worker process of this run
+        result = procs.process(shard, plan)
+    else:
+        result = pipeline.process_shard(shard, plan, settings, shared_runtime(settings))
     logger.info("%s finished: %s", _shard_name(shard, plan), _shard_outcome(result))
     return result
 
@@ -387,6 +393,7 @@ def synthesize(
     task per round; ``parallelner.batchrun``).
     """
     logger = get_run_logger()
+    shardprocs.lean_memory()  # this process commits and writes the run's Arrow tables
     overrides = dict(config or {})
     if llm_api_key_secret:
         from prefect.blocks.system import Secret
@@ -423,11 +430,16 @@ def synthesize(
     rounds: list[dict[str, Any]] = []
     pool = RuntimePool()  # the shards' LLM runtime, closed when they are done
     futures = []
+    # all cores of this machine for a large run (``parallelner.shardprocs``)
+    n_procs = 0 if batch or elsewhere else auto_processes(plan.instances, settings.processes)
+    procs = ShardProcesses(settings, n_procs) if n_procs else None
+    if procs is not None:
+        logger.info("shards in %d worker processes", n_procs)
     if batch:  # the rounds write every shard; nothing is left to submit
         results = _batch_rounds(plan, settings, progress, rounds)
     else:
         results = []
-        with sharing(pool):
+        with sharing(pool), shardprocs.using(procs):
             futures = [runner_task.submit(shard, plan, settings) for shard in plan.shards]
     latency: dict[str, float] = {}
     try:
@@ -439,7 +451,7 @@ def synthesize(
                 # the store says the shard is not done (its rows deleted or damaged since
                 # the earlier run's result): processed again here (a damaged file is set
                 # aside with a warning)
-                with sharing(pool):
+                with sharing(pool), shardprocs.using(procs):
                     result = _process_shard(shard, plan, settings)
             elif cached:  # finished by an earlier run: it asked nothing now
                 result = dataclasses.replace(result, usage={}, reused=True)
@@ -456,8 +468,16 @@ def synthesize(
             latency.update({k: v for k, v in usage.items() if k.startswith("latency_") and v})
             if len(rt.client.endpoint_stats()) > 1:  # several endpoints: each one's figures
                 latency["endpoints"] = rt.client.endpoint_stats()
+        if procs is not None:  # the workers' requests (their memory is freed here)
+            procs.close()
+            usage = Usage(latencies_s=procs.latencies()[0]).as_dict()
+            latency.update({k: v for k, v in usage.items() if k.startswith("latency_") and v})
+            if len(procs.endpoint_stats()) > 1:
+                latency["endpoints"] = procs.endpoint_stats()
     finally:
         pool.close()
+        if procs is not None:
+            procs.terminate()
     summary = finalize_task(plan, results, settings, output_dir)
     summary.usage.update(latency)
     if batch:  # what the jobs answered, each reply once (replays read them from the cache)

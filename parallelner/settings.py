@@ -171,6 +171,10 @@ class Settings(BaseSettings):
     # pipeline
     shard_size: int = Field(default=1000, ge=1)
     workers: int = Field(default=4, ge=1)
+    # worker processes for the shards (``parallelner.shardprocs``): 0 runs them on threads
+    # of the run's process; None (default) starts one per core for a run of 20,000
+    # instances or more on a machine of two cores or more
+    processes: int | None = Field(default=None, ge=0)
     translate: TranslateSettings = Field(default_factory=TranslateSettings)
     project: ProjectSettings = Field(default_factory=ProjectSettings)
     ladder: LadderSettings = Field(default_factory=LadderSettings)

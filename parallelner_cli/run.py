@@ -109,6 +109,17 @@ def run(
         int | None,
         typer.Option("--shard-size", help="Instances per shard \\[default 1000].", min=1),
     ] = None,
+    processes: Annotated[
+        int | None,
+        typer.Option(
+            "--processes",
+            help="Worker processes for the shards, each with its share of --max-in-flight "
+            "and the same reply cache; 0 runs them on threads of this process \\[default: "
+            "one per core for a run of 20,000 instances or more, else 0].",
+            min=0,
+            show_default=False,
+        ),
+    ] = None,
     batch: Annotated[
         bool,
         typer.Option(
@@ -143,6 +154,7 @@ def run(
         llm_max_in_flight=max_in_flight,
         workers=workers,
         shard_size=shard_size,
+        processes=processes,
         dask_address=dask_address,
         storage_url=storage_url,
     )
@@ -186,6 +198,7 @@ def run(
             "llm_max_in_flight": settings.llm_max_in_flight,
             "workers": settings.workers,
             "shard_size": settings.shard_size,
+            "processes": settings.processes,
             "storage_url": _absolute(settings.storage_url),
         }.items()
         if v is not None

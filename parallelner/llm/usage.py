@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextvars
 import math
+import random
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -17,6 +18,11 @@ from typing import Any, TypeVar
 __all__ = ["Usage", "UsageMeter", "count_usage"]
 
 T = TypeVar("T")
+
+# latencies kept for the percentiles: 20,000 floats (~0.6 MB) whatever the run's size;
+# the p99 of a larger run is estimated from a uniform sample of its requests
+LATENCY_SAMPLE = 20_000
+_RESERVOIR = random.Random(26)
 
 _COUNTERS = (
     "requests",
@@ -48,7 +54,20 @@ class Usage:
     cache_hits: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    # a uniform sample of the answered requests' latencies (every one up to
+    # ``LATENCY_SAMPLE``, then a reservoir of that size: memory flat in the run's size)
     latencies_s: list[float] = field(default_factory=list, repr=False)
+    answered_n: int = field(default=0, repr=False)
+
+    def add_latency(self, latency: float) -> None:
+        """Count one answered request's latency in the sample (reservoir sampling)."""
+        self.answered_n += 1
+        if len(self.latencies_s) < LATENCY_SAMPLE:
+            self.latencies_s.append(latency)
+            return
+        j = _RESERVOIR.randrange(self.answered_n)
+        if j < LATENCY_SAMPLE:
+            self.latencies_s[j] = latency
 
     def add(self, name: str, n: int = 1) -> None:
         """Add ``n`` to the counter ``name``."""
@@ -108,6 +127,6 @@ class UsageMeter:
         """Count one answered request: its latency and its tokens."""
         usages = (self.usage, *_SINKS.get())
         for u in usages:
-            u.latencies_s.append(latency)
+            u.add_latency(latency)
             u.prompt_tokens += prompt_tokens
             u.completion_tokens += completion_tokens
