@@ -1,0 +1,126 @@
+"""`parallelner run` as users run it, at N instances, against the zero-latency stand-in.
+
+The realistic path: the stand-in (``parallelner.testing.openai_server``, its own process,
+256 slots, no service time) answers every request right, so rows are accepted after
+about two requests each. Input: the real WikiNEuRal sentences cycled to N (see
+``bench_flow.make_source``). The CLI runs with its defaults (the temporary Prefect API,
+shards of 1,000, worker processes chosen for the run's size) and ``--max-in-flight 256``.
+
+Printed, one JSON line per run: wall time, instances/s, requests per instance, the peak
+RSS of the client (the CLI process and its worker processes, summed: pages the workers
+share are counted once per process) and of the Prefect API server apart, sampled every
+second, each process's own peak, and the highest 1-minute load average seen.
+
+    .venv/bin/python benchmarks/bench_run_cli.py 25719 257190
+    .venv/bin/python benchmarks/bench_run_cli.py 25719 --processes 0   # threads only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+sys.path.insert(0, str(REPO))
+
+from bench_flow import make_source, server_stats, start_server  # noqa: E402
+
+
+def _kind(cmd: str) -> str | None:
+    if "openai_server" in cmd:
+        return None  # the stand-in LLM: not the client
+    if "prefect" in cmd and "uvicorn" in cmd:
+        return "prefect_api"
+    if "spawn_main" in cmd:
+        return "workers"
+    if "resource_tracker" in cmd:
+        return "tracker"
+    return "other"
+
+
+def run_once(n: int, url: str, work: Path, extra: list[str]) -> dict:
+    src = work / f"source-{n}.jsonl"
+    if not src.exists():
+        make_source(n, src)
+    home = work / f"home-{n}-{len(list(work.glob('home-*')))}"
+    before = server_stats(url)["requests"]
+    started = time.time()
+    cmd = [str(REPO / ".venv" / "bin" / "parallelner"), "run", str(src), "--to", "zh",
+           "--home", str(home), "--llm-base-url", url, "--llm-model", "test-model",
+           "--max-in-flight", "256", "--json", *extra]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO
+    )
+    peak: dict[str, int] = {"client": 0, "prefect_api": 0}
+    loads: list[float] = []
+
+    def sample() -> None:
+        while proc.poll() is None:
+            try:
+                me = psutil.Process(proc.pid)
+                per = {"main": me.memory_info().rss}
+                for child in me.children(recursive=True):
+                    kind = _kind(" ".join(child.cmdline()))
+                    if kind is not None:
+                        per[kind] = per.get(kind, 0) + child.memory_info().rss
+                client = sum(v for k, v in per.items() if k != "prefect_api")
+                peak["client"] = max(peak["client"], client)
+                for k, v in per.items():
+                    peak[k] = max(peak.get(k, 0), v)
+                loads.append(os.getloadavg()[0])
+            except psutil.Error:
+                pass
+            time.sleep(1)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, err = proc.communicate()
+    wall = time.time() - started
+    asked = server_stats(url)["requests"] - before
+    try:
+        counts = json.loads(out)["counts"]
+    except (json.JSONDecodeError, KeyError):
+        counts = err[-800:]
+    mb = {k: round(v / 2**20) for k, v in peak.items()}
+    return {
+        "instances": n,
+        "args": extra,
+        "wall_s": round(wall, 1),
+        "instances_per_s": round(n / wall, 1),
+        "requests_per_instance": round(asked / n, 3),
+        "peak_client_rss_mb": mb.pop("client"),
+        "peak_prefect_api_rss_mb": mb.pop("prefect_api"),
+        "peak_rss_mb_by_process": mb,
+        "load_max": round(max(loads or [0.0]), 2),
+        "rc": proc.returncode,
+        "counts": counts,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("sizes", nargs="+", type=int, help="instances per run (e.g. 25719 257190)")
+    ap.add_argument("--processes", help="passed to `parallelner run --processes`")
+    args = ap.parse_args()
+    extra = ["--processes", args.processes] if args.processes is not None else []
+    work = Path(tempfile.mkdtemp(prefix="bench-run-cli-"))
+    server, url = start_server(0.0, 256)
+    try:
+        for n in args.sizes:
+            print(json.dumps(run_once(n, url, work, extra)), flush=True)
+    finally:
+        server.terminate()
+
+
+if __name__ == "__main__":
+    main()
