@@ -8,7 +8,8 @@ shards of 1,000, worker processes chosen for the run's size) and ``--max-in-flig
 
 Printed, one JSON line per run: wall time, instances/s, requests per instance, the peak
 RSS of the client (the CLI process and its worker processes, summed: pages the workers
-share are counted once per process) and of the Prefect API server apart, sampled every
+share are counted once per process; and their proportional set size, PSS, which counts a
+shared page once) and of the Prefect API server apart, sampled every
 second, each process's own peak, and the highest 1-minute load average seen.
 
     .venv/bin/python benchmarks/bench_run_cli.py 25719 257190
@@ -69,12 +70,16 @@ def run_once(n: int, url: str, work: Path, extra: list[str]) -> dict:
             try:
                 me = psutil.Process(proc.pid)
                 per = {"main": me.memory_info().rss}
+                pss = me.memory_full_info().pss
                 for child in me.children(recursive=True):
                     kind = _kind(" ".join(child.cmdline()))
                     if kind is not None:
                         per[kind] = per.get(kind, 0) + child.memory_info().rss
+                        if kind != "prefect_api":
+                            pss += child.memory_full_info().pss
                 client = sum(v for k, v in per.items() if k != "prefect_api")
                 peak["client"] = max(peak["client"], client)
+                peak["client_pss"] = max(peak.get("client_pss", 0), pss)
                 for k, v in per.items():
                     peak[k] = max(peak.get(k, 0), v)
                 loads.append(os.getloadavg()[0])
@@ -99,6 +104,7 @@ def run_once(n: int, url: str, work: Path, extra: list[str]) -> dict:
         "instances_per_s": round(n / wall, 1),
         "requests_per_instance": round(asked / n, 3),
         "peak_client_rss_mb": mb.pop("client"),
+        "peak_client_pss_mb": mb.pop("client_pss", None),
         "peak_prefect_api_rss_mb": mb.pop("prefect_api"),
         "peak_rss_mb_by_process": mb,
         "load_max": round(max(loads or [0.0]), 2),

@@ -368,7 +368,7 @@ def _commit(
 
 # Arrow bytes pyiceberg gathers before it writes a data file (its default, 512 MB, held
 # a whole 257k-pair run in memory: peak 1.4 GB against 0.7 GB at 25k pairs)
-WRITE_TARGET_BYTES = 32 * 2**20
+WRITE_TARGET_BYTES = 16 * 2**20
 
 
 def _no_pyiceberg_retry(table: Table) -> Table:

@@ -98,6 +98,23 @@ def test_shards_in_two_processes_give_the_rows_of_one_process_and_share_cache_an
     assert answered == 0 and lat == []  # nothing was asked the second time
 
 
+def test_a_worker_retires_after_its_shards_and_a_fresh_one_goes_on_within_the_bound(tmp_path):
+    with OpenAIServer(model="test-model", service_time=0.01) as srv:
+        settings = _settings(tmp_path / "home", srv.base_url, llm_max_in_flight=3)
+        plan = pipeline.plan_run([WIKINEURAL_SAMPLE], "zh", settings)
+        procs = shardprocs.ShardProcesses(settings, 1, retire_after=2)
+        try:
+            results = [f.result(timeout=300) for f in [procs.submit(s, plan) for s in plan.shards]]
+        finally:
+            procs.close()
+        peak = srv.stats()["max_concurrent"]
+    assert [r.index for r in results] == list(range(7))
+    assert sum(sum(r.counts.values()) for r in results) == 20
+    assert len(procs._procs) == 4  # 7 shards, 2 each: three workers retired
+    assert all(not p.proc.is_alive() and p.proc.exitcode == 0 for p in procs._procs)
+    assert peak <= 3  # a successor starts when its predecessor has ended
+
+
 def test_a_users_error_comes_back_as_itself_and_nothing_is_written(tmp_path):
     with OpenAIServer(model="test-model", fault_mix={"401": 1.0}) as srv:
         settings = _settings(tmp_path / "home", srv.base_url)
