@@ -17,7 +17,6 @@ import contextlib
 import hashlib
 import json
 import os
-import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -420,46 +419,6 @@ def _summarize(records: Iterable[ParallelRecord]) -> tuple[dict[str, int], dict[
     return dict(counts), dict(reasons)
 
 
-class _ShardRows:
-    """A shard's records as they end, kept as Arrow rows (~1.5 KB each, against ~10 KB as
-    objects), in chunks of ``CHUNK``; ``table()`` gives them in input order."""
-
-    CHUNK = 100
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._pending: list[tuple[int, ParallelRecord]] = []
-        self._chunks: list[pa.Table] = []
-        self._order: list[int] = []
-        self.counts: Counter[str] = Counter()
-        self.reasons: Counter[str] = Counter()
-
-    def add(self, i: int, rec: ParallelRecord) -> None:
-        with self._lock:
-            self._pending.append((i, rec))
-            self.counts[rec.status.value] += 1
-            for reason in rec.reasons:
-                self.reasons[reason.value] += 1
-            if len(self._pending) >= self.CHUNK:
-                self._flush()
-
-    def _flush(self) -> None:
-        if self._pending:
-            self._order.extend(i for i, _ in self._pending)
-            self._chunks.append(records_to_table([r for _, r in self._pending]))
-            self._pending = []
-
-    def table(self) -> pa.Table:
-        with self._lock:
-            self._flush()
-            if not self._chunks:
-                return records_to_table([])
-            whole = pa.concat_tables(self._chunks)
-            self._chunks = []
-            order = sorted(range(len(self._order)), key=self._order.__getitem__)
-            return whole.take(pa.array(order, pa.int64()))
-
-
 def process_shard(
     shard: Shard,
     plan: RunPlan,
@@ -496,14 +455,12 @@ def process_shard(
         if on_record is not None:
             on_record(rec)
 
-    rows = _ShardRows()
-
     from parallelner.llm.client import Usage, count_usage
 
     # this shard's own requests: other shards send theirs through the same client meanwhile
     usage = Usage()
     ladder = LadderStats()
-    runtime.run(  # the records go to ``rows`` as they end
+    records = runtime.run(
         count_usage(
             usage,
             synthesize_instances(
@@ -516,18 +473,13 @@ def process_shard(
                 on_record=done,
                 signature=plan.signature or None,
                 stats=ladder,
-                on_indexed=rows.add,
             ),
         )
     )
-    table = rows.table()
-    if table.num_rows != len(instances):  # every instance ends in exactly one record
-        raise RuntimeError(
-            f"shard {shard.id}: {len(instances)} instances, {table.num_rows} records"
-        )
-    del instances
-    store.write_rows(path, table, usage.transient_failures)
-    counts, reasons = dict(rows.counts), dict(rows.reasons)
+    if len(records) != len(instances):  # every instance ends in exactly one record
+        raise RuntimeError(f"shard {shard.id}: {len(instances)} instances, {len(records)} records")
+    store.write_rows(path, records_to_table(records), usage.transient_failures)
+    counts, reasons = _summarize(records)
     notify("shard", 1)
     counters = {k: v for k, v in usage.as_dict().items() if type(v) is int}
     return ShardResult(

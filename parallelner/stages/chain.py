@@ -110,17 +110,13 @@ async def synthesize_instances(
     on_record: Callable[[ParallelRecord], None] | None = None,
     signature: str | None = None,
     stats: LadderStats | None = None,
-    on_indexed: Callable[[int, ParallelRecord], None] | None = None,
 ) -> list[ParallelRecord]:
     """The chain for every instance; one record per instance, in input order.
 
     Instances overlap (their requests share the client's in-flight bound); at most four
     times that bound are pulled ahead, so a huge iterable is never held twice over.
     Duplicates are marked per run by the caller (``run.finalize_run``), since they cross
-    shard boundaries. With ``on_indexed(i, record)`` the records are handed over as they
-    end (``i``: the instance's place in ``instances``) and not kept: the list returned is
-    empty (a shard holds 1,000 records as Arrow rows, ~1.5 KB each, not as objects,
-    ~10 KB each). In a batch round (``parallelner.batchrun``) an instance that asks
+    shard boundaries. In a batch round (``parallelner.batchrun``) an instance that asks
     what no batch answered yet stops; when every instance has ended or stopped,
     ``Pending`` is raised and nothing is returned.
     """
@@ -128,7 +124,6 @@ async def synthesize_instances(
     out: list[ParallelRecord | None] = [None] * len(instances)
     window = asyncio.Semaphore(max(4, 4 * client.max_in_flight))
     waiting: list[Pending] = []
-    ended = [0]
 
     async def one(i: int, inst: Instance) -> None:
         async with window:
@@ -139,21 +134,13 @@ async def synthesize_instances(
             except Pending as exc:  # a batch round: this instance waits for the next one
                 waiting.append(exc)
                 return
-        ended[0] += 1
-        if on_indexed is not None:
-            on_indexed(i, rec)
-        else:
-            out[i] = rec
+        out[i] = rec
         if on_record is not None:
             on_record(rec)
 
     await asyncio.gather(*(one(i, inst) for i, inst in enumerate(instances)))
     if waiting:  # every other instance went as far as it could: the round's questions
         raise Pending(f"{len(waiting)} of {len(instances)} instances wait for a batch")
-    if on_indexed is not None:
-        if ended[0] != len(instances):  # a programming error: fail loudly, lose no row
-            raise RuntimeError(f"{ended[0]} records for {len(instances)} instances")
-        return []
     missing = [instances[i].id for i, r in enumerate(out) if r is None]
     if missing:  # a programming error, never a user's: fail loudly rather than lose rows
         raise RuntimeError(f"no record for instances {missing[:5]}")

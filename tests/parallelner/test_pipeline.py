@@ -88,13 +88,6 @@ def test_many_shards_commit_one_snapshot_with_the_rows_of_one_shard_at_a_time(tm
         plan, results = _processed(settings, [src])
         summary = pipeline.finalize_run(plan, results, settings, output_dir=tmp_path / "out")
     assert len(plan.shards) == 11
-    from parallelner.shards import read_shard
-
-    for r in results:  # each rows file in its shard's input order (rows end out of order)
-        shard = plan.shards[r.index]
-        assert pq.read_table(r.path).column("instance_id").to_pylist() == [
-            i.id for i in read_shard(shard)
-        ]
     snaps = list_snapshots(settings)
     assert len(snaps) == 1 and snaps[0]["added_records"] == 21
     rows = load_snapshot("main", settings=settings)
@@ -384,27 +377,3 @@ def test_a_rows_file_that_changed_after_its_shard_finished_stops_the_commit(tmp_
         assert not (tmp_path / "home" / "catalog.db").exists()  # nothing committed
         summary = _run(settings)
     assert summary.snapshot_new and len(load_snapshot("main", settings=settings)) == 20
-
-
-def test_shard_rows_end_in_any_order_and_are_written_in_input_order(tmp_path, monkeypatch):
-    """``process_shard`` keeps a shard's records as Arrow chunks as they end (out of input
-    order: a slow instance ends last) and writes them in input order."""
-    import pyarrow.parquet as pq
-
-    with OpenAIServer(model="test-model") as srv:
-        settings = load_settings(
-            None, home=tmp_path / "home", llm_base_url=srv.base_url, llm_model="test-model",
-        )  # fmt: skip
-        plan, results = _processed(settings)
-    records = table_to_records(pq.read_table(results[0].path))
-    assert len(records) == 20
-    monkeypatch.setattr(pipeline._ShardRows, "CHUNK", 3)
-    rows = pipeline._ShardRows()
-    for i in [7, 0, 19, 3, 1, 2, 18, 4, 5, 6, 17, 8, 9, 10, 16, 11, 12, 13, 15, 14]:
-        rows.add(i, records[i])
-    table = rows.table()
-    assert table_to_records(table) == records
-    from collections import Counter
-
-    assert rows.counts == Counter(r.status.value for r in records)
-    assert sum(rows.counts.values()) == 20
