@@ -466,13 +466,20 @@ class ShardProcesses:
         for job in left:
             self._settle(job, error=RuntimeError("the shard processes were closed"))
 
-    def terminate(self) -> None:
-        """Stop the workers now (the run is stopping): no shard is waited for."""
+    def terminate(self, timeout: float = 10.0) -> None:
+        """Stop the workers now (the run is stopping): no shard is waited for (every reply
+        a worker received is in the reply cache already: a request ends when its reply is
+        written)."""
         with self._lock:
             self._closed = True
         for p in self._procs:
             if p.proc.is_alive():
                 p.proc.terminate()
+        deadline = time.monotonic() + timeout
+        for p in self._procs:
+            p.proc.join(max(0.1, deadline - time.monotonic()))
+            if p.proc.is_alive():
+                p.proc.kill()
 
     def latencies(self) -> tuple[list[float], int]:
         """The workers' latency samples (after ``close``) and the requests they answered."""
