@@ -36,7 +36,7 @@ FLOORS = [
     {"llm"},
     {"align", "quality"},
     {"stages"},
-    {"jobs", "pipeline", "batchrun", "testing"},
+    {"jobs", "pipeline", "batchrun", "shardprocs", "testing"},
 ]
 
 

@@ -165,6 +165,18 @@ _STOPPED = (
 )
 
 
+def _discard(coro: Any) -> None:
+    """Close a coroutine never started, and the coroutines it was handed as arguments
+    (``count_usage(usage, synthesize_instances(...))``): closing the outer one alone left
+    the inner one to the collector, which printed "coroutine ... was never awaited" under
+    a stopped run's one-line error."""
+    frame = getattr(coro, "cr_frame", None)
+    for value in list(frame.f_locals.values()) if frame is not None else ():
+        if asyncio.iscoroutine(value):
+            _discard(value)
+    coro.close()
+
+
 class LLMRuntime:
     """One LLM client on one event loop in a background thread, shared by all shards.
 
@@ -247,7 +259,7 @@ class LLMRuntime:
         another shard failed): the caller's work is cancelled, never left waiting.
         """
         if self._closing:
-            coro.close()
+            _discard(coro)
             raise RunStopped(_STOPPED)
         fut: Future = asyncio.run_coroutine_threadsafe(coro, self._loop)
         try:

@@ -377,3 +377,30 @@ def test_a_rows_file_that_changed_after_its_shard_finished_stops_the_commit(tmp_
         assert not (tmp_path / "home" / "catalog.db").exists()  # nothing committed
         summary = _run(settings)
     assert summary.snapshot_new and len(load_snapshot("main", settings=settings)) == 20
+
+
+def test_a_shard_started_on_a_closed_runtime_leaves_no_coroutine_unawaited(tmp_path):
+    """A shard that starts while the run stops gets RunStopped, and nothing prints
+    "coroutine ... was never awaited" under the run's one-line error (it did)."""
+    import gc
+    import warnings
+
+    from parallelner.errors import RunStopped
+
+    with OpenAIServer(model="test-model") as srv:
+        settings = load_settings(
+            None, home=tmp_path / "home", llm_base_url=srv.base_url, llm_model="test-model",
+            shard_size=4,
+        )  # fmt: skip
+        plan = pipeline.plan_run([WIKINEURAL_SAMPLE], "zh", settings)
+        runtime = LLMRuntime(settings)
+        runtime.close()
+        stopped = False
+        with warnings.catch_warnings(record=True) as heard:
+            warnings.simplefilter("always")
+            try:
+                pipeline.process_shard(plan.shards[0], plan, settings, runtime)
+            except RunStopped:
+                stopped = True
+            gc.collect()
+    assert stopped and [str(w.message) for w in heard if "never awaited" in str(w.message)] == []
