@@ -87,10 +87,12 @@ class ReplyCache(GroupCommitCache):
                 side.replace(Path(f"{moved}{suffix}"))
 
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        # the busy timeout first: worker processes opening a new cache at once wait for
+        # each other's switch to WAL instead of failing with "database is locked"
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30.0)
+        db.execute("PRAGMA busy_timeout=30000")
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("PRAGMA busy_timeout=30000")
         return db
 
     def get(self, key: str) -> CachedReply | None:
