@@ -97,6 +97,16 @@ def _process_shard(
     return result
 
 
+def _latency_figures(usage: Usage, endpoints: list[dict[str, Any]]) -> dict[str, Any]:
+    """The latency percentiles of ``usage``, and each endpoint's figures when several."""
+    out: dict[str, Any] = {
+        k: v for k, v in usage.as_dict().items() if k.startswith("latency_") and v
+    }
+    if len(endpoints) > 1:
+        out["endpoints"] = endpoints
+    return out
+
+
 def _retry_unless_users_error(_task: Any, _run: Any, state: Any) -> bool:
     """A shard is retried once for what may pass (a crash, a lost worker), never for a
     user's or configuration error (a refused API key, bad input): it would fail again,
@@ -464,16 +474,11 @@ def synthesize(
             results.append(result)
             update_progress_artifact(progress, progress=100.0 * i / len(futures))
         for rt in pool.runtimes():  # latency percentiles of this process's requests
-            usage = rt.client.usage.as_dict()
-            latency.update({k: v for k, v in usage.items() if k.startswith("latency_") and v})
-            if len(rt.client.endpoint_stats()) > 1:  # several endpoints: each one's figures
-                latency["endpoints"] = rt.client.endpoint_stats()
+            latency.update(_latency_figures(rt.client.usage, rt.client.endpoint_stats()))
         if procs is not None:  # the workers' requests (their memory is freed here)
             procs.close()
-            usage = Usage(latencies_s=procs.latencies()[0]).as_dict()
-            latency.update({k: v for k, v in usage.items() if k.startswith("latency_") and v})
-            if len(procs.endpoint_stats()) > 1:
-                latency["endpoints"] = procs.endpoint_stats()
+            sample = Usage(latencies_s=procs.latencies()[0])
+            latency.update(_latency_figures(sample, procs.endpoint_stats()))
     finally:
         pool.close()
         if procs is not None:

@@ -272,7 +272,6 @@ class ShardProcesses:
     ):
         from parallelner.progress import listeners
 
-        self.processes = processes
         share = max(1, settings.llm_max_in_flight // processes)
         self._settings = settings.model_copy(update={"llm_max_in_flight": share})
         self._per_process = per_process
