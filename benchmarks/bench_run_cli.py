@@ -49,7 +49,7 @@ def _kind(cmd: str) -> str | None:
     return "other"
 
 
-def run_once(n: int, url: str, work: Path, extra: list[str]) -> dict:
+def run_once(n: int, url: str, work: Path, extra: list[str], timeline: Path | None = None) -> dict:
     src = work / f"source-{n}.jsonl"
     if not src.exists():
         make_source(n, src)
@@ -64,6 +64,7 @@ def run_once(n: int, url: str, work: Path, extra: list[str]) -> dict:
     )
     peak: dict[str, int] = {"client": 0, "prefect_api": 0}
     loads: list[float] = []
+    samples: list[dict] = []
 
     def sample() -> None:
         while proc.poll() is None:
@@ -83,6 +84,7 @@ def run_once(n: int, url: str, work: Path, extra: list[str]) -> dict:
                 for k, v in per.items():
                     peak[k] = max(peak.get(k, 0), v)
                 loads.append(os.getloadavg()[0])
+                samples.append({"t": round(time.time() - started, 1), "pss": pss, **per})
             except psutil.Error:
                 pass
             time.sleep(1)
@@ -97,6 +99,14 @@ def run_once(n: int, url: str, work: Path, extra: list[str]) -> dict:
     except (json.JSONDecodeError, KeyError):
         counts = err[-800:]
     mb = {k: round(v / 2**20) for k, v in peak.items()}
+    if timeline is not None:
+        timeline.mkdir(parents=True, exist_ok=True)
+        with open(timeline / f"run-{n}{'-'.join(['', *extra])}.jsonl", "w") as f:
+            for row in samples:
+                f.write(
+                    json.dumps({k: v if k == "t" else round(v / 2**20) for k, v in row.items()})
+                    + "\n"
+                )
     return {
         "instances": n,
         "args": extra,
@@ -117,13 +127,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("sizes", nargs="+", type=int, help="instances per run (e.g. 25719 257190)")
     ap.add_argument("--processes", help="passed to `parallelner run --processes`")
+    ap.add_argument(
+        "--timeline", type=Path, metavar="DIR",
+        help="write each run's samples (MB of each process, every second) to DIR/run-N.jsonl",
+    )  # fmt: skip
     args = ap.parse_args()
     extra = ["--processes", args.processes] if args.processes is not None else []
     work = Path(tempfile.mkdtemp(prefix="bench-run-cli-"))
     server, url = start_server(0.0, 256)
     try:
         for n in args.sizes:
-            print(json.dumps(run_once(n, url, work, extra)), flush=True)
+            print(json.dumps(run_once(n, url, work, extra, args.timeline)), flush=True)
     finally:
         server.terminate()
 

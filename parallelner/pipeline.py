@@ -30,6 +30,7 @@ from parallelner.errors import ConfigError, InputError, StoreError, why_not_writ
 from parallelner.languages import LANGUAGES, unknown_language
 from parallelner.llm.runtime import LLMRuntime, check_endpoint
 from parallelner.progress import notify
+from parallelner.quality import clear_caches
 from parallelner.reasons import Reason, Status
 from parallelner.records import ParallelRecord, records_to_table, table_to_records
 from parallelner.settings import Settings
@@ -479,6 +480,7 @@ def process_shard(
     if len(records) != len(instances):  # every instance ends in exactly one record
         raise RuntimeError(f"shard {shard.id}: {len(instances)} instances, {len(records)} records")
     store.write_rows(path, records_to_table(records), usage.transient_failures)
+    clear_caches()  # a shard's sentences are not seen again
     counts, reasons = _summarize(records)
     notify("shard", 1)
     counters = {k: v for k, v in usage.as_dict().items() if type(v) is int}

@@ -107,10 +107,39 @@ def auto_processes(instances: int, setting: int | None) -> int:
 
 def lean_memory() -> None:
     """Arrow's buffers from the system allocator (its default, mimalloc, kept ~70 MB of
-    freed buffers of a 12,000-pair run resident), and freed C memory handed back."""
+    freed buffers of a 12,000-pair run resident)."""
     import pyarrow as pa
 
     pa.set_memory_pool(pa.system_memory_pool())
+
+
+def without_pandas() -> None:
+    """From now on ``import pandas`` fails in this process: for worker processes only.
+
+    Arrow imports pandas (50 MB in each process) at its first conversion of Python
+    objects, only to recognise pandas objects, and tries again at every conversion until
+    the import succeeds. A worker converts records, never pandas objects, and nothing a
+    shard runs uses pandas.
+    """
+    if "pandas" not in sys.modules and _NO_PANDAS not in sys.meta_path:
+        sys.meta_path.insert(0, _NO_PANDAS)
+
+
+class _NoPandas:
+    """An import hook under which ``import pandas`` fails (a ``None`` entry in
+    ``sys.modules`` would not do: Arrow's compiled import takes it for the module)."""
+
+    @staticmethod
+    def find_spec(name: str, path: Any = None, target: Any = None) -> None:
+        if name == "pandas" or name.startswith("pandas."):
+            raise ModuleNotFoundError(
+                f"{name} is not imported in a worker process of a run (50 MB in each); "
+                "a stage that needs it runs with `--processes 0`",
+                name=name,
+            )
+
+
+_NO_PANDAS = _NoPandas()
 
 
 def trim_memory() -> None:
@@ -201,6 +230,7 @@ def _worker(settings: Any, conn: Any, per_process: int, parent: int) -> None:
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     lean_memory()
+    without_pandas()
     from parallelner import pipeline
     from parallelner.llm.runtime import LLMRuntime
 

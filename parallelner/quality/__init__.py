@@ -5,7 +5,7 @@
 - ``report``: counts, plots and a markdown summary of a run, precision of ``accepted``.
 """
 
-from parallelner.quality.checks import Finding, duplicate_key
+from parallelner.quality.checks import Finding, clear_caches, duplicate_key
 from parallelner.quality.decide import (
     apply_audit,
     assess_record,
@@ -19,6 +19,7 @@ from parallelner.quality.decide import (
 __all__ = [
     "Finding",
     "duplicate_key",
+    "clear_caches",
     "assess_record",
     "mark_duplicate",
     "assess_stream",

@@ -7,6 +7,8 @@ translations and gold spans) and data/sources (CLUENER, WikiNEuRal).
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from functools import cache
 from pathlib import Path
 
@@ -22,13 +24,15 @@ from parallelner.quality.checks import (
     check_length_ratio,
     check_markup,
     check_untranslated,
+    clear_caches,
 )
 from parallelner.reasons import Reason
 from parallelner.records import Entity, ParallelRecord, ProjectedEntity
 from parallelner.settings import QualitySettings
 from parallelner.testing.samples import draft_from_projection_pair
 
-DATA = Path(__file__).resolve().parents[2] / "data"
+REPO = Path(__file__).resolve().parents[2]
+DATA = REPO / "data"
 Q = QualitySettings()
 
 
@@ -292,6 +296,42 @@ def test_backtranslation_bleu_uses_the_zh_tokenizer_for_a_chinese_source():
 
 def test_no_backtranslation_means_no_finding():
     assert check_backtranslation(pair("europarl-00001-de"), Q) is None
+
+
+def test_scored_sentences_are_forgotten_when_the_caches_are_cleared_and_scores_stay():
+    from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
+    from sacrebleu.tokenizers.tokenizer_zh import TokenizerZh
+
+    en = pair("europarl-00001-de")
+    en = en.model_copy(update={"back_translation": " ".join(en.src_text.split()[::2])})
+    src = cluener(1)
+    zh = zh_to_en(src, "Wenger's team played another classic match.")
+    zh = zh.model_copy(update={"back_translation": src.replace("经典", "精彩")})
+    first = [check_backtranslation(r, Q).scores for r in (en, zh)]
+    assert Tokenizer13a.__call__.cache_info().currsize > 0
+    assert TokenizerZh.__call__.cache_info().currsize > 0
+
+    clear_caches()  # what every shard does at its end (``pipeline.process_shard``)
+
+    assert Tokenizer13a.__call__.cache_info().currsize == 0
+    assert TokenizerZh.__call__.cache_info().currsize == 0
+    assert [check_backtranslation(r, Q).scores for r in (en, zh)] == first
+
+
+def test_scoring_leaves_redis_unimported_and_importable():
+    # sacrebleu -> portalocker -> redis, opentelemetry, cryptography: 11 MB a process
+    code = (
+        "import sys\n"
+        "from parallelner.quality import checks\n"
+        "assert checks.CHRF().sentence_score('a b c', ['a b d']).score > 0\n"
+        "print(sorted(m for m in ('redis', 'cryptography', 'opentelemetry') if m in sys.modules))\n"
+        "import redis, portalocker\n"
+        "print(redis.__name__, portalocker.Lock.__name__)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
+    ).stdout.split("\n")
+    assert out[:2] == ["[]", "redis Lock"]
 
 
 # --- entities -------------------------------------------------------------------------------

@@ -71,6 +71,7 @@ def test_shards_in_two_processes_give_the_rows_of_one_process_and_share_cache_an
             try:
                 futures = [procs.submit(s, plan) for s in plan.shards]
                 results = [f.result(timeout=300) for f in futures]
+                maps = [Path(f"/proc/{p.proc.pid}/maps").read_text() for p in procs._procs]
             finally:
                 procs.close()
         asked = srv.stats()
@@ -94,6 +95,8 @@ def test_shards_in_two_processes_give_the_rows_of_one_process_and_share_cache_an
     assert events["record"] == 20 and events["shard"] == 7
     assert asked["requests"] > 0 and asked["max_concurrent"] <= 4  # 2 + 2: one bound
     assert asked_again == 0
+    # a worker converts records to Arrow without pandas (50 MB a process)
+    assert len(maps) == 2 and not any("pandas/_libs" in m for m in maps)
     lat, answered = procs.latencies()
     assert answered == 0 and lat == []  # nothing was asked the second time
 
