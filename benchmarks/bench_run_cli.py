@@ -123,13 +123,44 @@ def run_once(n: int, url: str, work: Path, extra: list[str], timeline: Path | No
     }
 
 
+def plot_timelines(directory: Path) -> Path:
+    """One panel per run in ``directory``: each client process's RSS stacked over time,
+    the tree's PSS, the Prefect API apart, and the issue's 800 MB line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = sorted(directory.glob("run-*.jsonl"), key=lambda p: int(p.stem.split("-")[1]))
+    fig, axes = plt.subplots(1, len(runs), figsize=(6.5 * len(runs), 4), squeeze=False)
+    for ax, path in zip(axes[0], runs, strict=True):
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        t = [r["t"] for r in rows]
+        parts = ["main", "workers", "tracker"]
+        ax.stackplot(t, *[[r.get(k, 0) for r in rows] for k in parts], labels=parts, alpha=0.8)
+        ax.plot(t, [r.get("pss", 0) for r in rows], color="black", lw=1, label="client PSS")
+        ax.plot(t, [r.get("prefect_api", 0) for r in rows], "--", color="grey", lw=1,
+                label="Prefect API (apart)")  # fmt: skip
+        ax.axhline(800, color="red", lw=0.8, ls=":", label="800 MB")
+        ax.set_title(f"parallelner run, {int(path.stem.split('-')[1]):,} instances")
+        ax.set_xlabel("seconds")
+        ax.set_ylabel("RSS, MB (stacked)")
+        ax.set_ylim(0, 1000)
+    axes[0][0].legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    out = directory / "memory.png"
+    fig.savefig(out, dpi=110)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("sizes", nargs="+", type=int, help="instances per run (e.g. 25719 257190)")
     ap.add_argument("--processes", help="passed to `parallelner run --processes`")
     ap.add_argument(
         "--timeline", type=Path, metavar="DIR",
-        help="write each run's samples (MB of each process, every second) to DIR/run-N.jsonl",
+        help="write each run's samples (MB of each process, every second) to DIR/run-N.jsonl"
+        " and a plot of them to DIR/memory.png",
     )  # fmt: skip
     args = ap.parse_args()
     extra = ["--processes", args.processes] if args.processes is not None else []
@@ -140,6 +171,8 @@ def main() -> None:
             print(json.dumps(run_once(n, url, work, extra, args.timeline)), flush=True)
     finally:
         server.terminate()
+    if args.timeline is not None:
+        print(f"memory over time: {plot_timelines(args.timeline)}")
 
 
 if __name__ == "__main__":

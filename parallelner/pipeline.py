@@ -13,6 +13,7 @@ events go to ``parallelner.progress`` listeners.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import hashlib
 import json
@@ -265,24 +266,32 @@ def plan_run(
 
     reasons: Counter[str] = Counter()
 
-    # instance id -> (source, its n-th instance): a record id is made of the instance id,
-    # so two instances with one id would be one record (found before any LLM request)
-    first_seen: dict[str, tuple[str, int]] = {}
+    # instance id -> its place in the input (the sources one after another): a record id is
+    # made of the instance id, so two instances with one id would be one record (found
+    # before any LLM request). An int, not (source, n): a third less memory at 257k.
+    first_seen: dict[str, int] = {}
+    starts: list[tuple[int, str]] = []  # (the place of a source's first instance, source)
+
+    def located(place: int) -> tuple[str, int]:
+        start, src = starts[bisect.bisect_right(starts, (place, "\uffff")) - 1]
+        return src, place - start + 1
 
     def stream(writer: QuarantineWriter):
         taken = 0
         for src in sources:
             report = ReadReport()
+            starts.append((len(first_seen), str(src)))
             for nth, inst in enumerate(read_instances(
                 Path(src), fmt, strict, report=report, quarantine=writer.write, lang=src_lang,
                 dataset=dataset, max_chars=settings.max_sentence_chars,
             ), 1):  # fmt: skip
-                earlier = first_seen.setdefault(inst.id, (str(src), nth))
-                if earlier != (str(src), nth):
+                place = len(first_seen)
+                if first_seen.setdefault(inst.id, place) != place:
+                    earlier_src, earlier_nth = located(first_seen[inst.id])
                     raise InputError(
                         str(src), None, Reason.DUPLICATE_ID,
-                        f"instance {nth} has the id {inst.id!r} of instance {earlier[1]} of "
-                        f"{earlier[0]}: instance ids must be unique across the sources (give "
+                        f"instance {nth} has the id {inst.id!r} of instance {earlier_nth} of "
+                        f"{earlier_src}: instance ids must be unique across the sources (give "
                         "the files different names, or the records their own ids); nothing "
                         "was sent to the LLM",
                     )  # fmt: skip

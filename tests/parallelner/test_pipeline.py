@@ -63,6 +63,25 @@ def test_a_source_language_that_is_the_target_is_refused(tmp_path):
     assert not (tmp_path / "home" / "shards").exists()  # refused before reading
 
 
+def test_an_instance_id_seen_in_an_earlier_source_is_named_with_its_source_and_place(tmp_path):
+    """Three span JSONL sources; the third's 2nd instance has the id of the second's 3rd."""
+    from parallelner.errors import InputError
+    from parallelner.readers import read_instances
+    from parallelner.writers.spanjsonl import write_span_jsonl
+
+    real = list(read_instances(WIKINEURAL_SAMPLE))
+    files = []
+    for name, ids in (("a", ["a1", "a2"]), ("b", ["b1", "b2", "b3", "b4"]), ("c", ["c1", "b3"])):
+        files.append(tmp_path / f"{name}.jsonl")
+        rows = [i.model_copy(update={"id": x}) for i, x in zip(real, ids, strict=False)]
+        write_span_jsonl(rows, files[-1])
+    settings = load_settings(None, home=tmp_path / "home", llm_base_url="http://127.0.0.1:9/v1")
+    assert sum(s.size for s in pipeline.plan_run(files[:2], "zh", settings).shards) == 6
+    with pytest.raises(InputError) as caught:
+        pipeline.plan_run(files, "zh", settings)
+    assert f"instance 2 has the id 'b3' of instance 3 of {files[1]}:" in str(caught.value)
+
+
 def _sample_with_a_repeat(tmp_path):
     """The WikiNEuRal sample with its first sentence again at the end (under another id),
     so the duplicate check has to look across shards."""
