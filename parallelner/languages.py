@@ -211,16 +211,34 @@ LANG_NAMES: dict[str, str] = {
 LANGUAGES = frozenset(LANG_NAMES)
 
 
+# a BCP-47 tag: a known language, then subtags of 1-8 letters or digits (zh-Hant, pt-BR)
+_SUBTAGS = re.compile(r"(?:-[A-Za-z0-9]{1,8})*")
+
+
 def unknown_language(lang: str) -> str | None:
-    """The message for a language code the pipeline does not support; None when known."""
-    if lang in LANGUAGES:
+    """The message for a language code the pipeline does not support; None when known.
+
+    A tag with subtags (``zh-Hant``, ``zh-TW``, ``pt-BR``) is known when its language is:
+    the checks read the language, and Chinese variants from the rest (``zh_variant``).
+    """
+    base, dash, rest = lang.partition("-")
+    if base in LANGUAGES and _SUBTAGS.fullmatch(dash + rest):
         return None
-    return f"unknown language {lang!r}: use a BCP-47 code among {', '.join(sorted(LANGUAGES))}"
+    return (
+        f"unknown language {lang!r}: use a BCP-47 code among {', '.join(sorted(LANGUAGES))}"
+        " (with subtags if you like: zh-Hant, pt-BR)"
+    )
 
 
 def lang_name(lang: str) -> str:
-    """English name of a BCP-47 language tag, for prompts (``zh-Hant`` -> Chinese)."""
-    return LANG_NAMES.get(lang.split("-")[0].lower(), lang)
+    """English name of a BCP-47 language tag, for prompts (``pt-BR`` -> Portuguese); a
+    Chinese variant is named, since the checks hold the reply to it (``zh-Hant`` ->
+    Traditional Chinese, ``zh-CN`` -> Simplified Chinese)."""
+    name = LANG_NAMES.get(lang.split("-")[0].lower(), lang)
+    variant = zh_variant(lang)
+    if variant is not None:
+        return f"{'Traditional' if variant == 'hant' else 'Simplified'} {name}"
+    return name
 
 
 def prompt_names(src_lang: str, tgt_lang: str) -> dict[str, str]:

@@ -38,7 +38,11 @@ def run(
     ],
     to: Annotated[
         str,
-        typer.Option("--to", help="Target language (BCP-47: zh, en, de...).", show_default=False),
+        typer.Option(
+            "--to",
+            help="Target language (BCP-47: zh, en, de...; zh-Hant or zh-Hans asks for a Chinese script and the checks hold the reply to it).",
+            show_default=False,
+        ),
     ],
     src_lang: Annotated[
         str | None,

@@ -11,6 +11,7 @@ import pytest
 
 from parallelner import pipeline
 from parallelner.llm.runtime import LLMRuntime
+from parallelner.reasons import Status
 from parallelner.records import table_to_records
 from parallelner.settings import load_settings
 from parallelner.store import list_snapshots, load_snapshot
@@ -80,6 +81,29 @@ def test_an_instance_id_seen_in_an_earlier_source_is_named_with_its_source_and_p
     with pytest.raises(InputError) as caught:
         pipeline.plan_run(files, "zh", settings)
     assert f"instance 2 has the id 'b3' of instance 3 of {files[1]}:" in str(caught.value)
+
+
+def test_a_target_with_a_script_subtag_runs_and_an_unknown_language_with_one_does_not(tmp_path):
+    from parallelner.errors import ConfigError
+
+    pipeline.check_languages("zh-Hant", "en")  # the CLI's gate: refused before this fix
+    pipeline.check_languages("pt-BR")
+    for bad in ("xx-Hant", "zh-", "zh_Hant"):
+        with pytest.raises(ConfigError, match=f"unknown language '{bad}'"):
+            pipeline.check_languages(bad)
+    with OpenAIServer(model="test-model") as srv:
+        settings = load_settings(
+            None, home=tmp_path / "home", llm_base_url=srv.base_url, llm_model="test-model"
+        )
+        plan = pipeline.plan_run([WIKINEURAL_SAMPLE], "zh-Hant", settings)
+        with LLMRuntime(settings) as runtime:
+            results = [pipeline.process_shard(s, plan, settings, runtime) for s in plan.shards]
+        pipeline.finalize_run(plan, results, settings)
+        system = srv.requests[0]["body"]["messages"][0]["content"]
+    rows = table_to_records(load_snapshot("main", settings=settings))
+    assert len(rows) == 20 and {r.tgt_lang for r in rows} == {"zh-Hant"}
+    assert "from English to Traditional Chinese" in system  # the variant is asked for
+    assert {r.status for r in rows} == {Status.ACCEPTED}  # the stand-in answers in it
 
 
 def _sample_with_a_repeat(tmp_path):
