@@ -93,6 +93,24 @@ def _LogCallback(say: Any) -> Any:
     return LogCallback()
 
 
+def _step_of(checkpoint: str) -> int:
+    """The step a ``checkpoint-N`` folder was saved at."""
+    return int(Path(checkpoint).name.split("-")[-1])
+
+
+def _restore(trainer: Any, model: Any, checkpoint: str) -> float | None:
+    """The checkpoint's adapter weights and trainer state, without training; returns the
+    training loss it logged last (None if it logged none)."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+    from transformers import TrainerState
+
+    set_peft_model_state_dict(model, load_file(str(Path(checkpoint) / "adapter_model.safetensors")))
+    trainer.state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    return losses[-1] if losses else None
+
+
 def train(cfg: Config, data_dir: Path, log: Any = None) -> dict[str, Any]:
     """Train the LoRA adapter on ``data_dir/train.jsonl``; return the report (also saved)."""
     from training.data import PadCollator, check_example_file, tokenize_file
@@ -153,7 +171,15 @@ def train(cfg: Config, data_dir: Path, log: Any = None) -> dict[str, Any]:
 
         torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=last)
+    if last and 0 < cfg.train.max_steps <= _step_of(last):
+        # resuming at max_steps, the Trainer would take one step more: none is asked for
+        say(
+            f"{last} has trained train.max_steps={cfg.train.max_steps} steps already: "
+            "nothing to train (raise train.max_steps to train further)"
+        )
+        train_loss = _restore(trainer, model, last)
+    else:
+        train_loss = trainer.train(resume_from_checkpoint=last).training_loss
     elapsed = time.perf_counter() - started
     dev_loss = trainer.evaluate()["eval_loss"] if dev_set is not None else None
 
@@ -166,7 +192,7 @@ def train(cfg: Config, data_dir: Path, log: Any = None) -> dict[str, Any]:
         import torch
 
         peak = torch.cuda.max_memory_allocated() / 2**30
-    steps_done = trainer.state.global_step - (int(Path(last).name.split("-")[-1]) if last else 0)
+    steps_done = trainer.state.global_step - (_step_of(last) if last else 0)
     tokens = trainer.state.num_input_tokens_seen
     if last:  # count only this run's tokens
         state = json.loads((Path(last) / "trainer_state.json").read_text())
@@ -183,7 +209,7 @@ def train(cfg: Config, data_dir: Path, log: Any = None) -> dict[str, Any]:
         "resumed_from": last,
         "global_step": trainer.state.global_step,
         "steps_this_run": steps_done,
-        "train_loss": result.training_loss,
+        "train_loss": train_loss,
         "losses": losses,
         "dev_loss": dev_loss,
         "train_counts": counts,

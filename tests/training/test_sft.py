@@ -106,6 +106,25 @@ def test_training_resumes_from_the_newest_checkpoint(trained, built):
     assert report["global_step"] == 28 and report["steps_this_run"] == 4
 
 
+def test_a_rerun_with_the_steps_already_done_trains_no_further(trained, built):
+    from training.sft import train
+
+    cfg, _ = trained
+    done = json.loads((cfg.train.output_dir / "train_report.json").read_text())["global_step"]
+    again = tiny_config(cfg.model.base_model, cfg.train.output_dir, **{"train.max_steps": done})
+    report = train(again, built, log=lambda m: None)
+    assert report["global_step"] == done and report["steps_this_run"] == 0
+    # the adapter saved is the trained one, not a fresh LoRA
+    from safetensors.torch import load_file
+
+    saved = load_file(str(cfg.train.output_dir / "adapter" / "adapter_model.safetensors"))
+    checkpoint = load_file(
+        str(cfg.train.output_dir / f"checkpoint-{done}" / "adapter_model.safetensors")
+    )
+    assert saved.keys() == checkpoint.keys()
+    assert all(bool((saved[k] == checkpoint[k]).all()) for k in saved)
+
+
 def test_adapter_saves_loads_and_merges_to_the_same_model(trained, tmp_path):
     import torch
     from peft import PeftModel
