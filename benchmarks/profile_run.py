@@ -85,12 +85,12 @@ def main() -> None:
     by_kind: dict[str, Counter[str]] = defaultdict(Counter)
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
-        frames = stack.split(";")
-        head = frames[0]
-        if "resource_tracker" in head or "openai_server" in head:
+        # a child's stack starts with its parent's "process N:<command>" frame, then its own
+        if "resource_tracker" in stack or "openai_server" in stack:
             continue
-        kind = "workers" if "spawn_main" in head else "prefect_api" if "uvicorn" in head else "main"
-        by_kind[kind][part_of(frames[1:])] += int(count)
+        kind = ("workers" if "spawn_main(" in stack
+                else "prefect_api" if "uvicorn" in stack else "main")  # fmt: skip
+        by_kind[kind][part_of(stack.split(";"))] += int(count)
     out = {}
     for kind, parts in sorted(by_kind.items()):
         total = sum(parts.values())
