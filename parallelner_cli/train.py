@@ -191,7 +191,7 @@ def run(
         print_json(report)
         return
     console.print(
-        f"steps {report['global_step']}  train loss {report['train_loss']:.4f}  "
+        f"steps {report['global_step']}  train loss {_fmt(report['train_loss'])}  "
         f"dev loss {_fmt(report['dev_loss'])}  adapter [bold]{report['adapter']}[/]"
     )
 

@@ -106,7 +106,7 @@ def trained(sft: Path, evaluation: Path) -> None:
     e = json.loads((evaluation / "eval_report.json").read_text())["overall"]
     print(
         f"  trained {t['global_step']} LoRA steps on {t['device']} "
-        f"(loss {t['losses'][0]:.2f} -> {t['train_loss']:.2f}); "
+        f"(loss {t['losses'][0]:.2f} -> {t['losses'][-1]:.2f}); "
         f"evaluated {e['examples']} held-out examples: F1 {e['f1']:.3f}, "
         f"{e['malformed']} malformed replies"
     )

@@ -98,17 +98,14 @@ def _step_of(checkpoint: str) -> int:
     return int(Path(checkpoint).name.split("-")[-1])
 
 
-def _restore(trainer: Any, model: Any, checkpoint: str) -> float | None:
-    """The checkpoint's adapter weights and trainer state, without training; returns the
-    training loss it logged last (None if it logged none)."""
+def _restore(trainer: Any, model: Any, checkpoint: str) -> None:
+    """The checkpoint's adapter weights and trainer state, without training."""
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
     from transformers import TrainerState
 
     set_peft_model_state_dict(model, load_file(str(Path(checkpoint) / "adapter_model.safetensors")))
     trainer.state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
-    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    return losses[-1] if losses else None
 
 
 def train(cfg: Config, data_dir: Path, log: Any = None) -> dict[str, Any]:
@@ -177,7 +174,8 @@ def train(cfg: Config, data_dir: Path, log: Any = None) -> dict[str, Any]:
             f"{last} has trained train.max_steps={cfg.train.max_steps} steps already: "
             "nothing to train (raise train.max_steps to train further)"
         )
-        train_loss = _restore(trainer, model, last)
+        _restore(trainer, model, last)
+        train_loss = None  # this run trained nothing; "losses" holds the earlier ones
     else:
         train_loss = trainer.train(resume_from_checkpoint=last).training_loss
     elapsed = time.perf_counter() - started

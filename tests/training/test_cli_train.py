@@ -120,6 +120,14 @@ def test_build_train_eval_from_a_snapshot_tag(tagged_home, tmp_path):
     adapter = tmp_path / "run" / "adapter"
     assert (adapter / "adapter_config.json").exists()
 
+    # the same command again: the steps are done, none is taken, and it says so
+    res = cli(
+        "train", "run", "-c", str(config), "--data", str(data), home=tagged_home, cwd=tmp_path
+    )
+    assert res.returncode == 0, res.stderr
+    assert "steps 12  train loss n/a" in res.stdout
+    assert "nothing to train" in " ".join(res.stderr.split())
+
     res = cli(
         "train",
         "eval",

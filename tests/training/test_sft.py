@@ -114,6 +114,7 @@ def test_a_rerun_with_the_steps_already_done_trains_no_further(trained, built):
     again = tiny_config(cfg.model.base_model, cfg.train.output_dir, **{"train.max_steps": done})
     report = train(again, built, log=lambda m: None)
     assert report["global_step"] == done and report["steps_this_run"] == 0
+    assert report["train_loss"] is None and len(report["losses"]) >= 5
     # the adapter saved is the trained one, not a fresh LoRA
     from safetensors.torch import load_file
 
