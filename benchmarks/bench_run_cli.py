@@ -49,6 +49,13 @@ def _kind(cmd: str) -> str | None:
     return "other"
 
 
+def cli_command(src: Path, home: Path, url: str, extra: list[str] = ()) -> list[str]:  # type: ignore[assignment]
+    """`parallelner run` as measured: defaults, the stand-in at ``url``, 256 in flight."""
+    return [str(REPO / ".venv" / "bin" / "parallelner"), "run", str(src), "--to", "zh",
+            "--home", str(home), "--llm-base-url", url, "--llm-model", "test-model",
+            "--max-in-flight", "256", "--json", *extra]  # fmt: skip
+
+
 def run_once(n: int, url: str, work: Path, extra: list[str], timeline: Path | None = None) -> dict:
     src = work / f"source-{n}.jsonl"
     if not src.exists():
@@ -56,9 +63,7 @@ def run_once(n: int, url: str, work: Path, extra: list[str], timeline: Path | No
     home = work / f"home-{n}-{len(list(work.glob('home-*')))}"
     before = server_stats(url)["requests"]
     started = time.time()
-    cmd = [str(REPO / ".venv" / "bin" / "parallelner"), "run", str(src), "--to", "zh",
-           "--home", str(home), "--llm-base-url", url, "--llm-model", "test-model",
-           "--max-in-flight", "256", "--json", *extra]  # fmt: skip
+    cmd = cli_command(src, home, url, extra)
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO
     )

@@ -1,7 +1,7 @@
 """Where `parallelner run`'s CPU goes, process by process: py-spy over the CLI and its
 worker processes, samples grouped into the pipeline's parts.
 
-Runs ``parallelner run`` as ``bench_run_cli.py`` does (the zero-latency stand-in in its
+Runs ``parallelner run`` as ``bench_run_cli.py`` does (``cli_command``) (the zero-latency stand-in in its
 own process, the realistic path, the CLI's defaults) under ``py-spy record
 --subprocesses --gil`` (only samples that hold the GIL: the time a process computes),
 then gives each sample to the innermost frame of this project (or of Prefect) on its
@@ -29,6 +29,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO))
 
 from bench_flow import make_source, start_server  # noqa: E402
+from bench_run_cli import cli_command  # noqa: E402
 
 # (part, pattern on a frame's file): the first that matches the innermost frame wins
 PARTS = [
@@ -76,9 +77,7 @@ def main() -> None:
     try:
         cmd = [spy, "record", "--subprocesses", "--gil", "--rate", str(args.rate),
                "--format", "raw", "--output", str(raw), "--",
-               str(REPO / ".venv" / "bin" / "parallelner"), "run", str(src), "--to", "zh",
-               "--home", str(work / "home"), "--llm-base-url", url, "--llm-model",
-               "test-model", "--max-in-flight", "256", "--json"]  # fmt: skip
+               *cli_command(src, work / "home", url)]  # fmt: skip
         subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=REPO)
     finally:
         server.terminate()
